@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# aoi: the one entry point.
+#   ./reproduce.sh                 run the study on the default profile (embedded data, 2 CPU cores)
+#   ./reproduce.sh test            run the whole test suite (unit tests + notebooks on the smoke profile)
+#   ./reproduce.sh --help          list the options
+# Both create .venv on first use (python3 -m venv; pip install -e ".[test]") and reuse it after.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+usage() {
+  cat <<'USAGE'
+usage: ./reproduce.sh [test [PYTEST_ARGS...]] | [--profile NAME] [--jobs N] [--force] [--only PATTERN]
+
+  test                 run the unit tests and the notebooks (pytest --nbval-lax, smoke profile)
+  --profile NAME       smoke | default | fashion | paper   (default: default)
+  --jobs N             run N independent runs in parallel (default: 1)
+  --force              rerun runs that are already finished
+  --only PATTERN       only runs whose name contains PATTERN
+  -h, --help           this help
+Environment: AOI_DATA (data root, default ./data), PYTHON (interpreter for the venv, default python3).
+USAGE
+}
+
+ensure_env() {
+  local py="${PYTHON:-python3}"
+  if ! command -v "$py" >/dev/null 2>&1 || ! "$py" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; then
+    echo "error: aoi needs python3 >= 3.10 on PATH (or set PYTHON=/path/to/python3.10+)" >&2
+    exit 1
+  fi
+  local stamp=.venv/.aoi-installed
+  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    echo "[aoi] setting up .venv (first use: a few minutes)" >&2
+    [ -x .venv/bin/python ] || "$py" -m venv .venv
+    .venv/bin/python -m pip install --quiet --upgrade pip >/dev/null 2>&1 || true
+    .venv/bin/python -m pip install --quiet -e ".[test]"
+    touch "$stamp"
+  fi
+  export PATH="$PWD/.venv/bin:$PATH"
+}
+
+case "${1:-}" in
+  -h|--help) usage; exit 0 ;;
+  test)
+    shift
+    ensure_env
+    exec python -m pytest tests "$@"
+    ;;
+esac
+
+ensure_env
+exec python -m aoi reproduce "$@"

@@ -1,0 +1,72 @@
+"""Cutoff rules and Top-K calibration on outputs whose exits are worked out by hand."""
+import math
+
+import pytest
+import torch
+
+from aoi.cutoff import (calibrate_topk_thresholds, confidence_cutoff, confidence_stop,
+                        topk_cutoff, topk_stop)
+
+
+def example_outputs():
+    """T=3, N=3, K=2 per-step logits.
+    sample 0: Y = [3,0], [3,0], [3,0]          max softmax at t=1: 1/(1+e^-3) = 0.953
+    sample 1: Y = [0.5,0], [2.5,0], [2.5,0]    0.622, then 0.924
+    sample 2: Y = [0,0.1], [0,0.2], [0,0.3]    never above 0.58
+    """
+    return torch.tensor([
+        [[3.0, 0.0], [0.5, 0.0], [0.0, 0.1]],
+        [[0.0, 0.0], [2.0, 0.0], [0.0, 0.1]],
+        [[0.0, 0.0], [0.0, 0.0], [0.0, 0.1]],
+    ])
+
+
+def test_confidence_exits_by_hand():
+    result = confidence_cutoff(example_outputs(), epsilon=0.1)  # exit when max softmax > 0.9
+    assert result.exit_steps.tolist() == [1, 2, 3]
+    assert result.predictions.tolist() == [0, 0, 1]
+    assert confidence_cutoff(example_outputs(), epsilon=0.05).exit_steps.tolist() == [1, 3, 3]
+
+
+def test_epsilon_zero_runs_every_sample_to_T():
+    outputs = torch.tensor([[[50.0, 0.0]], [[50.0, 0.0]]])  # softmax rounds to exactly 1.0
+    assert confidence_cutoff(outputs, 0.0).exit_steps.tolist() == [2]
+    assert confidence_cutoff(example_outputs(), 0.0).exit_steps.tolist() == [3, 3, 3]
+
+
+def test_stop_rules_on_one_step():
+    y = torch.tensor([[math.log(9.0) + 1e-3, 0.0], [math.log(9.0) - 1e-3, 0.0]])
+    assert confidence_stop(y, 0.1).tolist() == [True, False]  # softmax 0.9 is the boundary
+    assert topk_stop(torch.tensor([[5.0, 1.0, 3.0]]), 1.9).tolist() == [True]
+    assert topk_stop(torch.tensor([[5.0, 1.0, 3.0]]), 2.0).tolist() == [False]
+
+
+def test_topk_exits_by_hand():
+    # gaps of Y: sample 0: 3, 3, 3; sample 1: 0.5, 2.5, 2.5; sample 2: 0.1, 0.2, 0.3
+    result = topk_cutoff(example_outputs(), [2.5, 2.0, 10.0])
+    assert result.exit_steps.tolist() == [1, 2, 3]
+    assert result.predictions.tolist() == [0, 0, 1]
+
+
+def test_bad_arguments_say_what_to_do():
+    with pytest.raises(ValueError, match="epsilon"):
+        confidence_cutoff(example_outputs(), 1.0)
+    with pytest.raises(ValueError, match="one value per step"):
+        topk_cutoff(example_outputs(), [1.0, 2.0])
+
+
+def test_topk_calibration_by_hand():
+    """T=2, N=4, targets 0, logits [a, 0] (gap |a|, right when a > 0).
+    A: Y = 4, 4    safe at t=1, 2         gaps 4, 4
+    B: Y = 2, -1   safe at neither        gaps 2, 1
+    C: Y = 1, 2    safe at t=1, 2         gaps 1, 2
+    D: Y = -1, 2   safe at t=2 only       gaps 1, 2
+    Candidates (bins=3, gaps from 1 to 4): 1, 2, 3.
+    t=1: beta=1 lets A, B exit (1 of 2 safe); beta=2 lets A exit (safe) -> 2.
+    t=2: beta=1 lets A, C, D exit, all safe -> 1.
+    """
+    a = torch.tensor([[4.0, 2.0, 1.0, -1.0], [0.0, -3.0, 1.0, 3.0]])
+    outputs = torch.stack([a, torch.zeros_like(a)], dim=-1)
+    targets = torch.zeros(4, dtype=torch.long)
+    assert calibrate_topk_thresholds(outputs, targets, bins=3).tolist() == [2.0, 1.0]
+    assert calibrate_topk_thresholds(outputs, targets, precision=0.5, bins=3).tolist() == [1.0, 1.0]

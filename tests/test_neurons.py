@@ -1,0 +1,128 @@
+"""LIF neuron: trajectories and gradients worked out by hand, and snnTorch as the reference."""
+import snntorch as snn
+import torch
+
+from aoi.neurons import LIF, keep_samples, lif_layers, reset_state, set_recording, streaming
+
+
+def column(values):
+    """A [T, 1] input for one neuron."""
+    return torch.tensor(values, dtype=torch.float32)[:, None]
+
+
+def test_trajectory_by_hand():
+    # tau = 0.5, theta = 1: u = 0.6, 0.9, 1.05 (fire), 1.2 (fire), 0.3
+    lif = LIF()
+    lif.record = True
+    spikes = lif(column([0.6, 0.6, 0.6, 1.2, 0.3]))
+    assert spikes[:, 0].tolist() == [0, 0, 1, 1, 0]
+    assert torch.allclose(lif.membrane[:, 0], torch.tensor([0.6, 0.9, 0.0, 0.0, 0.3]))
+
+
+def test_spike_needs_potential_strictly_above_threshold():
+    assert LIF()(column([1.0, 0.0]))[:, 0].tolist() == [0, 0]
+    assert LIF(threshold=0.5)(column([0.5, 0.5]))[:, 0].tolist() == [0, 1]  # 0.5, then 0.25+0.5
+
+
+def test_triangle_surrogate_by_hand():
+    x = torch.tensor([[1.5, 0.2, 2.5, 1.0]], requires_grad=True)
+    LIF()(x).sum().backward()
+    # ds/du = max(0, 1 - |u - 1|): 0.5, 0.2, 0, 1
+    assert torch.allclose(x.grad, torch.tensor([[0.5, 0.2, 0.0, 1.0]]))
+
+
+def test_gradient_through_time_and_detached_reset():
+    # no spike at t=1: u2 = 0.5*0.8 + 0.8 = 1.2, ds2/du2 = 0.8, ds2/dx1 = 0.8 * tau
+    x = column([0.8, 0.8]).requires_grad_()
+    LIF()(x)[1].sum().backward()
+    assert torch.allclose(x.grad[:, 0], torch.tensor([0.4, 0.8]))
+    # spike at t=1: m1 = 0, u2 = 0.8, ds2/du2 = 0.8; the reset (1 - s1) is detached,
+    # so nothing flows from s2 back to x1
+    x = column([1.5, 0.8]).requires_grad_()
+    LIF()(x)[1].sum().backward()
+    assert torch.allclose(x.grad[:, 0], torch.tensor([0.0, 0.8]))
+
+
+def test_width_scales_surrogate():
+    x = torch.tensor([[1.5]], requires_grad=True)
+    LIF(width=2.0)(x).sum().backward()
+    assert torch.allclose(x.grad, torch.tensor([[(2.0 - 0.5) / 4.0]]))
+
+
+def test_fused_equals_snntorch_leaky_forward_and_backward():
+    torch.manual_seed(0)
+    x = torch.randn(8, 4, 3, 5, 5) * 1.5
+    w_s, w_m = torch.randn_like(x), torch.randn_like(x)
+    grads, outs = [], []
+    for fused in (True, False):
+        lif = LIF(tau=0.5, threshold=1.0, fused=fused)
+        lif.record = True
+        xi = x.clone().requires_grad_()
+        s = lif(xi)
+        ((s * w_s).sum() + (lif.membrane * w_m).sum()).backward()
+        outs.append((s, lif.membrane))
+        grads.append(xi.grad)
+    assert torch.equal(outs[0][0], outs[1][0])
+    assert torch.allclose(outs[0][1], outs[1][1], atol=1e-6)
+    assert torch.allclose(grads[0], grads[1], atol=1e-5)
+
+
+def test_snntorch_leaky_is_the_paper_neuron():
+    """Independent check of the reference itself: snnTorch's Leaky reproduces the hand trajectory."""
+    leaky = snn.Leaky(beta=0.5, threshold=1.0, reset_mechanism="zero")
+    snn.SpikingNeuron.instances.remove(leaky)
+    mem = torch.zeros(1)
+    out = []
+    for v in [0.6, 0.6, 0.6, 1.2, 0.3]:
+        spk, mem = leaky(torch.tensor([v]), mem)
+        out.append(spk.item())
+    assert out == [0, 0, 1, 1, 0]
+
+
+def test_reference_path_leaves_snntorch_registry_alone():
+    before = len(snn.SpikingNeuron.instances)
+    for _ in range(3):
+        LIF(fused=False)(torch.ones(2, 1, 3))
+    assert len(snn.SpikingNeuron.instances) == before
+
+
+def test_every_forward_starts_from_rest():
+    lif = LIF()
+    x = column([0.9, 0.9])
+    assert torch.equal(lif(x), lif(x))  # second call does not inherit 0.9 membrane
+
+
+def test_streaming_equals_full_forward_and_drops_samples():
+    torch.manual_seed(1)
+    model = torch.nn.Sequential(LIF(), torch.nn.Identity(), LIF(tau=0.25))
+    x = torch.rand(6, 5, 7) * 2
+    full = model(x)
+    with streaming(model):
+        steps = [model(x[t:t + 1]) for t in range(6)]
+    assert torch.equal(torch.cat(steps), full)
+    with streaming(model):
+        head = model(x[:3])
+        keep_samples(model, torch.tensor([1, 3]))
+        tail = model(x[3:, [1, 3]])
+    assert torch.equal(head, full[:3])
+    assert torch.equal(tail, full[3:, [1, 3]])
+    assert all(lif.state is None and not lif.carry_state for lif in lif_layers(model))
+
+
+def test_step_carries_state():
+    lif = LIF()
+    out = [lif.step(torch.tensor([0.6])).item() for _ in range(3)]
+    assert out == [0, 0, 1]
+    lif.reset()
+    assert lif.step(torch.tensor([0.6])).item() == 0
+
+
+def test_recording_toggle_and_reset():
+    model = torch.nn.Sequential(LIF(), LIF())
+    model(torch.ones(2, 1, 2))
+    assert all(lif.spikes is None for lif in lif_layers(model))
+    set_recording(model, True)
+    model(torch.ones(2, 1, 2))
+    assert all(lif.membrane.shape == (2, 1, 2) for lif in lif_layers(model))
+    reset_state(model)
+    assert all(lif.spikes is None and lif.membrane is None for lif in lif_layers(model))
