@@ -1,0 +1,90 @@
+"""What every loader shares: DatasetInfo, the dataset object returned to users, the data root,
+and the one-line error for missing files."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+SPLITS = ("train", "test")
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """Static description of a dataset (known without loading anything)."""
+
+    name: str
+    num_classes: int
+    input_shape: tuple[int, int, int]  # (C, H, W) of one frame, after resizing
+    default_T: int  # timesteps per sample
+    kind: str  # "frame" (image repeated T times) or "event" (event-camera frames)
+    source: str  # where the data come from, in one line
+    augmentation: str = ""  # training augmentation, "" when the dataset has none
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """The files of a dataset are not on disk (the message names the expected layout)."""
+
+
+class AoiDataset(Dataset):
+    """ds[i] -> (frames: float32 tensor [T, C, H, W], label: int).
+
+    `source` is any object with `labels` (int array, one per sample) and `__getitem__(j)`
+    returning (frames, label); `indices` selects and orders the source's samples.
+    """
+
+    def __init__(self, source, info: DatasetInfo, T: int, provenance: dict, indices=None):
+        self.source = source
+        self.info = info
+        self.T = T
+        self.indices = np.arange(len(source.labels)) if indices is None else np.asarray(indices)
+        self.provenance = dict(provenance)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Integer label of every sample, in dataset order (no loading)."""
+        return np.asarray(self.source.labels)[self.indices]
+
+    def subset(self, positions) -> "AoiDataset":
+        """A dataset of the samples at `positions` (indices into this dataset)."""
+        return AoiDataset(self.source, self.info, self.T, self.provenance, self.indices[positions])
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        frames, label = self.source[int(self.indices[i])]
+        return frames, int(label)
+
+
+def resolve_root(root: str | os.PathLike | None) -> Path:
+    """Data root: `root`, else the AOI_DATA environment variable, else ./data."""
+    return Path(root if root is not None else os.environ.get("AOI_DATA", "data")).expanduser()
+
+
+def missing(name: str, layout: str, where: str) -> DatasetNotFoundError:
+    """The one-line error for a dataset whose files are not on disk."""
+    return DatasetNotFoundError(f"{name}: files not found; expected {layout} (get them from {where})")
+
+
+def download_or_raise(download: Callable[[], None], folder: Path, error: DatasetNotFoundError) -> None:
+    """Run `download`; if it fails, delete every file and folder it created under `folder` (so no
+    partial archive stays behind) and raise `error`."""
+
+    def contents():
+        return set(folder.rglob("*")) if folder.exists() else set()
+
+    before = contents()
+    try:
+        download()
+    except Exception as exc:
+        for path in sorted(contents() - before, reverse=True):  # children before their folders
+            path.rmdir() if path.is_dir() else path.unlink()
+        if not before and folder.exists():
+            folder.rmdir()
+        raise DatasetNotFoundError(f"{error} [download failed: {type(exc).__name__}]") from exc

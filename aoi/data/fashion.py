@@ -1,0 +1,78 @@
+"""Fashion-MNIST (70,000 real 28x28 images): `fashion-mnist` (direct encoding) and `nfashion`
+(recorded by the saccade simulator on a 34x34 sensor, as N-MNIST was).
+
+The idx files (plain or .gz) are looked for in `<root>/fashion-mnist/`, in torchvision's layout
+`<root>/fashion-mnist/FashionMNIST/raw/`, and where Debian's `dataset-fashion-mnist` package puts
+them; when absent, torchvision downloads them into the second place.
+"""
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from aoi.data.base import AoiDataset, DatasetInfo, download_or_raise, missing
+from aoi.data.encoding import ImageArraySource
+from aoi.data.simulated import SimulatedEventSource
+from aoi.data.simulator import SaccadeParams
+
+FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+         "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+SYSTEM_FOLDERS = (Path("/usr/share/datasets/fashion-mnist"),)
+NFASHION_PARAMS = SaccadeParams(sensor_size=34, image_size=28, image_offset_px=1)
+LAYOUT = "<root>/fashion-mnist/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]"
+WHERE = "https://github.com/zalandoresearch/fashion-mnist or Debian's dataset-fashion-mnist package"
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An idx file (unsigned-byte data, optionally gzipped) as a uint8 array of its shape."""
+    raw = (gzip.open if path.suffix == ".gz" else open)(path, "rb").read()
+    if raw[:3] != b"\x00\x00\x08":
+        raise ValueError(f"{path}: not an unsigned-byte idx file")
+    ndim = raw[3]
+    shape = tuple(int(d) for d in np.frombuffer(raw, ">u4", ndim, offset=4))
+    return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def find_files(root: Path, split: str) -> tuple[Path, Path] | None:
+    """(images, labels) idx paths of a split, or None when not on disk."""
+    folders = (root / "fashion-mnist", root / "fashion-mnist" / "FashionMNIST" / "raw", *SYSTEM_FOLDERS)
+    for folder in folders:
+        found = [next((p for p in (folder / n, folder / f"{n}.gz") if p.is_file()), None) for n in FILES[split]]
+        if all(found):
+            return found[0], found[1]
+    return None
+
+
+def load(root: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(images [N, 28, 28] float32 in [0, 1], labels [N] int64), downloading when missing."""
+    paths = find_files(root, split)
+    if paths is None:
+        from torchvision.datasets import FashionMNIST
+
+        folder = root / "fashion-mnist"
+        download_or_raise(lambda: FashionMNIST(folder, train=split == "train", download=True),
+                          folder, missing("fashion-mnist", LAYOUT, WHERE))
+        paths = find_files(root, split)
+    images, labels = read_idx(paths[0]), read_idx(paths[1])
+    return images.astype(np.float32) / 255.0, labels.astype(np.int64)
+
+
+def _provenance(root: Path, split: str) -> dict:
+    return {"files": [str(p) for p in find_files(root, split)], "split_rule": "official train/test files"}
+
+
+def build_fashion(info: DatasetInfo, split: str, T: int, root: Path, augment: bool) -> AoiDataset:
+    images, labels = load(root, split)
+    source = ImageArraySource(torch.from_numpy(images[:, None]), labels, T)
+    return AoiDataset(source, info, T, _provenance(root, split))
+
+
+def build_nfashion(info: DatasetInfo, split: str, T: int, root: Path, augment: bool) -> AoiDataset:
+    images, labels = load(root, split)
+    source = SimulatedEventSource(images, labels, NFASHION_PARAMS, root / "nfashion", T, f"nfashion {split}")
+    provenance = {**_provenance(root, split), "simulator": source.cache_params["simulator"],
+                  "cache_key": source.cache_key, "cache_dir": str(source.folder)}
+    return AoiDataset(source, info, T, provenance)

@@ -1,0 +1,45 @@
+"""Deterministic splits and sample orders, and the hash that identifies a split."""
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+
+import numpy as np
+
+TEST_EVERY = 10  # 9:1 split: the 1st, 11th, 21st, ... file of each class goes to test
+
+
+def split_hash(train_names, test_names) -> str:
+    """sha256 of "train\\n" + sorted train names (one per line) + "test\\n" + sorted test names."""
+    lines = ["train", *sorted(train_names), "test", *sorted(test_names)]
+    return hashlib.sha256(("\n".join(lines) + "\n").encode()).hexdigest()
+
+
+def nine_to_one_split(names: list[str], classes: list[str]) -> tuple[list[int], list[int]]:
+    """Stratified 9:1 split of files given by name (e.g. "cat/cat_12.aedat4") and class.
+
+    Within each class the names are sorted (never in directory-listing order) and every
+    TEST_EVERY-th one, starting with the first, goes to test. Returns (train, test) positions
+    into `names`, each sorted by name.
+    """
+    by_class = defaultdict(list)
+    for position, (name, label) in enumerate(zip(names, classes, strict=True)):
+        by_class[label].append((name, position))
+    train, test = [], []
+    for members in by_class.values():
+        for rank, (_, position) in enumerate(sorted(members)):
+            (test if rank % TEST_EVERY == 0 else train).append(position)
+    return sorted(train, key=names.__getitem__), sorted(test, key=names.__getitem__)
+
+
+def stratified_order(labels, seed: int) -> np.ndarray:
+    """Positions of all samples in a class-balanced, seeded order.
+
+    Each class's positions are shuffled (numpy Generator seeded with `seed`), then the classes
+    are interleaved round-robin in sorted class order, so any prefix is as balanced as it can be.
+    """
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    queues = [rng.permutation(np.flatnonzero(labels == c)) for c in np.unique(labels)]
+    longest = max((len(q) for q in queues), default=0)
+    return np.array([q[r] for r in range(longest) for q in queues if r < len(q)], dtype=np.int64)

@@ -1,0 +1,32 @@
+"""tonic's dataset readers, kept offline: they read what is on disk and never download.
+
+tonic's own existence check wants the original archive plus a minimum file count, and
+downloads (from links that are now broken) when it fails. aoi checks the files itself first
+(see events.py), so here that check always passes and `download` refuses. The class names
+must equal tonic's: tonic names the dataset folder after the class.
+"""
+from __future__ import annotations
+
+import tonic.datasets
+
+from aoi.data.base import DatasetNotFoundError
+
+
+class _Offline:
+    def _check_exists(self) -> bool:
+        return True
+
+    def download(self) -> None:
+        raise DatasetNotFoundError(f"{type(self).__name__}: aoi never downloads event datasets")
+
+
+class CIFAR10DVS(_Offline, tonic.datasets.CIFAR10DVS):
+    """tonic.datasets.CIFAR10DVS reading `<save_to>/CIFAR10DVS/<class>/*.aedat4` only."""
+
+
+class NCALTECH101(_Offline, tonic.datasets.NCALTECH101):
+    """tonic.datasets.NCALTECH101 reading `<save_to>/NCALTECH101/Caltech101/<class>/*.bin` only."""
+
+
+class DVSGesture(_Offline, tonic.datasets.DVSGesture):
+    """tonic.datasets.DVSGesture reading `<save_to>/DVSGesture/ibmGesture{Train,Test}/userNN_<light>/<label>.npy` only."""

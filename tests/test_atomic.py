@@ -1,0 +1,31 @@
+"""Atomic writes: the destination is either the old file or the complete new one."""
+import json
+
+import pytest
+import torch
+
+from aoi.atomic import atomic_path, save_torch, write_json, write_text
+
+
+def test_write_replaces_whole_file(tmp_path):
+    path = tmp_path / "sub" / "a.txt"
+    write_text(path, "old")
+    write_text(path, "new")
+    assert path.read_text() == "new"
+    assert [p.name for p in path.parent.iterdir()] == ["a.txt"]  # no temporary left
+
+
+def test_crash_keeps_old_file_and_leaves_no_temporary(tmp_path):
+    path = tmp_path / "a.json"
+    write_json(path, {"x": 1})
+    with pytest.raises(RuntimeError):
+        with atomic_path(path) as tmp:
+            tmp.write_text("{half")
+            raise RuntimeError("killed mid-write")
+    assert json.loads(path.read_text()) == {"x": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
+
+
+def test_save_torch_round_trip(tmp_path):
+    save_torch({"w": torch.arange(3)}, tmp_path / "c.pt")
+    assert torch.load(tmp_path / "c.pt", weights_only=True)["w"].tolist() == [0, 1, 2]

@@ -1,0 +1,186 @@
+"""Event datasets read with tonic from small files in the real formats: DVS128 Gesture npy,
+N-Caltech101 40-bit .bin, CIFAR10-DVS through a patched AEDAT4 reader. No network."""
+import hashlib
+import socket
+
+import numpy as np
+import pytest
+import tonic.datasets.cifar10dvs
+import tonic.download_utils
+import torch
+
+from aoi.data import DatasetNotFoundError, get_dataset
+from aoi.data import tonic_readers
+from aoi.data.events import translate
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise OSError("network access in a test")
+
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(tonic.download_utils, "download_url", refuse)
+
+
+def encode_bin(x, y, p, t):
+    """N-Caltech101 / N-MNIST 40-bit events: x 8 bits, y 8 bits, p 1 bit, t 23 bits (us)."""
+    x, y, p, t = (np.asarray(a, np.uint32) for a in (x, y, p, t))
+    return np.stack([x, y, (p << 7) | (t >> 16), (t >> 8) & 0xFF, t & 0xFF], axis=1).astype(np.uint8).tobytes()
+
+
+def test_bin_encoding_matches_hand_computed_bytes():
+    assert encode_bin([10], [20], [1], [0x012345]) == bytes([10, 20, 0x81, 0x23, 0x45])
+
+
+NCALTECH_FILES = {"BACKGROUND_Google": 11, "accordion": 3, "airplanes": 2}
+
+
+@pytest.fixture
+def ncaltech_root(tmp_path):
+    rng = np.random.default_rng(0)
+    for cls, count in NCALTECH_FILES.items():
+        folder = tmp_path / "NCALTECH101" / "Caltech101" / cls
+        folder.mkdir(parents=True)
+        for k in range(1, count + 1):
+            n = 300
+            t = np.sort(rng.integers(0, 300_000, n))
+            data = encode_bin(rng.integers(3, 230, n), rng.integers(3, 170, n), rng.integers(0, 2, n), t)
+            (folder / f"image_{k:04d}.bin").write_bytes(data)
+    return tmp_path
+
+
+def test_bin_files_decode_through_tonic(tmp_path):
+    folder = tmp_path / "NCALTECH101" / "Caltech101" / "accordion"
+    folder.mkdir(parents=True)
+    (folder / "image_0001.bin").write_bytes(encode_bin([5, 10], [7, 20], [0, 1], [100, 0x012345]))
+    events, label = tonic_readers.NCALTECH101(str(tmp_path))[0]
+    assert label == "accordion"
+    assert events["x"].tolist() == [0, 5] and events["y"].tolist() == [0, 13]  # tonic subtracts the minimum
+    assert events["t"].tolist() == [100, 0x012345] and events["p"].tolist() == [0, 1]
+
+
+def test_ncaltech_split_is_stratified_and_its_hash_is_hand_computable(ncaltech_root):
+    train = get_dataset("ncaltech101", "train", root=ncaltech_root)
+    test = get_dataset("ncaltech101", "test", root=ncaltech_root)
+    test_names = ["BACKGROUND_Google/image_0001.bin", "BACKGROUND_Google/image_0011.bin",
+                  "accordion/image_0001.bin", "airplanes/image_0001.bin"]
+    all_names = [f"{c}/image_{k:04d}.bin" for c, n in NCALTECH_FILES.items() for k in range(1, n + 1)]
+    train_names = sorted(set(all_names) - set(test_names))
+    text = "\n".join(["train", *train_names, "test", *test_names]) + "\n"
+    assert test.provenance["split_hash"] == hashlib.sha256(text.encode()).hexdigest()
+    assert train.provenance["split_hash"] == test.provenance["split_hash"]
+    assert test.source.names == test_names and (len(train), len(test)) == (12, 4)
+    assert test.labels.tolist() == [0, 0, 1, 2]  # sorted class names; BACKGROUND_Google sorts first
+    frames, label = test[2]
+    assert frames.shape == (10, 2, 48, 48) and frames.dtype == torch.float32 and label == 1
+    assert train.provenance["augment"] is True and test.provenance["augment"] is False
+
+
+def test_adding_a_file_changes_the_split_hash(ncaltech_root):
+    before = get_dataset("ncaltech101", "test", root=ncaltech_root).provenance["split_hash"]
+    folder = ncaltech_root / "NCALTECH101" / "Caltech101" / "accordion"
+    (folder / "image_0004.bin").write_bytes(encode_bin([1, 2], [1, 2], [0, 1], [0, 10]))
+    after = get_dataset("ncaltech101", "test", root=ncaltech_root).provenance["split_hash"]
+    assert before != after
+
+
+def test_frames_are_cached_and_a_changed_T_is_never_served_stale(ncaltech_root, monkeypatch):
+    first = get_dataset("ncaltech101", "test", root=ncaltech_root)
+    frames = first[0][0]
+    monkeypatch.setattr(tonic_readers.NCALTECH101, "__getitem__", lambda self, i: 1 / 0)
+    assert torch.equal(get_dataset("ncaltech101", "test", root=ncaltech_root)[0][0], frames)  # from the cache
+    monkeypatch.undo()
+    five = get_dataset("ncaltech101", "test", root=ncaltech_root, T=5)
+    assert five.provenance["cache_key"] != first.provenance["cache_key"]
+    assert five[0][0].shape == (5, 2, 48, 48)
+
+
+def test_translation_moves_all_frames_alike_with_zero_fill():
+    frames = torch.arange(2 * 1 * 4 * 4, dtype=torch.float32).reshape(2, 1, 4, 4)
+    moved = translate(frames, 1, -2)
+    assert torch.equal(moved[:, :, 1:, :2], frames[:, :, :3, 2:])
+    assert moved[:, :, 0].abs().sum() == 0 and moved[:, :, :, 2:].abs().sum() == 0
+
+
+def test_training_augmentation_shifts_the_frames(ncaltech_root):
+    train = get_dataset("ncaltech101", "train", root=ncaltech_root)
+    plain = get_dataset("ncaltech101", "train", root=ncaltech_root, augment=False)
+    torch.manual_seed(0)
+    assert any(not torch.equal(train[0][0], plain[0][0]) for _ in range(5))
+    assert train.source.max_shift == (7, 5)  # 25 px scaled from 180x240 to 48x48
+
+
+def write_gesture(root, user, lighting, labels, late_corner=False):
+    folder = root / "DVSGesture" / ("ibmGestureTrain" if user < 24 else "ibmGestureTest") / f"user{user:02d}_{lighting}"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(user)
+    for label in labels:
+        n = 400
+        events = np.stack([rng.integers(0, 64, n), rng.integers(0, 64, n), rng.integers(0, 2, n),
+                           np.sort(rng.integers(0, 1200, n))], axis=1)  # x, y, p, t [ms]
+        if late_corner:  # events after 1.3 s, all in the bottom-right corner
+            late = np.array([[127, 127, 1, 1500 + k] for k in range(50)])
+            events = np.concatenate([events, late])
+        np.save(folder / f"{label}.npy", events.astype(np.int64))
+
+
+def test_dvsgesture_user_split_and_first_1300ms(tmp_path):
+    write_gesture(tmp_path, 1, "fluorescent", range(11), late_corner=True)
+    write_gesture(tmp_path, 2, "led", [0, 5])
+    write_gesture(tmp_path, 24, "natural", [3, 10])
+    train = get_dataset("dvsgesture", "train", root=tmp_path, augment=False)
+    test = get_dataset("dvsgesture", "test", root=tmp_path)
+    assert (len(train), len(test)) == (13, 2)
+    assert sorted(test.labels.tolist()) == [3, 10]
+    frames, label = train[0]
+    assert frames.shape == (16, 2, 48, 48) and frames.dtype == torch.float32 and label == 0
+    assert frames[..., 30:, 30:].sum() == 0 and frames.sum() > 0  # the late corner events are cut
+    assert train.provenance["split_hash"] != test.provenance["split_hash"]
+
+
+def test_cifar10dvs_reads_aedat4_through_a_patched_reader(tmp_path, monkeypatch):
+    classes = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    for cls in classes:
+        folder = tmp_path / "CIFAR10DVS" / cls
+        folder.mkdir(parents=True)
+        for k in range(2):
+            (folder / f"cifar10_{cls}_{k}.aedat4").write_bytes(b"")
+    dtype = np.dtype([("t", np.uint64), ("x", np.uint16), ("y", np.uint16), ("p", bool)])
+
+    def fake_read_aedat4(path):
+        events = np.zeros(500, dtype)
+        events["t"] = np.arange(500) * 1000
+        events["x"], events["y"] = np.arange(500) % 128, (np.arange(500) * 7) % 128
+        events["p"] = np.arange(500) % 2
+        return events
+
+    monkeypatch.setattr(tonic.datasets.cifar10dvs, "read_aedat4", fake_read_aedat4)
+    train = get_dataset("cifar10dvs", "train", root=tmp_path)
+    test = get_dataset("cifar10dvs", "test", root=tmp_path)
+    assert (len(train), len(test)) == (10, 10)
+    assert test.source.names[:2] == ["airplane/cifar10_airplane_0.aedat4", "automobile/cifar10_automobile_0.aedat4"]
+    assert test.labels.tolist() == list(range(10))
+    frames, label = test[3]
+    assert frames.shape == (10, 2, 48, 48) and label == 3 and (frames.sum(dim=(1, 2, 3)) > 0).all()
+
+
+@pytest.mark.parametrize("name, layout", [
+    ("cifar10dvs", "CIFAR10DVS/<class>/*.aedat4"),
+    ("ncaltech101", "NCALTECH101/Caltech101/<class>/image_NNNN.bin"),
+    ("dvsgesture", "DVSGesture/ibmGesture{Train,Test}/userNN_<lighting>/<label>.npy"),
+])
+def test_missing_files_fail_in_one_line_naming_the_layout(name, layout, tmp_path):
+    with pytest.raises(DatasetNotFoundError) as error:
+        get_dataset(name, "train", root=tmp_path)
+    assert layout in str(error.value) and "\n" not in str(error.value)
+    assert list(tmp_path.iterdir()) == []  # nothing downloaded or created
+
+
+def test_cifar10dvs_with_a_class_folder_missing_is_refused(tmp_path):
+    for cls in ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship"]:
+        (tmp_path / "CIFAR10DVS" / cls).mkdir(parents=True)
+        (tmp_path / "CIFAR10DVS" / cls / "a.aedat4").write_bytes(b"")
+    with pytest.raises(DatasetNotFoundError, match="all 10 classes"):
+        get_dataset("cifar10dvs", "test", root=tmp_path)

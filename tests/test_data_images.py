@@ -1,0 +1,184 @@
+"""Frame datasets from small files in the real formats: CIFAR pickled batches, an ImageNet
+ImageFolder tree, Fashion-MNIST idx files (and nfashion made from them). No network."""
+import gzip
+import hashlib
+import pickle
+import socket
+
+import numpy as np
+import pytest
+import torch
+import torchvision.datasets.utils as tv_utils
+from PIL import Image
+from torchvision.datasets import CIFAR10, CIFAR100
+
+from aoi.data import DatasetNotFoundError, get_dataset
+from aoi.data import fashion, simulated
+from aoi.data.images import Cutout
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise OSError("network access in a test")
+
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+
+
+def md5(path):
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def write_pickle(path, obj):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(pickle.dumps(obj))
+
+
+@pytest.fixture
+def cifar10_root(tmp_path, monkeypatch):
+    folder = tmp_path / "cifar10" / "cifar-10-batches-py"
+    rng = np.random.default_rng(0)
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    for k, name in enumerate(names):
+        labels = [(k + j) % 10 for j in range(4)]
+        write_pickle(folder / name, {"data": rng.integers(0, 256, (4, 3072), dtype=np.uint8), "labels": labels})
+    write_pickle(folder / "batches.meta", {"label_names": [f"class{i}" for i in range(10)]})
+    monkeypatch.setattr(CIFAR10, "train_list", [[n, md5(folder / n)] for n in names[:5]])
+    monkeypatch.setattr(CIFAR10, "test_list", [["test_batch", md5(folder / "test_batch")]])
+    monkeypatch.setattr(CIFAR10, "meta", {**CIFAR10.meta, "md5": md5(folder / "batches.meta")})
+    return tmp_path
+
+
+def test_cifar10_reads_pickled_batches(cifar10_root):
+    train = get_dataset("cifar10", "train", root=cifar10_root)
+    test = get_dataset("cifar10", "test", root=cifar10_root)
+    assert (len(train), len(test)) == (20, 4)
+    frames, label = train[0]
+    assert frames.shape == (4, 3, 32, 32) and frames.dtype == torch.float32 and label == 0
+    assert train.provenance["augment"] is True and test.provenance["augment"] is False
+    frames, _ = test[0]
+    assert torch.equal(frames[0], frames[3])
+    assert frames.min() < -1.5 and frames.max() > 1.5  # normalised, not [0, 1]
+
+
+def test_cifar100_reads_pickled_files(tmp_path, monkeypatch):
+    folder = tmp_path / "cifar100" / "cifar-100-python"
+    for name, n in (("train", 6), ("test", 2)):
+        write_pickle(folder / name, {"data": np.zeros((n, 3072), np.uint8), "fine_labels": list(range(n))})
+    write_pickle(folder / "meta", {"fine_label_names": [f"c{i}" for i in range(100)]})
+    monkeypatch.setattr(CIFAR100, "train_list", [["train", md5(folder / "train")]])
+    monkeypatch.setattr(CIFAR100, "test_list", [["test", md5(folder / "test")]])
+    monkeypatch.setattr(CIFAR100, "meta", {**CIFAR100.meta, "md5": md5(folder / "meta")})
+    ds = get_dataset("cifar100", "test", root=tmp_path, T=2)
+    assert len(ds) == 2 and ds[1][0].shape == (2, 3, 32, 32) and ds[1][1] == 1
+
+
+def test_cifar_missing_files_fail_in_one_line_and_leave_no_partial_archive(tmp_path, monkeypatch):
+    attempts = []
+
+    def partial_download(url, root, filename=None, md5=None, **kwargs):
+        attempts.append(url)
+        (tmp_path / "cifar10" / filename).write_bytes(b"half an archive")
+        raise ConnectionError("offline")
+
+    monkeypatch.setattr(tv_utils, "download_url", partial_download)
+    with pytest.raises(DatasetNotFoundError) as error:
+        get_dataset("cifar10", "train", root=tmp_path)
+    message = str(error.value)
+    assert "\n" not in message and "cifar-10-batches-py" in message and "download failed" in message
+    assert len(attempts) == 1
+    assert not (tmp_path / "cifar10").exists()
+
+
+def test_cifar_corrupted_files_name_the_problem(tmp_path):
+    (tmp_path / "cifar10" / "cifar-10-batches-py").mkdir(parents=True)
+    with pytest.raises(DatasetNotFoundError, match="incomplete or corrupted"):
+        get_dataset("cifar10", "test", root=tmp_path)
+
+
+def test_cutout_zeroes_a_16px_box():
+    torch.manual_seed(0)
+    out = Cutout(16)(torch.ones(3, 32, 32))
+    zeros = (out[0] == 0).sum().item()
+    assert 64 <= zeros <= 256 and torch.equal(out[0] == 0, out[2] == 0)
+
+
+def test_imagenet_reads_an_image_folder_tree(tmp_path):
+    for split, per_class in (("train", 2), ("val", 1)):
+        for wnid in ("n01440764", "n01443537", "n01484850"):
+            folder = tmp_path / "imagenet" / split / wnid
+            folder.mkdir(parents=True)
+            for k in range(per_class):
+                Image.new("RGB", (40, 40), (k * 90, 20, 200)).save(folder / f"{wnid}_{k}.JPEG")
+    train = get_dataset("imagenet", "train", root=tmp_path, T=2)
+    test = get_dataset("imagenet", "test", root=tmp_path, T=2)
+    assert (len(train), len(test)) == (6, 3)
+    assert train.info.num_classes == 3 and sorted(test.labels) == [0, 1, 2]
+    for ds in (train, test):
+        frames, label = ds[0]
+        assert frames.shape == (2, 3, 224, 224) and frames.dtype == torch.float32 and label == 0
+
+
+def test_imagenet_missing_never_downloads(tmp_path):
+    with pytest.raises(DatasetNotFoundError, match=r"imagenet/\{train,val\}/<wnid>"):
+        get_dataset("imagenet", "test", root=tmp_path)
+
+
+def write_idx(path, array):
+    header = bytes([0, 0, 8, array.ndim]) + np.array(array.shape, ">u4").tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress(header + array.astype(np.uint8).tobytes()))
+
+
+def test_read_idx_decodes_the_header_by_hand(tmp_path):
+    raw = bytes([0, 0, 8, 2, 0, 0, 0, 2, 0, 0, 0, 3, 1, 2, 3, 4, 5, 255])
+    (tmp_path / "a-idx2-ubyte").write_bytes(raw)
+    assert fashion.read_idx(tmp_path / "a-idx2-ubyte").tolist() == [[1, 2, 3], [4, 5, 255]]
+
+
+@pytest.fixture
+def fashion_root(tmp_path, monkeypatch):
+    monkeypatch.setattr(fashion, "SYSTEM_FOLDERS", ())
+    yy, xx = np.mgrid[:28, :28]
+    images = np.stack([((yy - 6 - k) ** 2 + (xx - 14) ** 2 < 40 + 8 * k) * 255 for k in range(12)])
+    for prefix in ("train", "t10k"):
+        write_idx(tmp_path / "fashion-mnist" / f"{prefix}-images-idx3-ubyte.gz", images)
+        write_idx(tmp_path / "fashion-mnist" / f"{prefix}-labels-idx1-ubyte.gz", np.arange(12) % 10)
+    return tmp_path
+
+
+def test_fashion_mnist_reads_idx_files(fashion_root):
+    ds = get_dataset("fashion-mnist", "test", root=fashion_root)
+    frames, label = ds[11]
+    assert len(ds) == 12 and frames.shape == (4, 1, 28, 28) and label == 1
+    assert frames.max() == 1.0 and frames.min() == 0.0
+
+
+def test_fashion_mnist_missing_tries_download_then_fails_cleanly(tmp_path, monkeypatch):
+    monkeypatch.setattr(fashion, "SYSTEM_FOLDERS", ())
+    with pytest.raises(DatasetNotFoundError, match="fashion-mnist.*download failed"):
+        get_dataset("fashion-mnist", "train", root=tmp_path)
+    assert not (tmp_path / "fashion-mnist").exists()
+
+
+def test_nfashion_is_cached_and_keyed_by_its_parameters(fashion_root, monkeypatch):
+    ds = get_dataset("nfashion", "train", root=fashion_root)
+    frames, _ = ds[0]
+    assert frames.shape == (10, 2, 34, 34) and (frames.sum(dim=(1, 2, 3)) > 0).all()
+
+    def refuse(*args):
+        raise AssertionError("regenerated although cached")
+
+    monkeypatch.setattr(simulated, "generate", refuse)
+    again = get_dataset("nfashion", "train", root=fashion_root, T=5)
+    assert again.provenance["cache_key"] == ds.provenance["cache_key"]
+    fewer_steps = again[0][0]
+    assert fewer_steps.shape == (5, 2, 34, 34)
+    assert abs(fewer_steps.sum() - frames.sum()) <= 0.02 * frames.sum()  # same events, rebinned
+    monkeypatch.undo()
+    monkeypatch.setattr(fashion, "SYSTEM_FOLDERS", ())
+    monkeypatch.setattr(fashion, "NFASHION_PARAMS", fashion.SaccadeParams(
+        sensor_size=34, image_size=28, image_offset_px=1, contrast_threshold=0.3))
+    other = get_dataset("nfashion", "train", root=fashion_root)
+    assert other.provenance["cache_key"] != ds.provenance["cache_key"]
