@@ -13,9 +13,10 @@ usage: ./reproduce.sh [test [PYTEST_ARGS...]] | [--profile NAME] [--jobs N] [--f
 
   test                 run the unit tests and the notebooks (pytest --nbval-lax, smoke profile)
   --profile NAME       smoke | default | fashion | paper   (default: default)
-  --jobs N             run N independent runs in parallel (default: 1)
+  --jobs N             run N independent runs in parallel (default: the profile's jobs; default profile: 2)
   --force              rerun runs that are already finished
-  --only PATTERN       only runs whose name contains PATTERN
+  --only PATTERN       only runs whose name contains PATTERN (substring or glob)
+  --dry-run            list the runs and their status; run nothing
   -h, --help           this help
 Environment: AOI_DATA (data root, default ./data), PYTHON (interpreter for the venv, default python3).
 USAGE

@@ -207,3 +207,10 @@ def keep_samples(model: nn.Module, index: torch.Tensor) -> None:
     for lif in lif_layers(model):
         if lif.state is not None:
             lif.state = lif.state[index]
+
+
+def append_samples(model: nn.Module, count: int) -> None:
+    """Add ``count`` samples at rest (zero membrane) after the carried ones: state [n, ...] -> [n + count, ...]."""
+    for lif in lif_layers(model):
+        if lif.state is not None:
+            lif.state = torch.cat([lif.state, lif.state.new_zeros(count, *lif.state.shape[1:])])

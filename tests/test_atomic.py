@@ -29,3 +29,13 @@ def test_crash_keeps_old_file_and_leaves_no_temporary(tmp_path):
 def test_save_torch_round_trip(tmp_path):
     save_torch({"w": torch.arange(3)}, tmp_path / "c.pt")
     assert torch.load(tmp_path / "c.pt", weights_only=True)["w"].tolist() == [0, 1, 2]
+
+
+def test_written_files_get_ordinary_permissions(tmp_path):
+    import os
+    umask = os.umask(0o022)
+    try:
+        write_text(tmp_path / "p.txt", "x")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "p.txt").stat().st_mode & 0o777 == 0o644

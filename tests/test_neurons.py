@@ -2,7 +2,8 @@
 import snntorch as snn
 import torch
 
-from aoi.neurons import LIF, keep_samples, lif_layers, reset_state, set_recording, streaming
+from aoi.neurons import (LIF, append_samples, keep_samples, lif_layers, reset_state, set_recording,
+                         streaming)
 
 
 def column(values):
@@ -126,3 +127,17 @@ def test_recording_toggle_and_reset():
     assert all(lif.membrane.shape == (2, 1, 2) for lif in lif_layers(model))
     reset_state(model)
     assert all(lif.spikes is None and lif.membrane is None for lif in lif_layers(model))
+
+
+def test_appended_samples_start_at_rest():
+    lif = LIF()
+    with streaming(lif):
+        lif(torch.full((1, 1, 1), 0.8))            # one sample, membrane 0.8 carried
+        append_samples(lif, 1)
+        out = lif(torch.full((1, 2, 1), 0.6))      # 0.4 + 0.6 = 1.0 (no spike), 0 + 0.6
+    assert lif.state is None
+    assert out.flatten().tolist() == [0.0, 0.0]
+    with streaming(lif):
+        lif(torch.full((1, 1, 1), 0.8))
+        append_samples(lif, 2)
+        assert torch.allclose(lif.state.flatten(), torch.tensor([0.8, 0.0, 0.0]))

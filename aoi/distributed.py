@@ -1,0 +1,106 @@
+"""Multi-process training helpers (torchrun + DistributedDataParallel), and the device choice.
+
+A run is distributed when ``WORLD_SIZE`` > 1 in the environment (set by ``torchrun`` or any
+launcher that also sets ``RANK``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``):
+
+    torchrun --nproc_per_node 4 -m aoi train --dataset cifar10 ...           # one machine
+    torchrun --nnodes 2 --node_rank R --master_addr HOST --nproc_per_node 8 -m aoi train ...
+
+Backend: nccl on CUDA, gloo on CPU. One process per GPU (``cuda:LOCAL_RANK``).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Where this process sits: ``rank`` of ``world_size`` processes, ``local_rank`` on its node."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        """The one process (rank 0) that writes files and shows progress."""
+        return self.rank == 0
+
+
+def resolve_device(device: str, local_rank: int = 0) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; ``"cuda"`` -> ``cuda:local_rank``."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("device 'cuda' requested but CUDA is not available: use --device cpu")
+        return torch.device("cuda", local_rank)
+    return torch.device(device)
+
+
+@contextlib.contextmanager
+def process_group(device: str) -> Iterator[tuple[Topology, torch.device]]:
+    """Join the process group described by the environment (if ``WORLD_SIZE`` > 1) for the block.
+
+    Yields this process's `Topology` and its torch device. A group that already exists (set up
+    by the caller) is used and left open; one created here is destroyed on exit.
+    """
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        yield Topology(), resolve_device(device)
+        return
+    topology = Topology(int(os.environ["RANK"]), world_size, int(os.environ.get("LOCAL_RANK", "0")))
+    torch_device = resolve_device(device, topology.local_rank)
+    created = not dist.is_initialized()
+    if created:
+        if torch_device.type == "cuda":
+            torch.cuda.set_device(torch_device)
+        dist.init_process_group("nccl" if torch_device.type == "cuda" else "gloo")
+    try:
+        yield topology, torch_device
+    finally:
+        if created:
+            dist.destroy_process_group()
+
+
+def all_reduce_sum(tensor: torch.Tensor, topology: Topology) -> torch.Tensor:
+    """Sum ``tensor`` over all processes (in place; a no-op in a single process)."""
+    if topology.distributed:
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def all_gather_objects(obj, topology: Topology) -> list:
+    """``[obj of rank 0, obj of rank 1, ...]`` (``[obj]`` in a single process)."""
+    if not topology.distributed:
+        return [obj]
+    gathered = [None] * topology.world_size
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
+def broadcast_buffers(module: torch.nn.Module, topology: Topology) -> None:
+    """Copy rank 0's buffers (BN running statistics) to every process.
+
+    DDP broadcasts them before each forward, so after the last training forward of an epoch
+    each process holds its own; this makes evaluation and the checkpoint the same everywhere.
+    """
+    if topology.distributed:
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=0)
+
+
+def barrier(topology: Topology) -> None:
+    """Wait for every process (a no-op in a single process)."""
+    if topology.distributed:
+        dist.barrier()

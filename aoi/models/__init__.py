@@ -1,0 +1,60 @@
+"""Spiking models by name: `get_model(name, num_classes, input_shape, T)`.
+
+Every model takes [T, N, C, H, W] inputs and returns per-step logits O [T, N, K]; convolutions
+and BN run once over the time-folded batch, only `aoi.neurons.LIF` layers loop over time, and
+each works with `aoi.neurons.streaming` (one [1, N, ...] step at a time) in eval mode.
+
+- ``resnet19`` (TET's ResNet-19, CIFAR), ``vggsnn`` (TET's VGGSNN, event data),
+  ``sew_resnet34`` (SEW-ResNet-34, ImageNet): the paper's architectures.
+- ``digits_snn`` (digits, ndigits) and ``fashion_snn`` (fashion-mnist, nfashion): small CPU models.
+
+`DEFAULT_MODEL` maps each dataset name to the model the paper (or our CPU profiles) use.
+"""
+from __future__ import annotations
+
+from types import MappingProxyType
+
+from torch import nn
+
+from aoi.models.resnet import ResNet19, SEWResNet34
+from aoi.models.small import ConvSNN, digits_snn, fashion_snn
+from aoi.models.vgg import VGGSNN
+
+MODELS = MappingProxyType({
+    "resnet19": ResNet19,
+    "vggsnn": VGGSNN,
+    "sew_resnet34": SEWResNet34,
+    "digits_snn": digits_snn,
+    "fashion_snn": fashion_snn,
+})
+
+DEFAULT_MODEL = MappingProxyType({
+    "digits": "digits_snn",
+    "ndigits": "digits_snn",
+    "fashion-mnist": "fashion_snn",
+    "nfashion": "fashion_snn",
+    "cifar10": "resnet19",
+    "cifar100": "resnet19",
+    "imagenet": "sew_resnet34",
+    "cifar10dvs": "vggsnn",
+    "ncaltech101": "vggsnn",
+    "dvsgesture": "vggsnn",
+})
+
+
+def get_model(name: str, num_classes: int, input_shape, T: int) -> nn.Module:
+    """Build model ``name`` for ``num_classes`` classes and inputs [T, N, *input_shape].
+
+    The models themselves accept any number of steps; ``T`` (the configured number of
+    timesteps) is checked and kept as ``model.T``.
+    """
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}")
+    if int(num_classes) < 1 or int(T) < 1:
+        raise ValueError(f"num_classes and T must be >= 1, got num_classes={num_classes}, T={T}")
+    model = MODELS[name](int(num_classes), tuple(input_shape))
+    model.T = int(T)
+    return model
+
+
+__all__ = ["DEFAULT_MODEL", "MODELS", "ConvSNN", "ResNet19", "SEWResNet34", "VGGSNN", "get_model"]

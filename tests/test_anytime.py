@@ -1,0 +1,268 @@
+"""Streaming early exit (aoi.anytime) against the post-hoc cutoff on the full-T outputs.
+
+Two tiny residual SNNs are trained here, in memory, on sklearn's digits: one on frames (the
+image repeated T times), one on binary two-polarity events drawn from the image.
+"""
+import math
+
+import pytest
+import torch
+from sklearn.datasets import load_digits
+from torch import nn
+
+from aoi.anytime import compare_rules, predict, time_inference
+from aoi.cutoff import calibrate_topk_thresholds, confidence_cutoff, topk_cutoff
+from aoi.energy import count_operations, energy_pj, sum_until_exit
+from aoi.losses import tet_loss
+from aoi.metrics import accuracy_per_step
+from aoi.neurons import LIF
+
+EPSILONS = [0.0, 1e-4, 1e-3, 0.01, 0.05, 0.2, 0.5, 0.9]
+N_TRAIN = 1200
+
+
+class ToySNN(nn.Module):
+    """conv-BN-LIF, a residual conv-BN block (+ spikes) into a LIF, avg-pool, linear:
+    [T, N, C, 8, 8] -> [T, N, 10]; convs and BN over the folded T*N batch."""
+
+    def __init__(self, in_channels, width=8, classes=10):
+        super().__init__()
+        self.conv1, self.bn1, self.lif1 = nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), LIF()
+        self.conv2, self.bn2, self.lif2 = nn.Conv2d(width, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), LIF()
+        self.pool = nn.AvgPool2d(2)
+        self.fc = nn.Linear(width * 16, classes)
+
+    def forward(self, x):
+        T, N = x.shape[:2]
+        spikes = self.lif1(self.bn1(self.conv1(x.flatten(0, 1))).unflatten(0, (T, N))).flatten(0, 1)
+        residual = self.bn2(self.conv2(spikes)) + spikes
+        spikes = self.lif2(residual.unflatten(0, (T, N))).flatten(0, 1)
+        return self.fc(self.pool(spikes).flatten(1)).unflatten(0, (T, N))
+
+
+def digit_inputs(kind):
+    """([T, N, C, 8, 8] float inputs, [N] targets) of all 1797 sklearn digits."""
+    digits = load_digits()
+    images = torch.tensor(digits.data, dtype=torch.float32).view(-1, 1, 8, 8) / 16
+    targets = torch.tensor(digits.target, dtype=torch.long)
+    if kind == "frame":
+        return images[None].expand(4, -1, -1, -1, -1).contiguous(), targets
+    generator = torch.Generator().manual_seed(0)
+    rates = torch.cat([0.6 * images, 0.15 * images], 1)[None].expand(6, -1, -1, -1, -1)  # 2 polarities, T=6
+    return torch.bernoulli(rates, generator=generator), targets
+
+
+@pytest.fixture(scope="module", params=["frame", "event"])
+def trained(request):
+    """A ToySNN trained for a few epochs; (model in eval mode, kind, train and test splits)."""
+    torch.manual_seed(0)
+    inputs, targets = digit_inputs(request.param)
+    model = ToySNN(inputs.shape[2])
+    optimiser = torch.optim.Adam(model.parameters(), lr=0.01)
+    order = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        for batch in torch.randperm(N_TRAIN, generator=order).split(64):
+            optimiser.zero_grad()
+            tet_loss(model(inputs[:, batch]), targets[batch]).backward()
+            optimiser.step()
+    model.eval()
+    train = inputs[:, :N_TRAIN], targets[:N_TRAIN]
+    test = inputs[:, N_TRAIN:], targets[N_TRAIN:]
+    return model, request.param, train, test
+
+
+def full_outputs(model, inputs):
+    with torch.no_grad():
+        return model(inputs)
+
+
+def test_toy_models_learned(trained):
+    model, _, _, (inputs, targets) = trained
+    assert accuracy_per_step(full_outputs(model, inputs), targets)[-1] > 0.8
+
+
+def test_confidence_exits_equal_post_hoc(trained):
+    model, _, _, (inputs, targets) = trained
+    outputs = full_outputs(model, inputs)
+    T = inputs.shape[0]
+    spread = 0
+    for epsilon in EPSILONS:
+        expected = confidence_cutoff(outputs, epsilon)
+        result = predict(model, inputs, epsilon, count=False)
+        assert torch.equal(result.exit_steps, expected.exit_steps), epsilon
+        assert torch.equal(result.predictions, expected.predictions), epsilon
+        spread = max(spread, len(result.exit_steps.unique()))
+    assert spread >= 3  # the test covers exits spread over several steps
+    assert predict(model, inputs, 0.0, count=False).exit_steps.eq(T).all()  # epsilon 0: every sample runs to T
+
+
+def test_topk_exits_equal_post_hoc(trained):
+    model, _, (train_inputs, train_targets), (inputs, _) = trained
+    outputs = full_outputs(model, inputs)
+    train_outputs = full_outputs(model, train_inputs)
+    for precision in [0.9, 0.99, 1.0]:
+        thresholds = calibrate_topk_thresholds(train_outputs, train_targets, precision)
+        expected = topk_cutoff(outputs, thresholds)
+        result = predict(model, inputs, rule="topk", thresholds=thresholds, count=False)
+        assert torch.equal(result.exit_steps, expected.exit_steps), precision
+        assert torch.equal(result.predictions, expected.predictions), precision
+
+
+def test_fixed_steps_predict_argmax_at_that_step(trained):
+    model, _, _, (inputs, _) = trained
+    accumulated = full_outputs(model, inputs).cumsum(0)
+    for steps in [1, 2, inputs.shape[0]]:
+        result = predict(model, inputs, rule="fixed", steps=steps, count=False)
+        assert result.exit_steps.eq(steps).all()
+        assert torch.equal(result.predictions, accumulated[steps - 1].argmax(-1))
+
+
+def test_exited_samples_are_no_longer_computed(trained):
+    model, _, _, (inputs, _) = trained
+    outputs = full_outputs(model, inputs)
+    exits = confidence_cutoff(outputs, 0.05).exit_steps
+    batch_sizes = []
+    handle = model.conv1.register_forward_hook(lambda module, args, out: batch_sizes.append(args[0].shape[0]))
+    try:
+        predict(model, inputs, 0.05, count=False)
+    finally:
+        handle.remove()
+    expected = [int((exits >= t).sum()) for t in range(1, inputs.shape[0] + 1)]
+    expected = [n for n in expected if n > 0]
+    assert batch_sizes == expected
+    assert batch_sizes[-1] < batch_sizes[0]
+
+
+def test_streaming_counts_equal_full_run_truncated_at_exit(trained):
+    model, kind, _, (inputs, _) = trained
+    counts = count_operations(model, inputs)
+    result = predict(model, inputs, 0.05)
+    assert torch.equal(result.synops, sum_until_exit(counts.synops, result.exit_steps))
+    assert torch.equal(result.macs, sum_until_exit(counts.macs, result.exit_steps))
+    assert torch.equal(result.energy_pj, energy_pj(result.synops, result.macs))
+    full_energy = energy_pj(counts.synops.sum(0), counts.macs.sum(0))
+    assert (result.energy_pj <= full_energy).all() and (result.energy_pj < full_energy).any()
+    # frames are real-valued: the first conv is charged MACs (C_out 8 x 64 positions x fan-in 9) at
+    # every executed step; binary events are SOPs, and so are the average-pooled spikes into fc.
+    per_step_macs = 8 * 64 * 9 if kind == "frame" else 0
+    assert torch.equal(result.macs, result.exit_steps * per_step_macs)
+
+
+def test_time_inference_reports_consistent_speedups(trained):
+    model, _, _, (inputs, _) = trained
+    timing = time_inference(model, inputs[:, :64], 0.05, repeats=1, batch_size=32)
+    expected_exit = confidence_cutoff(full_outputs(model, inputs[:, :64]), 0.05).exit_steps.double().mean().item()
+    assert timing["mean_exit_step"] == pytest.approx(expected_exit)
+    assert timing["step_speedup"] == pytest.approx(inputs.shape[0] / expected_exit)
+    assert timing["wallclock_speedup"] == pytest.approx(timing["full_s"] / timing["streaming_s"])
+
+
+def test_bad_arguments_say_what_to_do():
+    model = ToySNN(1).eval()
+    inputs = torch.zeros(3, 2, 1, 8, 8)
+    for kwargs, message in [({"epsilon": 1.0}, "epsilon in \\[0, 1\\)"), ({}, "epsilon in"),
+                            ({"epsilon": -0.1}, "epsilon in"),
+                            ({"rule": "topk", "thresholds": [0.1, 0.2]}, "shape \\(3,\\)"),
+                            ({"rule": "topk"}, "thresholds"), ({"rule": "fixed", "steps": 4}, "1..3"),
+                            ({"rule": "softmax", "epsilon": 0.1}, "unknown rule")]:
+        with pytest.raises(ValueError, match=message):
+            predict(model, inputs, **kwargs)
+    with pytest.raises(ValueError, match="model.eval"):
+        predict(model.train(), inputs, 0.1)
+    for bad in [torch.zeros(3), torch.zeros(3, 0, 1, 8, 8)]:
+        with pytest.raises(ValueError, match="T, N"):
+            predict(model.eval(), bad, 0.1)
+    with pytest.raises(ValueError, match="batch_size"):
+        predict(model, inputs, 0.1, batch_size=0)
+
+
+def test_compare_rules_table_by_hand():
+    # T=2, N=2, K=2. Sample 0 (class 0): Y_1 = (2, 0), Y_2 = (2, 1): right at both steps.
+    # Sample 1 (class 1): Y_1 = (1, 0) wrong, Y_2 = (1, 3) right.
+    outputs = torch.tensor([[[2., 0], [1, 0]], [[0., 1], [0, 3]]])
+    targets = torch.tensor([0, 1])
+    table = compare_rules(outputs, targets, outputs, targets, epsilons=[0.0, 0.5], precisions=[1.0])
+    assert list(table.columns) == ["rule", "parameter", "accuracy", "mean_exit_step"]
+    rows = {(r.rule, None if math.isnan(r.parameter) else r.parameter): (r.accuracy, r.mean_exit_step)
+            for r in table.itertuples()}
+    assert rows[("confidence", 0.0)] == (1.0, 2.0)      # nobody exits early
+    assert rows[("confidence", 0.5)] == (0.5, 1.0)      # softmax(2,0) and softmax(1,0) are both > 0.5
+    assert rows[("fixed", 1.0)] == (0.5, 1.0)
+    assert rows[("fixed", 2.0)] == (1.0, 2.0)
+    assert rows[("oct", None)] == (1.0, 1.5)            # OCT 1 and 2
+    # Top-K calibrated on these outputs at precision 1: gaps at step 1 are 2 (safe) and 1 (unsafe),
+    # so beta_1 separates them: sample 0 exits at 1, sample 1 at 2, both right.
+    assert rows[("topk", 1.0)] == (1.0, 1.5)
+    assert len(table) == 2 + 1 + 2 + 1
+
+
+@pytest.mark.parametrize("name,input_shape", [("digits_snn", (2, 16, 16)), ("fashion_snn", (1, 28, 28)),
+                                              ("vggsnn", (2, 16, 16)), ("resnet19", (3, 8, 8)),
+                                              ("sew_resnet34", (3, 32, 32))])
+def test_every_aoi_model_streams_like_its_full_forward(name, input_shape):
+    from aoi.models import get_model
+
+    torch.manual_seed(0)
+    T, N = 3, 8
+    model = get_model(name, 10, input_shape, T)
+    brightness = torch.linspace(0.5, 4, N).view(1, N, 1, 1, 1)  # samples that differ on average
+    inputs = torch.rand(T, N, *input_shape) * brightness
+    if input_shape[0] == 2:  # event frames: counts
+        inputs = inputs.floor()
+    for bn in model.modules():  # batch norm statistics of these inputs, so that spikes reach the readout
+        if isinstance(bn, nn.BatchNorm2d):
+            bn.momentum = None
+    with torch.no_grad():
+        model(inputs)
+        for linear in model.modules():  # at initialisation the heads are too weak to spike or to
+            if isinstance(linear, nn.Linear):  # tell samples apart
+                linear.weight *= 10
+    model.eval()
+    counts = count_operations(model, inputs)
+    # an epsilon at which about half the samples exit before T, from their confidences before T
+    confidence = counts.outputs.cumsum(0)[:-1].softmax(-1).amax(-1).amax(0)  # [N]
+    middle = confidence.sort().values[N // 2 - 1: N // 2 + 1]
+    epsilon = 1 - middle.mean().item()
+    expected = confidence_cutoff(counts.outputs, epsilon)
+    result = predict(model, inputs, epsilon)
+    assert 1 < len(expected.exit_steps.unique())
+    assert torch.equal(result.exit_steps, expected.exit_steps)
+    assert torch.equal(result.predictions, expected.predictions)
+    assert torch.equal(result.synops, sum_until_exit(counts.synops, result.exit_steps))
+    assert torch.equal(result.macs, sum_until_exit(counts.macs, result.exit_steps))
+    assert (counts.synops > 0).all()  # spikes reach the counted layers
+
+
+@pytest.mark.parametrize("batch_size", [1, 7])
+def test_continuous_batching_gives_the_same_exits_and_counts(trained, batch_size):
+    model, _, (train_inputs, train_targets), (inputs, _) = trained
+    inputs = inputs[:, :40]
+    outputs = full_outputs(model, inputs)
+    counts = count_operations(model, inputs)
+    expected = confidence_cutoff(outputs, 0.05)
+    result = predict(model, inputs, 0.05, batch_size=batch_size)
+    assert torch.equal(result.exit_steps, expected.exit_steps)
+    assert torch.equal(result.predictions, expected.predictions)
+    assert torch.equal(result.synops, sum_until_exit(counts.synops, result.exit_steps))
+    assert torch.equal(result.macs, sum_until_exit(counts.macs, result.exit_steps))
+    thresholds = calibrate_topk_thresholds(full_outputs(model, train_inputs), train_targets, 0.99)
+    expected = topk_cutoff(outputs, thresholds)  # per-step thresholds while samples are at different steps
+    result = predict(model, inputs, rule="topk", thresholds=thresholds, batch_size=batch_size, count=False)
+    assert torch.equal(result.exit_steps, expected.exit_steps)
+    assert torch.equal(result.predictions, expected.predictions)
+
+
+def test_continuous_batching_keeps_forwards_full(trained):
+    model, _, _, (inputs, _) = trained
+    inputs = inputs[:, :50]
+    exits = confidence_cutoff(full_outputs(model, inputs), 0.05).exit_steps
+    batch_sizes = []
+    handle = model.conv1.register_forward_hook(lambda module, args, out: batch_sizes.append(args[0].shape[0]))
+    try:
+        predict(model, inputs, 0.05, count=False, batch_size=8)
+    finally:
+        handle.remove()
+    assert sum(batch_sizes) == exits.sum()  # one row per executed (sample, step), nothing more
+    full = [n == 8 for n in batch_sizes]
+    assert full == sorted(full, reverse=True)  # every forward is full until the queue runs dry,
+    assert full.count(False) <= inputs.shape[0]  # then the last samples finish in at most T steps

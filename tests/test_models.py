@@ -1,0 +1,166 @@
+"""Models: shapes, architecture tables, parameter counts (hand-computed), streaming equality."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from aoi.models import DEFAULT_MODEL, MODELS, get_model
+from aoi.neurons import LIF, lif_layers, streaming
+
+torch.set_num_threads(1)  # the CI box has 2 shared cores; threads spinning against each other cost 10x
+
+# name, input_shape (C, H, W), T, N: small enough for a CPU test, large enough for every pooling stage
+CASES = [
+    ("digits_snn", (1, 8, 8), 4, 3),       # digits frames
+    ("digits_snn", (2, 16, 16), 10, 3),    # ndigits events
+    ("fashion_snn", (1, 28, 28), 4, 2),    # fashion-mnist frames
+    ("fashion_snn", (2, 34, 34), 3, 2),    # nfashion events
+    ("resnet19", (3, 32, 32), 2, 2),
+    ("vggsnn", (2, 48, 48), 2, 2),
+    ("sew_resnet34", (3, 32, 32), 2, 1),
+]
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def convs(model: nn.Module, kernel: int | None = None) -> list[nn.Conv2d]:
+    return [m for m in model.modules() if isinstance(m, nn.Conv2d) and kernel in (None, m.kernel_size[0])]
+
+
+def test_every_registered_model_is_covered():
+    assert {name for name, *_ in CASES} == set(MODELS)
+    assert set(DEFAULT_MODEL.values()) <= set(MODELS)
+
+
+@pytest.mark.parametrize("name, shape, T, N", CASES)
+def test_output_is_per_step_logits(name, shape, T, N):
+    torch.manual_seed(0)
+    model = get_model(name, 7, shape, T)
+    outputs = model(torch.rand(T, N, *shape))
+    assert outputs.shape == (T, N, 7)
+    assert model.T == T
+
+
+@pytest.mark.parametrize("name, shape, T, N", CASES)
+def test_streaming_one_step_at_a_time_equals_full_forward(name, shape, T, N):
+    torch.manual_seed(1)
+    model = get_model(name, 5, shape, T)
+    inputs = 4 * torch.rand(T, N, *shape)
+    for bn in model.modules():
+        if isinstance(bn, nn.BatchNorm2d):
+            bn.momentum = 1.0  # the training forward below sets the running statistics to this batch's
+    if name == "resnet19":
+        model.fc1.weight.data *= 30  # at init the LIF after fc1 stays silent on pooled spike rates
+    model.train()
+    model(inputs)
+    model.eval()
+    with torch.no_grad():
+        full = model(inputs)
+        with streaming(model):
+            streamed = torch.cat([model(inputs[t:t + 1]) for t in range(T)])
+    assert not torch.allclose(full[0], full[-1]), "no temporal dynamics: the test would prove nothing"
+    torch.testing.assert_close(streamed, full, rtol=1e-5, atol=1e-5)
+
+
+def test_every_lif_is_its_own_module():
+    """A LIF used at two places would mix their carried states and STR recordings."""
+    for name, shape, T, _ in CASES:
+        model = get_model(name, 10, shape, T)
+        lifs = lif_layers(model)
+        assert len({id(lif) for lif in lifs}) == len(lifs) == sum(isinstance(m, LIF) for m in model.modules())
+
+
+def test_unknown_model_names_the_known_ones():
+    with pytest.raises(ValueError, match="unknown model 'resnet50'.*digits_snn.*resnet19.*vggsnn"):
+        get_model("resnet50", 10, (3, 32, 32), 4)
+
+
+def test_bad_input_shape_is_a_clear_error():
+    with pytest.raises(ValueError, match="vggsnn needs inputs of at least 16x16"):
+        get_model("vggsnn", 10, (2, 8, 8), 10)
+
+
+# ---------------------------------------------------------------- architecture tables (docstrings)
+
+def test_digits_snn_table_and_parameter_count():
+    model = get_model("digits_snn", 10, (1, 8, 8), 4)
+    assert [(c.in_channels, c.out_channels) for c in convs(model, 3)] == [(1, 32), (32, 64)]
+    assert len(lif_layers(model)) == 2
+    assert model.readout.in_features == 64 * 2 * 2
+    # conv 9*1*32 + BN 2*32 + conv 9*32*64 + BN 2*64 + Linear 256*10 + 10
+    assert count_params(model) == 288 + 64 + 18432 + 128 + 2570 == 21482
+    # ndigits: 2 polarities on 16x16 -> 64 x 4 x 4 features
+    events = get_model("digits_snn", 10, (2, 16, 16), 10)
+    assert count_params(events) == 9 * 2 * 32 + 64 + 18432 + 128 + (64 * 16 + 1) * 10 == 29450
+
+
+def test_fashion_snn_table_and_parameter_count():
+    model = get_model("fashion_snn", 10, (1, 28, 28), 4)
+    assert [c.out_channels for c in convs(model, 3)] == [32, 64, 128]
+    assert model.readout.in_features == 128 * 3 * 3
+    assert count_params(model) == 288 + 64 + 18432 + 128 + 73728 + 256 + (1152 + 1) * 10 == 104426
+
+
+def test_resnet19_table():
+    model = get_model("resnet19", 10, (3, 32, 32), 4)
+    main_path = [c.out_channels for c in convs(model, 3)]
+    assert main_path == [64] + [128] * 6 + [256] * 6 + [512] * 4          # stem + 3/3/2 blocks of 2 convs
+    assert [(c.in_channels, c.out_channels, c.stride[0]) for c in convs(model, 1)] == \
+        [(64, 128, 1), (128, 256, 2), (256, 512, 2)]                       # shortcut projections
+    assert all(c.bias is None for c in convs(model))
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    assert [(l.in_features, l.out_features) for l in linears] == [(512, 256), (256, 10)]
+    assert len(main_path) + len(linears) == 19
+    assert len(lif_layers(model)) == 1 + 2 * 8 + 1                          # stem, two per block, fc1
+    stem = 3 * 64 * 9 + 128
+    stage1 = (64 * 128 * 9 + 256) + (128 * 128 * 9 + 256) + (64 * 128 + 256) + 2 * 2 * (128 * 128 * 9 + 256)
+    stage2 = (128 * 256 * 9 + 512) + (256 * 256 * 9 + 512) + (128 * 256 + 512) + 2 * 2 * (256 * 256 * 9 + 512)
+    stage3 = (256 * 512 * 9 + 1024) + (512 * 512 * 9 + 1024) + (256 * 512 + 1024) + 2 * (512 * 512 * 9 + 1024)
+    head = (512 * 256 + 256) + (256 * 10 + 10)
+    assert count_params(model) == stem + stage1 + stage2 + stage3 + head == 12_630_858
+    # spatial sizes: 32 -> 32 -> 16 -> 8 for CIFAR
+    features = model.stages(model.stem(torch.rand(1, 1, 3, 32, 32)))
+    assert features.shape == (1, 1, 512, 8, 8)
+
+
+def test_vggsnn_table():
+    model = get_model("vggsnn", 10, (2, 48, 48), 10)
+    assert [(c.in_channels, c.out_channels) for c in convs(model, 3)] == [
+        (2, 64), (64, 128), (128, 256), (256, 256), (256, 512), (512, 512), (512, 512), (512, 512)]
+    assert all(c.bias is not None for c in convs(model))                    # TET's Layer keeps the conv bias
+    assert sum(isinstance(m, nn.AvgPool2d) for m in model.modules()) == 4
+    assert len(lif_layers(model)) == 8
+    assert (model.classifier.in_features, model.classifier.out_features) == (512 * 3 * 3, 10)
+    conv_params = [9 * i * o + o for i, o in [(2, 64), (64, 128), (128, 256), (256, 256), (256, 512)]]
+    conv_params += [9 * 512 * 512 + 512] * 3
+    bn_params = 2 * (64 + 128 + 256 + 256 + 512 * 4)
+    assert count_params(model) == sum(conv_params) + bn_params + 4608 * 10 + 10 == 9_271_498
+
+
+def test_sew_resnet34_table():
+    model = get_model("sew_resnet34", 1000, (3, 224, 224), 4)
+    assert [(c.out_channels, c.stride[0]) for c in convs(model, 7)] == [(64, 2)]
+    main_path = [c.out_channels for c in convs(model, 3)]
+    assert main_path == [64] * 6 + [128] * 8 + [256] * 12 + [512] * 6     # 3/4/6/3 blocks of 2 convs
+    assert [(c.in_channels, c.out_channels) for c in convs(model, 1)] == [(64, 128), (128, 256), (256, 512)]
+    assert 1 + len(main_path) + 1 == 34                                     # stem + convs + fc
+    assert len(lif_layers(model)) == 1 + 2 * 16 + 3                         # stem, two per block, shortcuts
+    assert (model.fc.in_features, model.fc.out_features) == (512, 1000)
+    # same convs, BNs and fc as torchvision's ResNet-34; the LIFs have no parameters
+    reference = torchvision.models.resnet34(weights=None)
+    assert count_params(model) == count_params(reference) == 21_797_672
+
+
+def test_sew_block_adds_spikes_after_the_neuron():
+    """SEW ADD: the block output is spikes(residual) + shortcut spikes, so it can exceed 1."""
+    torch.manual_seed(0)
+    model = get_model("sew_resnet34", 10, (3, 32, 32), 2)
+    block = model.stages[0][0]
+    spikes = (torch.rand(2, 2, 64, 8, 8) > 0.5).float()
+    out = block(spikes)
+    assert set(out.unique().tolist()) <= {0.0, 1.0, 2.0}
+    assert torch.equal(out - spikes, block.lif2(block.conv_bn2(block.lif1(block.conv_bn1(spikes)))))

@@ -1,0 +1,101 @@
+"""Profiles: every shipped profile loads, seeds and epsilon are fixed, the grids have the right runs."""
+import pytest
+
+from aoi.profiles import load_profile, profile_names, run_grid, run_params
+
+
+def test_shipped_profiles():
+    assert profile_names() == ["default", "fashion", "paper", "smoke"]
+
+
+@pytest.mark.parametrize("name", ["smoke", "default", "fashion", "paper"])
+def test_every_profile_loads_with_fixed_seeds_and_epsilon(name):
+    profile = load_profile(name)
+    assert profile["name"] == name
+    assert profile["epsilon"] == 0.01
+    assert 0.0 in profile["epsilons"]  # the sweep reaches full T
+    assert all(isinstance(seed, int) for seed in profile["seeds"])
+
+
+def test_default_grid_is_2_datasets_x_3_methods_x_3_seeds():
+    profile = load_profile("default")
+    assert profile["seeds"] == [0, 1, 2]
+    grid = run_grid(profile)
+    assert len(grid) == 18
+    keys = {(p["dataset"], p["T"], p["method"], p["alpha"]) for p in grid}
+    assert keys == {("digits", 4, "tet", 0.0), ("digits", 4, "str", 0.1), ("digits", 4, "str", 0.01),
+                    ("ndigits", 10, "tet", 0.0), ("ndigits", 10, "str", 0.5), ("ndigits", 10, "str", 0.05)}
+    assert sorted(p["seed"] for p in grid if p["dataset"] == "digits" and p["method"] == "tet") == [0, 1, 2]
+
+
+def test_paper_profile_follows_method_md():
+    profile = load_profile("paper")
+    datasets = profile["datasets"]
+    assert [(d, e["model"], e["T"], e["epochs"], e["batch_size"]) for d, e in datasets.items()] == [
+        ("cifar10", "resnet19", 4, 300, 128), ("cifar100", "resnet19", 4, 300, 128),
+        ("imagenet", "sew_resnet34", 4, 100, 128), ("cifar10dvs", "vggsnn", 10, 100, 128),
+        ("ncaltech101", "vggsnn", 10, 100, 128), ("dvsgesture", "vggsnn", 16, 100, 32)]
+    alphas = {d: [m["alpha"] for m in e["methods"] if m["method"] == "str"] for d, e in datasets.items()}
+    assert alphas == {"cifar10": [0.1], "cifar100": [0.05], "imagenet": [0.05],
+                      "cifar10dvs": [0.5], "ncaltech101": [0.5], "dvsgesture": [0.5]}
+    assert len(run_grid(profile)) == 6 * 2 * 3
+
+
+def test_run_params_merges_shared_train_values_and_overrides_T():
+    profile = load_profile("smoke")
+    params = run_params(profile, "ndigits", "str", 0.5, seed=0, T=6)
+    assert params["T"] == 6 and params["alpha"] == 0.5 and params["beta"] == 0.3 and params["limit_train"] == 128
+    assert "methods" not in params and "paper" not in params
+    assert run_params(profile, "digits", "tet", None, seed=0)["alpha"] == 0.0
+
+
+def test_run_params_defaults_pick_the_first_dataset_seed_and_alpha():
+    profile = load_profile("default")
+    params = run_params(profile, method="str")
+    assert (params["dataset"], params["alpha"], params["seed"], params["T"]) == ("digits", 0.1, 0, 4)
+    assert run_params(profile, "ndigits", "str")["alpha"] == 0.5
+
+
+def test_unknown_profile_lists_the_known_ones():
+    with pytest.raises(ValueError, match="known profiles are default, fashion, paper, smoke"):
+        load_profile("nope")
+
+
+def test_unknown_dataset_is_a_clear_error():
+    with pytest.raises(ValueError, match="not in profile 'smoke'"):
+        run_params(load_profile("smoke"), "cifar10", "tet", None, 0)
+
+
+@pytest.mark.parametrize("change, message", [
+    ("epsilon: 0.03", "must be one of 'epsilons'"),
+    ("seeds: [0, one]", "list of integers"),
+    ("methods: [{method: str}]", "needs a positive alpha"),
+    ("methods: [{method: sgd}]", "unknown method"),
+])
+def test_bad_profiles_fail_with_one_line(tmp_path, change, message):
+    good = {"epsilon": "epsilon: 0.01", "seeds": "seeds: [0]", "methods": "methods: [{method: tet}]"}
+    key = change.split(":")[0]
+    good[key] = change
+    text = f"""{good['epsilon']}
+epsilons: [0.0, 0.01]
+{good['seeds']}
+datasets:
+  digits:
+    model: digits_snn
+    T: 4
+    epochs: 1
+    batch_size: 8
+    lr: 0.1
+    {good['methods']}
+"""
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        load_profile(str(path))
+
+
+@pytest.mark.parametrize("name", ["smoke", "default", "fashion", "paper"])
+def test_every_run_of_every_profile_is_a_valid_train_config(name):
+    from aoi.train import TrainConfig
+    names = [TrainConfig(**params).run_name() for params in run_grid(load_profile(name))]
+    assert len(set(names)) == len(names)  # one run directory per run
