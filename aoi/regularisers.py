@@ -26,43 +26,72 @@ def last_steps(T: int, fraction: float) -> int:
     return int(fraction * T) or T
 
 
-def cosine_similarity_per_step(spikes: torch.Tensor, membrane: torch.Tensor,
-                               beta: float = 0.3) -> torch.Tensor:
-    """cs_t: similarity of each step's soft spike r_t to the late-step reference r_d.
+class _CosineToReference(torch.autograd.Function):
+    """cs[t, n] = <r[t, n], ref[n]> / (sqrt(|r[t, n]|^2 + eps) sqrt(|ref[n]|^2 + eps)), r [T, N, F],
+    ref [N, F] treated as a constant; the backward is one fused expression (two passes over r)."""
+
+    @staticmethod
+    def forward(ctx, r, ref):
+        dot = (r * ref).sum(-1)
+        norm_r = ((r * r).sum(-1) + NORM_EPS).sqrt()
+        norm_ref = ((ref * ref).sum(-1) + NORM_EPS).sqrt()
+        ctx.save_for_backward(r, ref, dot, norm_r, norm_ref)
+        return dot / (norm_r * norm_ref)
+
+    @staticmethod
+    def backward(ctx, grad):
+        r, ref, dot, norm_r, norm_ref = ctx.saved_tensors
+        # d cs / d r = ref / (|r| |ref|) - dot * r / (|r|^3 |ref|)
+        along_ref = grad / (norm_r * norm_ref)
+        along_r = -along_ref * dot / norm_r**2
+        return (ref * along_ref[..., None]).addcmul_(r, along_r[..., None]), None
+
+
+def soft_spike_similarity(soft_spikes: torch.Tensor, beta: float = 0.3) -> torch.Tensor:
+    """cs_t: cosine similarity of each step's soft spikes r_t to the late-step reference r_d.
 
     Args:
-        spikes: s, [T, N, ...] (0/1).
-        membrane: post-reset membrane in units of the threshold, [T, N, ...].
-        beta: fraction of the final steps averaged into the reference r_d.
+        soft_spikes: r = s + ReLU(m), [T, N, ...].
+        beta: fraction of the final steps averaged into the reference r_d (gradient stopped).
     Returns:
-        [T, N] cosine similarities.
+        [T, N].
     """
-    r = spikes + torch.relu(membrane)
+    r = soft_spikes.flatten(2)                                                # [T, N, F]
     T = r.shape[0]
-    r_ref = r[T - last_steps(T, beta):].mean(0, keepdim=True).detach()
-    dims = tuple(range(2, r.dim()))
-    norm_r = (r.pow(2).sum(dims) + NORM_EPS).sqrt()
-    norm_ref = (r_ref.pow(2).sum(dims) + NORM_EPS).sqrt()
-    return (r * r_ref).sum(dims) / (norm_r * norm_ref)
+    r_ref = r[T - last_steps(T, beta):].mean(0).detach()                     # [N, F]
+    return _CosineToReference.apply(r, r_ref)
+
+
+def cosine_similarity_per_step(spikes: torch.Tensor, membrane: torch.Tensor,
+                               beta: float = 0.3) -> torch.Tensor:
+    """cs_t [T, N] from spikes s [T, N, ...] (0/1) and the post-reset membrane in units of the
+    threshold [T, N, ...]: `soft_spike_similarity` of r = s + ReLU(m)."""
+    return soft_spike_similarity(spikes + torch.relu(membrane), beta)
+
+
+def _factor(similarity: torch.Tensor) -> torch.Tensor:
+    """STF = 1 / (mean_t cs_t + 1e-5), [T, N] -> [N]."""
+    return 1.0 / (similarity.mean(0) + FACTOR_EPS)
 
 
 def spatial_temporal_factor(spikes: torch.Tensor, membrane: torch.Tensor,
                             beta: float = 0.3) -> torch.Tensor:
-    """STF of one layer: 1 / (mean_t cs_t + 1e-5), [N]. Arguments as `cosine_similarity_per_step`."""
-    return 1.0 / (cosine_similarity_per_step(spikes, membrane, beta).mean(0) + FACTOR_EPS)
+    """STF of one layer, [N]. Arguments as `cosine_similarity_per_step`."""
+    return _factor(cosine_similarity_per_step(spikes, membrane, beta))
 
 
 def collect_factors(model: nn.Module, beta: float = 0.3) -> torch.Tensor:
     """STF of every `LIF` of ``model`` after its last forward, [N, L] (layers in registration order).
 
-    Needs ``aoi.neurons.set_recording(model, True)`` before that forward.
+    Uses each layer's recorded soft spikes (computed inside the fused LIF, with their gradient);
+    needs ``aoi.neurons.set_recording(model, True)`` before that forward.
     """
     factors = []
     for lif in lif_layers(model):
-        if lif.spikes is None:
+        if lif.soft_spikes is None:
             raise RuntimeError("no recorded LIF state: call aoi.neurons.set_recording(model, True) "
                                "before the forward whose STR you want")
-        factors.append(spatial_temporal_factor(lif.spikes, lif.membrane / lif.threshold, beta))
+        factors.append(_factor(soft_spike_similarity(lif.soft_spikes, beta)))
     if not factors:
         raise ValueError("model has no aoi.neurons.LIF layers: STR needs spiking layers")
     return torch.stack(factors, dim=1)

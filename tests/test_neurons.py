@@ -53,19 +53,35 @@ def test_width_scales_surrogate():
 def test_fused_equals_snntorch_leaky_forward_and_backward():
     torch.manual_seed(0)
     x = torch.randn(8, 4, 3, 5, 5) * 1.5
-    w_s, w_m = torch.randn_like(x), torch.randn_like(x)
+    w_s, w_r = torch.randn_like(x), torch.randn_like(x)
     grads, outs = [], []
     for fused in (True, False):
         lif = LIF(tau=0.5, threshold=1.0, fused=fused)
         lif.record = True
         xi = x.clone().requires_grad_()
         s = lif(xi)
-        ((s * w_s).sum() + (lif.membrane * w_m).sum()).backward()
-        outs.append((s, lif.membrane))
+        ((s * w_s).sum() + (lif.soft_spikes * w_r).sum()).backward()
+        outs.append((s, lif.membrane, lif.soft_spikes))
         grads.append(xi.grad)
     assert torch.equal(outs[0][0], outs[1][0])
     assert torch.allclose(outs[0][1], outs[1][1], atol=1e-6)
+    assert torch.allclose(outs[0][2], outs[1][2], atol=1e-6)
     assert torch.allclose(grads[0], grads[1], atol=1e-5)
+
+
+def test_soft_spikes_by_hand():
+    # theta = 2: u = 1, 2.5 (fire), -0.5 -> r = s + ReLU(m / theta) = 0.5, 1, 0
+    lif = LIF(threshold=2.0)
+    lif.record = True
+    x = column([1.0, 2.0, -0.5]).requires_grad_()
+    lif(x)
+    assert torch.allclose(lif.soft_spikes[:, 0], torch.tensor([0.5, 1.0, 0.0]))
+    assert torch.allclose(lif.membrane[:, 0], torch.tensor([1.0, 0.0, -0.5]))
+    # d r_1/d u_1 = surrogate(1 - 2) + 1/theta = 0 + 0.5 (silent, u_1 > 0);
+    # d r_2/d u_2 = surrogate(2.5 - 2) = 0.5 (fired: no membrane term);
+    # u_2 = tau * m_1 + x_2 with m_1 = u_1, so d r_2/d x_1 = 0.5 * tau = 0.25
+    lif.soft_spikes[:2].sum().backward()
+    assert torch.allclose(x.grad[:, 0], torch.tensor([0.5 + 0.25, 0.5, 0.0]))
 
 
 def test_snntorch_leaky_is_the_paper_neuron():
@@ -124,9 +140,10 @@ def test_recording_toggle_and_reset():
     assert all(lif.spikes is None for lif in lif_layers(model))
     set_recording(model, True)
     model(torch.ones(2, 1, 2))
-    assert all(lif.membrane.shape == (2, 1, 2) for lif in lif_layers(model))
+    assert all(lif.membrane.shape == lif.soft_spikes.shape == (2, 1, 2) for lif in lif_layers(model))
     reset_state(model)
-    assert all(lif.spikes is None and lif.membrane is None for lif in lif_layers(model))
+    assert all(lif.spikes is None and lif.membrane is None and lif.soft_spikes is None
+               for lif in lif_layers(model))
 
 
 def test_appended_samples_start_at_rest():
@@ -141,3 +158,24 @@ def test_appended_samples_start_at_rest():
         lif(torch.full((1, 1, 1), 0.8))
         append_samples(lif, 2)
         assert torch.allclose(lif.state.flatten(), torch.tensor([0.8, 0.0, 0.0]))
+
+
+def test_cpu_kernel_equals_pytorch_loop(monkeypatch):
+    """The two implementations of the fused scan (compiled CPU kernel, PyTorch loop used on GPUs)."""
+    import aoi.neurons as neurons
+
+    torch.manual_seed(2)
+    x = torch.randn(6, 3, 4, 5) * 1.5
+    m0 = torch.rand(3, 4, 5)
+    w_s, w_m = torch.randn_like(x), torch.randn_like(x)
+    results = []
+    for use_kernel in (True, False):
+        monkeypatch.setattr(neurons, "_use_cpu_kernel", lambda t: use_kernel)
+        xi = x.clone().requires_grad_()
+        spikes, soft, potential, last = neurons.lif_multistep(xi, m0, tau=0.3, theta=0.8, width=0.7, record=True)
+        ((spikes * w_s).sum() + (soft * w_m).sum()).backward()
+        results.append((spikes, soft, last, xi.grad, potential))
+    (s1, m1, l1, g1, u1), (s2, m2, l2, g2, u2) = results
+    assert torch.equal(s1, s2) and torch.allclose(u1, u2, atol=1e-6)
+    assert torch.allclose(m1, m2, atol=1e-6) and torch.allclose(l1, l2, atol=1e-6)
+    assert torch.allclose(g1, g2, atol=1e-5)

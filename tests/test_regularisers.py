@@ -105,3 +105,20 @@ def test_str_gradient_reaches_weights():
     assert loss.item() > 0
     loss.backward()
     assert conv.weight.grad.abs().sum() > 0
+
+
+def test_similarity_gradient_matches_autograd_of_the_formula():
+    """The hand-written backward of the cosine against autograd of the plain expression (float64)."""
+    from aoi.regularisers import soft_spike_similarity
+
+    torch.manual_seed(3)
+    r = torch.rand(5, 3, 4, 2, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(5, 3, dtype=torch.float64)
+    (soft_spike_similarity(r, beta=0.4) * weights).sum().backward()
+    fused = r.grad.clone()
+    r.grad = None
+    flat = r.flatten(2)
+    ref = flat[3:].mean(0).detach()
+    plain = (flat * ref).sum(-1) / (((flat * flat).sum(-1) + 1e-5).sqrt() * ((ref * ref).sum(-1) + 1e-5).sqrt())
+    (plain * weights).sum().backward()
+    assert torch.allclose(fused, r.grad, atol=1e-12)
