@@ -2,6 +2,8 @@
 
 Each run executes ``notebooks/train.ipynb`` then ``notebooks/evaluate.ipynb`` with papermill,
 keeping the executed copies in the run directory as its record (``runs/<profile>/<run_name>/``).
+Training runs ``--jobs`` at a time; the evaluations then run one at a time with every core, so
+the wall-clock timings of streaming inference are taken on an otherwise idle machine.
 A run is skipped when it is finished with unchanged parameters (`aoi.results.is_finished`); a
 run whose parameters changed, or every run with ``--force``, starts again from scratch; an
 interrupted run resumes from its checkpoint. Then the presentation notebooks (figure, tables,
@@ -88,17 +90,18 @@ def execute_notebook(notebook: Path, output: Path, parameters: dict) -> None:
         raise failure
 
 
-def execute_run(run: Run, profile: str, runs: Path, results: Path) -> tuple[str, str, float]:
-    """Train and evaluate one run through its notebooks. Returns (name, "" or the failure message
+def execute_run(run: Run, profile: str, runs: Path, results: Path,
+                notebooks: tuple[str, ...] = COMPUTE_NOTEBOOKS) -> tuple[str, str, float]:
+    """Execute one run's ``notebooks`` (train, evaluate). Returns (name, "" or the failure message
     naming the executed notebook, seconds)."""
     start = time.perf_counter()
-    if run.status in ("forced", "changed") and run.run_dir.exists():
+    if "train" in notebooks and run.status in ("forced", "changed") and run.run_dir.exists():
         shutil.rmtree(run.run_dir)
     parameters = {"profile": profile, "dataset": run.params["dataset"], "method": run.params["method"],
                   "alpha": run.params["alpha"] if run.params["method"] == "str" else None,
                   "seed": run.params["seed"], "T": run.params["T"],
                   "runs_root": str(runs), "results_root": str(results)}
-    for name in COMPUTE_NOTEBOOKS:
+    for name in notebooks:
         output = run.run_dir / f"{name}.ipynb"
         try:
             execute_notebook(NOTEBOOK_DIR / f"{name}.ipynb", output, parameters)
@@ -170,23 +173,28 @@ def main(argv: list[str] | None = None) -> int:
     failures = []  # one line per failed run or notebook
     start = time.perf_counter()
 
-    def report(index: int, outcome: tuple[str, str, float]) -> None:
+    def report(stage: str, index: int, outcome: tuple[str, str, float]) -> bool:
         name, failure, seconds = outcome
-        print(f"  [{index}/{len(todo)}] {name:<40} {'FAILED' if failure else 'done'} in {seconds:6.1f} s"
+        print(f"  {stage} [{index}/{len(todo)}] {name:<40} {'FAILED' if failure else 'done'} in {seconds:6.1f} s"
               + (f": {failure}" if failure else ""), flush=True)
         if failure:
             failures.append(failure)
+        return not failure
 
+    trained = []
     if jobs == 1 or len(todo) <= 1:
         for index, run in enumerate(todo, 1):
-            print(f"  [{index}/{len(todo)}] {run.name:<40} {run.status}: running", flush=True)
-            report(index, execute_run(run, args.profile, runs, results))
+            if report("train", index, execute_run(run, args.profile, runs, results, ("train",))):
+                trained.append(run)
     else:
         threads = max(1, (os.cpu_count() or 1) // jobs)
         with concurrent.futures.ProcessPoolExecutor(jobs, initializer=_set_threads, initargs=(threads,)) as pool:
-            futures = [pool.submit(execute_run, run, args.profile, runs, results) for run in todo]
+            futures = {pool.submit(execute_run, run, args.profile, runs, results, ("train",)): run for run in todo}
             for index, future in enumerate(concurrent.futures.as_completed(futures), 1):
-                report(index, future.result())
+                if report("train", index, future.result()):
+                    trained.append(futures[future])
+    for index, run in enumerate(sorted(trained, key=todo.index), 1):  # one at a time: clean timings
+        report("evaluate", index, execute_run(run, args.profile, runs, results, ("evaluate",)))
 
     for name, output in presentation_outputs(profile["name"], results).items():
         begin = time.perf_counter()

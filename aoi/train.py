@@ -60,7 +60,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars: the same in a terminal, JupyterLab and papermill records
 
 from aoi.atomic import save_torch, write_json, write_text
 from aoi.data import dataset_info, get_dataset

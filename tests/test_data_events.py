@@ -1,12 +1,10 @@
 """Event datasets read with tonic from small files in the real formats: DVS128 Gesture npy,
 N-Caltech101 40-bit .bin, CIFAR10-DVS through a patched AEDAT4 reader. No network."""
 import hashlib
-import socket
 
 import numpy as np
 import pytest
 import tonic.datasets.cifar10dvs
-import tonic.download_utils
 import torch
 
 from aoi.data import DatasetNotFoundError, get_dataset
@@ -14,14 +12,7 @@ from aoi.data import tonic_readers
 from aoi.data.events import translate
 
 
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise OSError("network access in a test")
-
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(tonic.download_utils, "download_url", refuse)
+pytestmark = pytest.mark.usefixtures("no_network")  # tests/conftest.py
 
 
 def encode_bin(x, y, p, t):

@@ -3,7 +3,6 @@ ImageFolder tree, Fashion-MNIST idx files (and nfashion made from them). No netw
 import gzip
 import hashlib
 import pickle
-import socket
 
 import numpy as np
 import pytest
@@ -17,13 +16,7 @@ from aoi.data import fashion, simulated
 from aoi.data.images import Cutout
 
 
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise OSError("network access in a test")
-
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    monkeypatch.setattr(socket.socket, "connect", refuse)
+pytestmark = pytest.mark.usefixtures("no_network")  # tests/conftest.py
 
 
 def md5(path):
