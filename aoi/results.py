@@ -34,7 +34,7 @@ from aoi.evaluate import load_logits, load_model, test_inputs
 from aoi.metrics import accuracy_per_step, cutoff_curve, optimal_cutoff_timestep
 from aoi.neurons import lif_layers, set_recording
 from aoi.regularisers import cosine_similarity_per_step, spatial_temporal_factor
-from aoi.train import TrainConfig, _git_commit, _version  # the one implementation of both
+from aoi.train import TrainConfig, git_commit, package_version  # the one implementation of both
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PAPER_DIR = REPO_ROOT / "results" / "paper"
@@ -84,8 +84,9 @@ def read_json(path: str | os.PathLike) -> dict | None:
 
 def provenance() -> dict:
     """Where and with what an analysis was made: git commit, package versions, machine, time (UTC)."""
-    commit, dirty = _git_commit()
-    return {"git_commit": commit, "git_dirty": dirty, "versions": {name: _version(name) for name in PACKAGES},
+    commit, dirty = git_commit()
+    return {"git_commit": commit, "git_dirty": dirty,
+            "versions": {name: package_version(name) for name in PACKAGES},
             "machine": {"platform": platform.platform(), "python": platform.python_version(),
                         "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()},
             "analysed_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}

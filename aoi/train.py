@@ -248,7 +248,7 @@ def weights_sha256(model: nn.Module) -> str:
 
 # ----------------------------------------------------------------------------- provenance
 
-def _git_commit() -> tuple[str, bool | None]:
+def git_commit() -> tuple[str, bool | None]:
     """(commit, dirty) of the repository holding this package, or ("unknown", None)."""
     root = Path(__file__).resolve().parent.parent
     try:
@@ -261,7 +261,8 @@ def _git_commit() -> tuple[str, bool | None]:
         return "unknown", None
 
 
-def _version(package: str) -> str:
+def package_version(package: str) -> str:
+    """The installed version of ``package``, or "not installed"."""
     try:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
@@ -270,16 +271,17 @@ def _version(package: str) -> str:
 
 def provenance(train_set: Dataset, test_set: Dataset, device: torch.device, topology: Topology) -> dict:
     """Where and with what a run was made: git commit, versions, data, machine, start time."""
-    commit, dirty = _git_commit()
+    commit, dirty = git_commit()
     return {
         "git_commit": commit,
         "git_dirty": dirty,
-        "versions": {name: _version(name) for name in ("aoi", "torch", "snntorch", "tonic", "numpy")},
+        "versions": {name: package_version(name) for name in ("aoi", "torch", "snntorch", "tonic", "numpy")},
         "data": {"train": getattr(train_set, "provenance", None), "test": getattr(test_set, "provenance", None)},
         "machine": {
             "platform": platform.platform(),
             "python": platform.python_version(),
             "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),  # bitwise reproducibility on CPU needs the same count
             "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
             "device": str(device),
             "world_size": topology.world_size,
