@@ -69,7 +69,7 @@ def cosine_similarity_per_step(spikes: torch.Tensor, membrane: torch.Tensor,
     return soft_spike_similarity(spikes + torch.relu(membrane), beta)
 
 
-def _factor(similarity: torch.Tensor) -> torch.Tensor:
+def stf_from_similarity(similarity: torch.Tensor) -> torch.Tensor:
     """STF = 1 / (mean_t cs_t + 1e-5), [T, N] -> [N]."""
     return 1.0 / (similarity.mean(0) + FACTOR_EPS)
 
@@ -77,7 +77,7 @@ def _factor(similarity: torch.Tensor) -> torch.Tensor:
 def spatial_temporal_factor(spikes: torch.Tensor, membrane: torch.Tensor,
                             beta: float = 0.3) -> torch.Tensor:
     """STF of one layer, [N]. Arguments as `cosine_similarity_per_step`."""
-    return _factor(cosine_similarity_per_step(spikes, membrane, beta))
+    return stf_from_similarity(cosine_similarity_per_step(spikes, membrane, beta))
 
 
 def collect_factors(model: nn.Module, beta: float = 0.3) -> torch.Tensor:
@@ -91,7 +91,7 @@ def collect_factors(model: nn.Module, beta: float = 0.3) -> torch.Tensor:
         if lif.soft_spikes is None:
             raise RuntimeError("no recorded LIF state: call aoi.neurons.set_recording(model, True) "
                                "before the forward whose STR you want")
-        factors.append(_factor(soft_spike_similarity(lif.soft_spikes, beta)))
+        factors.append(stf_from_similarity(soft_spike_similarity(lif.soft_spikes, beta)))
     if not factors:
         raise ValueError("model has no aoi.neurons.LIF layers: STR needs spiking layers")
     return torch.stack(factors, dim=1)

@@ -33,7 +33,7 @@ from aoi.energy import count_operations, energy_pj, sum_until_exit
 from aoi.evaluate import load_logits, load_model, test_inputs
 from aoi.metrics import accuracy_per_step, cutoff_curve, optimal_cutoff_timestep
 from aoi.neurons import lif_layers, set_recording
-from aoi.regularisers import cosine_similarity_per_step, spatial_temporal_factor
+from aoi.regularisers import soft_spike_similarity, stf_from_similarity
 from aoi.train import TrainConfig, git_commit, package_version  # the one implementation of both
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -150,11 +150,10 @@ def stf_records(model, inputs: torch.Tensor, beta: float) -> tuple[list[dict], l
             model(inputs)
         cs_rows, stf_rows = [], []
         for layer, lif in enumerate(lif_layers(model), start=1):
-            membrane = lif.membrane / lif.threshold
-            cs = cosine_similarity_per_step(lif.spikes, membrane, beta).mean(1)             # [T]
-            cs_rows += [{"layer": layer, "t": t, "cosine_similarity": float(v)} for t, v in enumerate(cs, 1)]
-            stf_rows.append({"layer": layer,
-                             "stf": float(spatial_temporal_factor(lif.spikes, membrane, beta).mean())})
+            similarity = soft_spike_similarity(lif.soft_spikes, beta)                      # [T, N]
+            cs_rows += [{"layer": layer, "t": t, "cosine_similarity": float(v)}
+                        for t, v in enumerate(similarity.mean(1), 1)]
+            stf_rows.append({"layer": layer, "stf": float(stf_from_similarity(similarity).mean())})
     finally:
         set_recording(model, False)
     return cs_rows, stf_rows
