@@ -11,7 +11,7 @@ usage() {
   cat <<'USAGE'
 usage: ./reproduce.sh [test [PYTEST_ARGS...]] | [--profile NAME] [--jobs N] [--force] [--only PATTERN]
 
-  test                 run the unit tests and the notebooks (pytest --nbval-lax, smoke profile)
+  test                 lint (ruff), then the unit tests and the notebooks (pytest --nbval-lax, smoke profile)
   --profile NAME       smoke | default | fashion | paper   (default: default)
   --jobs N             run N independent runs in parallel (default: the profile's jobs; default profile: 2)
   --force              rerun runs that are already finished
@@ -44,6 +44,8 @@ case "${1:-}" in
   test)
     shift
     ensure_env
+    python -m ruff check aoi tests benchmarks notebooks
+    python -m ruff format --check --quiet aoi tests benchmarks notebooks
     exec python -m pytest tests "$@"
     ;;
 esac

@@ -1,10 +1,11 @@
 """Command line: ``python -m aoi {train,evaluate,reproduce} ...`` (also the ``aoi`` console script).
 
-    python -m aoi train --dataset digits --method str --alpha 0.5 --seed 0 --epochs 30 --run-dir runs/x
-    python -m aoi evaluate runs/x
-    python -m aoi reproduce --profile default --jobs 2
-    torchrun --nproc_per_node 4 -m aoi train --dataset cifar10 ...   # multi-GPU (see aoi.distributed)
+python -m aoi train --dataset digits --method str --alpha 0.5 --seed 0 --epochs 30 --run-dir runs/x
+python -m aoi evaluate runs/x
+python -m aoi reproduce --profile default --jobs 2
+torchrun --nproc_per_node 4 -m aoi train --dataset cifar10 ...   # multi-GPU (see aoi.distributed)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,12 +50,16 @@ def _train_config_fields():
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="aoi", description="Anytime Optimal Inference SNNs: TET + STR "
-                                     "training, per-step logits, cutoff analyses.")
+    parser = argparse.ArgumentParser(
+        prog="aoi", description="Anytime Optimal Inference SNNs: TET + STR training, per-step logits, cutoff analyses."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    train = commands.add_parser("train", help="train one run (resumes from its checkpoint)",
-                                description="Train one TET or TET+STR run; every TrainConfig field is a flag.")
+    train = commands.add_parser(
+        "train",
+        help="train one run (resumes from its checkpoint)",
+        description="Train one TET or TET+STR run; every TrainConfig field is a flag.",
+    )
     for name, kind, default in _train_config_fields():
         flag = "--" + name.replace("_", "-")
         if name == "dataset":
@@ -65,8 +70,11 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--run-dir", help="output folder (default: runs/<run name>)")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
 
-    evaluate = commands.add_parser("evaluate", help="save the per-step logits of a finished run",
-                                   description="Write RUN_DIR/logits_<split>.npz from the run's final model.")
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="save the per-step logits of a finished run",
+        description="Write RUN_DIR/logits_<split>.npz from the run's final model.",
+    )
     evaluate.add_argument("run_dir")
     evaluate.add_argument("--splits", nargs="+", default=["test", "train"], choices=["test", "train"])
     evaluate.add_argument("--device", default="auto")

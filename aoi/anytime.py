@@ -22,12 +22,14 @@ float rounding of the threshold may exit one step apart.
 Post-hoc (on saved logits), `compare_rules` tabulates accuracy against mean exit step for the
 confidence rule, the Top-K gap rule, fixed T and the OCT oracle.
 """
+
 from __future__ import annotations
 
 import contextlib
 import math
 import time
-from typing import Callable, Iterable, NamedTuple
+from collections.abc import Callable, Iterable
+from typing import NamedTuple
 
 import pandas as pd
 import torch
@@ -42,26 +44,29 @@ RULES = ("confidence", "topk", "fixed")
 
 
 class AnytimeResult(NamedTuple):
-    exit_steps: torch.Tensor          # [N] long, 1-based step at which each sample stopped
-    predictions: torch.Tensor         # [N] long, argmax of Y at the exit step
-    synops: torch.Tensor | None       # [N] int64, synaptic operations over the executed steps
-    macs: torch.Tensor | None         # [N] int64, multiply-accumulates over the executed steps
-    energy_pj: torch.Tensor | None    # [N] float64, picojoules (aoi.energy convention)
+    exit_steps: torch.Tensor  # [N] long, 1-based step at which each sample stopped
+    predictions: torch.Tensor  # [N] long, argmax of Y at the exit step
+    synops: torch.Tensor | None  # [N] int64, synaptic operations over the executed steps
+    macs: torch.Tensor | None  # [N] int64, multiply-accumulates over the executed steps
+    energy_pj: torch.Tensor | None  # [N] float64, picojoules (aoi.energy convention)
 
 
 def _stop_rule(rule: str, epsilon, thresholds, steps, T: int) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """Check the rule's parameters and return ``stop(step [n] (0-based), Y [n, K]) -> bool [n]``."""
     if rule == "confidence":
         if epsilon is None or not 0 <= float(epsilon) < 1:
-            raise ValueError(f"rule='confidence' needs epsilon in [0, 1) (exit when max softmax > 1 - epsilon), "
-                             f"got {epsilon!r}")
+            raise ValueError(
+                f"rule='confidence' needs epsilon in [0, 1) (exit when max softmax > 1 - epsilon), got {epsilon!r}"
+            )
         epsilon = float(epsilon)
         return lambda step, accumulated: confidence_stop(accumulated, epsilon)
     if rule == "topk":
         if thresholds is None or torch.as_tensor(thresholds).shape != (T,):
             shape = None if thresholds is None else tuple(torch.as_tensor(thresholds).shape)
-            raise ValueError(f"rule='topk' needs thresholds with one value per step, shape ({T},), got {shape} "
-                             "(see aoi.cutoff.calibrate_topk_thresholds)")
+            raise ValueError(
+                f"rule='topk' needs thresholds with one value per step, shape ({T},), got {shape} "
+                "(see aoi.cutoff.calibrate_topk_thresholds)"
+            )
         thresholds = torch.as_tensor(thresholds)  # compared in Y's dtype, as aoi.cutoff.topk_cutoff does
         # each running sample is compared with the threshold of its own step
         return lambda step, accumulated: topk_stop(accumulated, thresholds.to(accumulated)[step])
@@ -73,9 +78,16 @@ def _stop_rule(rule: str, epsilon, thresholds, steps, T: int) -> Callable[[torch
     raise ValueError(f"unknown rule {rule!r}: use one of {RULES}")
 
 
-def predict(model: nn.Module, inputs: torch.Tensor, epsilon: float | None = None, rule: str = "confidence",
-            thresholds=None, steps: int | None = None, count: bool = True,
-            batch_size: int | None = None) -> AnytimeResult:
+def predict(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    epsilon: float | None = None,
+    rule: str = "confidence",
+    thresholds=None,
+    steps: int | None = None,
+    count: bool = True,
+    batch_size: int | None = None,
+) -> AnytimeResult:
     """Streaming early-exit inference: each sample stops computing at its exit step.
 
     Samples run one timestep per forward with their neurons' state carried; after each step the
@@ -168,9 +180,16 @@ def _timed(run: Callable[[], object], cuda: bool) -> tuple[float, object]:
     return time.perf_counter() - start, result
 
 
-def time_inference(model: nn.Module, inputs: torch.Tensor, epsilon: float | None = None,
-                   rule: str = "confidence", thresholds=None, steps: int | None = None,
-                   repeats: int = 3, batch_size: int | None = None) -> dict:
+def time_inference(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    epsilon: float | None = None,
+    rule: str = "confidence",
+    thresholds=None,
+    steps: int | None = None,
+    repeats: int = 3,
+    batch_size: int | None = None,
+) -> dict:
     """Measured wall-clock cost of streaming early exit against ordinary full-T inference.
 
     Full-T inference is the model's plain forward ``model(inputs)`` under no_grad (the fastest
@@ -206,13 +225,24 @@ def time_inference(model: nn.Module, inputs: torch.Tensor, epsilon: float | None
         if repeat:
             full_s, streaming_s = min(full_s, full_once), min(streaming_s, streaming_once)
     mean_exit_step = result.exit_steps.double().mean().item()
-    return {"full_s": full_s, "streaming_s": streaming_s, "wallclock_speedup": full_s / streaming_s,
-            "mean_exit_step": mean_exit_step, "step_speedup": T / mean_exit_step}
+    return {
+        "full_s": full_s,
+        "streaming_s": streaming_s,
+        "wallclock_speedup": full_s / streaming_s,
+        "mean_exit_step": mean_exit_step,
+        "step_speedup": T / mean_exit_step,
+    }
 
 
-def compare_rules(outputs_test: torch.Tensor, targets_test: torch.Tensor, outputs_train: torch.Tensor,
-                  targets_train: torch.Tensor, epsilons: Iterable[float],
-                  precisions: Iterable[float] = (0.9, 0.95, 0.99, 0.999, 1.0), bins: int = 100) -> pd.DataFrame:
+def compare_rules(
+    outputs_test: torch.Tensor,
+    targets_test: torch.Tensor,
+    outputs_train: torch.Tensor,
+    targets_train: torch.Tensor,
+    epsilons: Iterable[float],
+    precisions: Iterable[float] = (0.9, 0.95, 0.99, 0.999, 1.0),
+    bins: int = 100,
+) -> pd.DataFrame:
     """Accuracy against mean exit step of every cutoff rule, post-hoc on per-step logits.
 
     Args:
@@ -225,17 +255,32 @@ def compare_rules(outputs_test: torch.Tensor, targets_test: torch.Tensor, output
         precision, t, NaN for the oracle), accuracy (fraction) and mean_exit_step (1-based steps).
     """
     confidence = cutoff_curve(outputs_test, targets_test, epsilons)
-    rows = [{"rule": "confidence", "parameter": row.epsilon, "accuracy": row.accuracy,
-             "mean_exit_step": row.mean_exit_step} for row in confidence.itertuples()]
+    rows = [
+        {"rule": "confidence", "parameter": row.epsilon, "accuracy": row.accuracy, "mean_exit_step": row.mean_exit_step}
+        for row in confidence.itertuples()
+    ]
     for precision in precisions:
         thresholds = calibrate_topk_thresholds(outputs_train, targets_train, float(precision), bins)
         result = topk_cutoff(outputs_test, thresholds)
-        rows.append({"rule": "topk", "parameter": float(precision),
-                     "accuracy": (result.predictions == targets_test).double().mean().item(),
-                     "mean_exit_step": result.exit_steps.double().mean().item()})
+        rows.append(
+            {
+                "rule": "topk",
+                "parameter": float(precision),
+                "accuracy": (result.predictions == targets_test).double().mean().item(),
+                "mean_exit_step": result.exit_steps.double().mean().item(),
+            }
+        )
     per_step = accuracy_per_step(outputs_test, targets_test)
-    rows += [{"rule": "fixed", "parameter": float(t), "accuracy": accuracy.item(), "mean_exit_step": float(t)}
-             for t, accuracy in enumerate(per_step, start=1)]
-    rows.append({"rule": "oct", "parameter": math.nan, "accuracy": per_step[-1].item(),
-                 "mean_exit_step": optimal_cutoff_timestep(outputs_test, targets_test).double().mean().item()})
+    rows += [
+        {"rule": "fixed", "parameter": float(t), "accuracy": accuracy.item(), "mean_exit_step": float(t)}
+        for t, accuracy in enumerate(per_step, start=1)
+    ]
+    rows.append(
+        {
+            "rule": "oct",
+            "parameter": math.nan,
+            "accuracy": per_step[-1].item(),
+            "mean_exit_step": optimal_cutoff_timestep(outputs_test, targets_test).double().mean().item(),
+        }
+    )
     return pd.DataFrame(rows, columns=["rule", "parameter", "accuracy", "mean_exit_step"])

@@ -5,14 +5,15 @@ folder and, only when the block finishes without error, renames it over the dest
 (`os.replace`, atomic on POSIX). On error the temporary file is removed and the old
 destination, if any, is untouched.
 """
+
 from __future__ import annotations
 
 import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 
 @contextlib.contextmanager

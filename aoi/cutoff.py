@@ -4,15 +4,17 @@ Each rule is a per-step predicate on Y_t [N, K] (used as is by the streaming eng
 `aoi.anytime`) and a post-hoc function over the full-T outputs [T, N, K]. A sample exits at
 the first step t (1-based) where its rule fires, else at T, and predicts argmax Y_t there.
 """
+
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 
 
 class CutoffResult(NamedTuple):
-    exit_steps: torch.Tensor   # [N] long, 1-based
+    exit_steps: torch.Tensor  # [N] long, 1-based
     predictions: torch.Tensor  # [N] long, argmax of Y at the exit step
 
 
@@ -53,13 +55,15 @@ def topk_cutoff(outputs: torch.Tensor, thresholds) -> CutoffResult:
     """Exit steps and predictions of the Top-K gap rule with per-step thresholds [T]."""
     thresholds = torch.as_tensor(thresholds, dtype=outputs.dtype)
     if thresholds.shape != (outputs.shape[0],):
-        raise ValueError(f"thresholds must have one value per step ({outputs.shape[0]}), "
-                         f"got shape {tuple(thresholds.shape)}")
+        raise ValueError(
+            f"thresholds must have one value per step ({outputs.shape[0]}), got shape {tuple(thresholds.shape)}"
+        )
     return _first_exit(outputs, lambda t, y: topk_stop(y, thresholds[t]))
 
 
-def calibrate_topk_thresholds(outputs: torch.Tensor, targets: torch.Tensor,
-                              precision: float = 1.0, bins: int = 100) -> torch.Tensor:
+def calibrate_topk_thresholds(
+    outputs: torch.Tensor, targets: torch.Tensor, precision: float = 1.0, bins: int = 100
+) -> torch.Tensor:
     """Per-step Top-K gap thresholds beta_t, calibrated on training outputs (SNNCutoff's procedure).
 
     A sample is *safe* at step t when argmax Y stays correct from t through T. Candidate
@@ -74,13 +78,13 @@ def calibrate_topk_thresholds(outputs: torch.Tensor, targets: torch.Tensor,
         thresholds [T].
     """
     accumulated = outputs.cumsum(0)
-    gaps = topk_gap(accumulated)                                       # [T, N]
-    correct = accumulated.argmax(-1) == targets                        # [T, N]
-    safe = correct.flip(0).int().cummin(0).values.flip(0).bool()      # correct from t through T
+    gaps = topk_gap(accumulated)  # [T, N]
+    correct = accumulated.argmax(-1) == targets  # [T, N]
+    safe = correct.flip(0).int().cummin(0).values.flip(0).bool()  # correct from t through T
     candidates = gaps.min() + (gaps.max() - gaps.min()) / bins * torch.arange(bins, dtype=gaps.dtype)
-    exits = gaps[None] > candidates[:, None, None]                    # [B, T, N]
+    exits = gaps[None] > candidates[:, None, None]  # [B, T, N]
     n_exit = exits.sum(-1)
     n_safe = (exits & safe[None]).sum(-1)
-    ok = (n_exit > 0) & (n_safe >= precision * n_exit)                # [B, T]
+    ok = (n_exit > 0) & (n_safe >= precision * n_exit)  # [B, T]
     ok[-1] = True
     return candidates[ok.int().argmax(0)]

@@ -8,12 +8,13 @@ launcher that also sets ``RANK``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_P
 
 Backend: nccl on CUDA, gloo on CPU. One process per GPU (``cuda:LOCAL_RANK``).
 """
+
 from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 import torch.distributed as dist

@@ -34,6 +34,7 @@ pooling, residual additions and the neurons' own updates (the convention counts 
 Models must fold time into the batch time-major (``x.flatten(0, 1)`` of [T, N, ...]), as every
 aoi model does, so that a hooked layer's leading batch index is t * N + n.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -43,7 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 E_MAC_PJ = 4.6  # energy of one 32-bit float multiply-accumulate, picojoules (45 nm)
-E_AC_PJ = 0.9   # energy of one 32-bit float accumulate (a synaptic operation), picojoules (45 nm)
+E_AC_PJ = 0.9  # energy of one 32-bit float accumulate (a synaptic operation), picojoules (45 nm)
 
 COUNTED_LAYERS = (nn.Conv2d, nn.Linear)
 POOL_ROUNDING = 1e-3  # pooled x * area within this of an integer is that many spikes (area 9 is inexact)
@@ -51,8 +52,8 @@ POOL_ROUNDING = 1e-3  # pooled x * area within this of an integer is that many s
 
 class OperationCounts(NamedTuple):
     outputs: torch.Tensor  # per-step logits [T, N, K] of the counted forward
-    synops: torch.Tensor   # synaptic operations (accumulates) [T, N], int64
-    macs: torch.Tensor     # multiply-accumulates [T, N], int64
+    synops: torch.Tensor  # synaptic operations (accumulates) [T, N], int64
+    macs: torch.Tensor  # multiply-accumulates [T, N], int64
 
 
 def energy_pj(synops: torch.Tensor, macs: torch.Tensor) -> torch.Tensor:
@@ -85,7 +86,7 @@ def _conv_connections(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     a conv of the per-group spike sums with a ones kernel, padded exactly like ``conv``.
     """
     groups = conv.groups
-    per_group = x.unflatten(1, (groups, -1)).sum(2)                            # [B, groups, H, W]
+    per_group = x.unflatten(1, (groups, -1)).sum(2)  # [B, groups, H, W]
     ones = per_group.new_ones(groups, 1, *conv.kernel_size)
     if conv.padding_mode != "zeros":
         per_group = F.pad(per_group, conv._reversed_padding_repeated_twice, mode=conv.padding_mode)
@@ -96,8 +97,9 @@ def _conv_connections(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     return window.flatten(1).sum(1, dtype=torch.float64).long() * (conv.out_channels // groups)
 
 
-def layer_operations(layer: nn.Module, x: torch.Tensor, output: torch.Tensor,
-                     pool_area: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def layer_operations(
+    layer: nn.Module, x: torch.Tensor, output: torch.Tensor, pool_area: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """SOPs and MACs of one call of a conv or linear layer, per leading batch row.
 
     Args:
@@ -170,8 +172,10 @@ class OperationCounter:
         if self.synops is None:
             self.synops, self.macs = synops, macs
         elif self.synops.shape != synops.shape:
-            raise ValueError(f"{type(layer).__name__} saw {synops.shape[0]} batch rows, earlier layers "
-                             f"{self.synops.shape[0]}: fold time into the batch as [T * N, ...] everywhere")
+            raise ValueError(
+                f"{type(layer).__name__} saw {synops.shape[0]} batch rows, earlier layers "
+                f"{self.synops.shape[0]}: fold time into the batch as [T * N, ...] everywhere"
+            )
         else:
             self.synops = self.synops + synops
             self.macs = self.macs + macs
@@ -185,7 +189,7 @@ class OperationCounter:
         self._pooled.clear()
         return counts
 
-    def __enter__(self) -> "OperationCounter":
+    def __enter__(self) -> OperationCounter:
         self._handles = [layer.register_forward_hook(self._hook) for layer in self.layers]
         self._handles += [pool.register_forward_hook(self._pool_hook) for pool in self.pools]
         return self
@@ -211,8 +215,10 @@ def count_operations(model: nn.Module, inputs: torch.Tensor) -> OperationCounts:
         outputs = model(inputs)
         synops, macs = counter.take()
     if synops.shape[0] != T * N:
-        raise ValueError(f"the model's layers saw {synops.shape[0]} batch rows, expected T * N = {T * N}: "
-                         "fold time into the batch as inputs.flatten(0, 1)")
+        raise ValueError(
+            f"the model's layers saw {synops.shape[0]} batch rows, expected T * N = {T * N}: "
+            "fold time into the batch as inputs.flatten(0, 1)"
+        )
     return OperationCounts(outputs, synops.view(T, N), macs.view(T, N))
 
 

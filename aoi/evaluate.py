@@ -5,6 +5,7 @@ of the final model, eval mode) and ``targets`` int64 [N]. The train split is rea
 augmentation (for Top-K threshold calibration), with the run's ``limit_train`` subset; the test
 split with the run's ``limit_test``. Recomputed only when missing or older than the checkpoint.
 """
+
 from __future__ import annotations
 
 import os
@@ -26,8 +27,10 @@ SPLITS = ("test", "train")
 def _finished_checkpoint(run_dir: Path) -> Path:
     checkpoint = run_dir / "checkpoint.pt"
     if not (run_dir / "final.json").exists() or not checkpoint.exists():
-        raise FileNotFoundError(f"{run_dir} holds no finished run (final.json and checkpoint.pt): "
-                                f"train it first with `python -m aoi train ... --run-dir {run_dir}`")
+        raise FileNotFoundError(
+            f"{run_dir} holds no finished run (final.json and checkpoint.pt): "
+            f"train it first with `python -m aoi train ... --run-dir {run_dir}`"
+        )
     return checkpoint
 
 
@@ -54,8 +57,9 @@ def test_inputs(run_dir: str | os.PathLike) -> Dataset:
 
 
 @torch.no_grad()
-def collect_outputs(model: nn.Module, dataset: Dataset, batch_size: int, device: torch.device,
-                    progress: bool = True, desc: str = "") -> tuple[torch.Tensor, torch.Tensor]:
+def collect_outputs(
+    model: nn.Module, dataset: Dataset, batch_size: int, device: torch.device, progress: bool = True, desc: str = ""
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-step logits of ``model`` (eval mode) on ``dataset``: (outputs float32 [T, N, K] CPU, targets long [N])."""
     model.eval()
     loader = DataLoader(dataset, batch_size, shuffle=False)
@@ -66,8 +70,13 @@ def collect_outputs(model: nn.Module, dataset: Dataset, batch_size: int, device:
     return torch.cat(outputs, dim=1), torch.cat(targets)
 
 
-def evaluate(run_dir: str | os.PathLike, splits=SPLITS, progress: bool = True,
-             device: str = "auto", batch_size: int | None = None) -> None:
+def evaluate(
+    run_dir: str | os.PathLike,
+    splits=SPLITS,
+    progress: bool = True,
+    device: str = "auto",
+    batch_size: int | None = None,
+) -> None:
     """Write ``run_dir/logits_<split>.npz`` for each split (skipped when newer than the checkpoint).
 
     ``batch_size`` defaults to the run's training batch size.
@@ -80,8 +89,14 @@ def evaluate(run_dir: str | os.PathLike, splits=SPLITS, progress: bool = True,
     torch_device = resolve_device(device)
     model, config = load_model(run_dir, torch_device)
     for split in todo:
-        outputs, targets = collect_outputs(model, _split_inputs(config, split), batch_size or config.batch_size,
-                                           torch_device, progress, desc=f"{config.run_name()} {split}")
+        outputs, targets = collect_outputs(
+            model,
+            _split_inputs(config, split),
+            batch_size or config.batch_size,
+            torch_device,
+            progress,
+            desc=f"{config.run_name()} {split}",
+        )
         with atomic_path(run_dir / f"logits_{split}.npz") as tmp, open(tmp, "wb") as f:
             np.savez_compressed(f, outputs=outputs.numpy(), targets=targets.numpy())
 

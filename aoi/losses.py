@@ -1,12 +1,12 @@
 """The TET loss (Deng et al., ICLR 2022), as used by the paper with STR on top."""
+
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
 
-def tet_loss(outputs: torch.Tensor, targets: torch.Tensor, lamb: float = 1e-3,
-             means: float = 1.0) -> torch.Tensor:
+def tet_loss(outputs: torch.Tensor, targets: torch.Tensor, lamb: float = 1e-3, means: float = 1.0) -> torch.Tensor:
     """Temporal Efficient Training loss.
 
         L = (1 - lamb) * (1/T) * sum_t CE(O_t, y) + lamb * MSE(O, means)

@@ -2,9 +2,10 @@
 
 Accuracies are fractions in [0, 1]; steps are 1-based.
 """
+
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import pandas as pd
 import torch
@@ -25,10 +26,10 @@ def accuracy_per_step(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Ten
 def optimal_cutoff_timestep(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """OCT per sample, [N] long: the first step from which argmax Y_t stays correct through T;
     T for samples wrong at T. Its mean is the latency lower bound of any cutoff rule."""
-    correct = accumulate(outputs).argmax(-1) == targets                      # [T, N]
+    correct = accumulate(outputs).argmax(-1) == targets  # [T, N]
     T = correct.shape[0]
-    stays = correct.flip(0).int().cummin(0).values.flip(0)                   # correct from t on
-    n_stays = stays.sum(0)                                                   # trailing run length
+    stays = correct.flip(0).int().cummin(0).values.flip(0)  # correct from t on
+    n_stays = stays.sum(0)  # trailing run length
     return torch.where(n_stays > 0, T - n_stays + 1, torch.full_like(n_stays, T)).long()
 
 
@@ -46,6 +47,13 @@ def cutoff_curve(outputs: torch.Tensor, targets: torch.Tensor, epsilons: Iterabl
         result = confidence_cutoff(outputs, float(epsilon))
         accuracy = (result.predictions == targets).float().mean().item()
         mean_exit = result.exit_steps.float().mean().item()
-        rows.append({"epsilon": float(epsilon), "accuracy": accuracy, "mean_exit_step": mean_exit,
-                     "speedup": T / mean_exit, "accuracy_drop": full - accuracy})
+        rows.append(
+            {
+                "epsilon": float(epsilon),
+                "accuracy": accuracy,
+                "mean_exit_step": mean_exit,
+                "speedup": T / mean_exit,
+                "accuracy_drop": full - accuracy,
+            }
+        )
     return pd.DataFrame(rows, columns=["epsilon", "accuracy", "mean_exit_step", "speedup", "accuracy_drop"])

@@ -20,10 +20,11 @@ GPUs as a PyTorch loop over t. It keeps ``snn.Leaky`` as the step-by-step refere
 State is explicit: every forward starts from zero unless the neuron is *carrying* state
 (`carry_state`), which is how `aoi.anytime` runs a model one timestep at a time.
 """
+
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
 
 import numba
 import numpy as np
@@ -123,8 +124,17 @@ def _scan_forward(x, m0, tau, theta, record):
         u, spikes, last = torch.empty_like(x2), torch.empty_like(x2), torch.empty_like(m2)
         soft = torch.empty_like(x2) if record else spikes
         numba.set_num_threads(min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
-        _scan_forward_cpu(x2.numpy(), m2.numpy(), np.float32(tau), np.float32(theta), record,
-                          u.numpy(), spikes.numpy(), soft.numpy(), last.numpy())
+        _scan_forward_cpu(
+            x2.numpy(),
+            m2.numpy(),
+            np.float32(tau),
+            np.float32(theta),
+            record,
+            u.numpy(),
+            spikes.numpy(),
+            soft.numpy(),
+            last.numpy(),
+        )
         soft = soft.view(x.shape) if record else x.new_empty(0)
         return u.view(x.shape), spikes.view(x.shape), soft, last.view(m0.shape)
     u = torch.empty_like(x)
@@ -146,8 +156,17 @@ def _scan_backward(u, grad_spikes, grad_soft, tau, theta, width):
         gr = grad_soft.contiguous().view_as(u2) if has_grad_soft else gs
         grad_x, grad_m0 = torch.empty_like(u2), torch.empty_like(u2[0])
         numba.set_num_threads(min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
-        _scan_backward_cpu(u2.numpy(), gs.numpy(), gr.numpy(), has_grad_soft, np.float32(tau),
-                           np.float32(theta), np.float32(width), grad_x.numpy(), grad_m0.numpy())
+        _scan_backward_cpu(
+            u2.numpy(),
+            gs.numpy(),
+            gr.numpy(),
+            has_grad_soft,
+            np.float32(tau),
+            np.float32(theta),
+            np.float32(width),
+            grad_x.numpy(),
+            grad_m0.numpy(),
+        )
         return grad_x.view(shape), grad_m0.view(shape[1:])
     silent = (u <= theta).to(u.dtype)
     surrogate = (width - (u - theta).abs()).clamp(min=0) / width**2
@@ -181,8 +200,14 @@ class _LIFMultistep(torch.autograd.Function):
         return grad_x, grad_m0, None, None, None, None
 
 
-def lif_multistep(x: torch.Tensor, m0: torch.Tensor | None = None, tau: float = 0.5,
-                  theta: float = 1.0, width: float = 1.0, record: bool = False):
+def lif_multistep(
+    x: torch.Tensor,
+    m0: torch.Tensor | None = None,
+    tau: float = 0.5,
+    theta: float = 1.0,
+    width: float = 1.0,
+    record: bool = False,
+):
     """Run the LIF over all steps of ``x``.
 
     Args:
@@ -209,8 +234,7 @@ class LIF(nn.Module):
     left by the previous call) instead of zero; `streaming` sets this up for a whole model.
     """
 
-    def __init__(self, tau: float = 0.5, threshold: float = 1.0, width: float = 1.0,
-                 fused: bool = True):
+    def __init__(self, tau: float = 0.5, threshold: float = 1.0, width: float = 1.0, fused: bool = True):
         super().__init__()
         self.tau, self.threshold, self.width, self.fused = float(tau), float(threshold), float(width), fused
         self.record = False
@@ -243,8 +267,9 @@ class LIF(nn.Module):
 
     def _forward_snntorch(self, x: torch.Tensor, m0: torch.Tensor | None):
         """Reference path: snnTorch's ``Leaky`` stepped over time (the time loop made visible)."""
-        leaky = snn.Leaky(beta=self.tau, threshold=self.threshold, reset_mechanism="zero",
-                          spike_grad=triangle_surrogate(self.width))
+        leaky = snn.Leaky(
+            beta=self.tau, threshold=self.threshold, reset_mechanism="zero", spike_grad=triangle_surrogate(self.width)
+        )
         snn.SpikingNeuron.instances.remove(leaky)  # we own the state; keep snnTorch's global list clean
         leaky = leaky.to(x.device)
         # snnTorch's state is the pre-reset potential; a post-reset m0 is an equivalent start.

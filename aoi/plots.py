@@ -5,6 +5,7 @@ Inputs are the frames of `aoi.results` (``records_frame``, ``summary_frame``): o
 over seeds with a +-std band. Each function returns a matplotlib Figure or a DataFrame; saving
 goes through `save_figure` / `aoi.results.write_csv` (atomic).
 """
+
 from __future__ import annotations
 
 import math
@@ -17,7 +18,7 @@ from matplotlib.figure import Figure
 
 from aoi.atomic import atomic_path, write_text
 
-TET_COLOR = "#e6841e"                                   # the paper's orange
+TET_COLOR = "#e6841e"  # the paper's orange
 STR_COLORS = ("#2e8b2e", "#1f5fa8", "#8c3fa0", "#7a7a7a")  # the paper's green first, then others
 RULE_STYLES = {"confidence": "-", "topk": "-.", "fixed": ":"}
 
@@ -58,14 +59,20 @@ def _panels(n: int, width: float = 4.6, height: float = 3.4, ncols: int = 3):
 
 def _ordered(labels) -> list[str]:
     """Distinct method labels, TET first, then STR(alpha) by decreasing alpha."""
+
     def key(label: str):
-        return (0, 0.0) if label == "TET" else (1, -float(label[len("STR("):-1]))
+        return (0, 0.0) if label == "TET" else (1, -float(label[len("STR(") : -1]))
+
     return sorted(dict.fromkeys(labels), key=key)
 
 
-def accuracy_figure(per_step: pd.DataFrame, curve: pd.DataFrame, epsilon: float,
-                    paper_reported: pd.DataFrame | None = None,
-                    paper_per_step: pd.DataFrame | None = None) -> Figure:
+def accuracy_figure(
+    per_step: pd.DataFrame,
+    curve: pd.DataFrame,
+    epsilon: float,
+    paper_reported: pd.DataFrame | None = None,
+    paper_per_step: pd.DataFrame | None = None,
+) -> Figure:
     """The paper's figure: one panel per dataset, accuracy (%) against timestep.
 
     Args:
@@ -88,31 +95,63 @@ def accuracy_figure(per_step: pd.DataFrame, curve: pd.DataFrame, epsilon: float,
             marker = "^" if label == "TET" else "o"
             fixed = mean_std(steps[steps["label"] == label], ["t"], ["accuracy"])
             final = fixed.iloc[-1]
-            ax.plot(fixed["t"], 100 * fixed["accuracy_mean"], "--", color=color, marker=marker, markersize=4,
-                    label=f"{label} ({100 * final.accuracy_mean:.2f}±{100 * final.accuracy_std:.2f})")
-            ax.fill_between(fixed["t"], 100 * (fixed["accuracy_mean"] - fixed["accuracy_std"]),
-                            100 * (fixed["accuracy_mean"] + fixed["accuracy_std"]), color=color, alpha=0.2)
+            ax.plot(
+                fixed["t"],
+                100 * fixed["accuracy_mean"],
+                "--",
+                color=color,
+                marker=marker,
+                markersize=4,
+                label=f"{label} ({100 * final.accuracy_mean:.2f}±{100 * final.accuracy_std:.2f})",
+            )
+            ax.fill_between(
+                fixed["t"],
+                100 * (fixed["accuracy_mean"] - fixed["accuracy_std"]),
+                100 * (fixed["accuracy_mean"] + fixed["accuracy_std"]),
+                color=color,
+                alpha=0.2,
+            )
             cut = mean_std(sweep[sweep["label"] == label], ["epsilon"], ["accuracy", "mean_exit_step"])
             cut = cut.sort_values("mean_exit_step_mean")
             stated = cut[cut["epsilon"] == epsilon].iloc[0]
-            ax.plot(cut["mean_exit_step_mean"], 100 * cut["accuracy_mean"], "-", color=color, marker=marker,
-                    markersize=3, label=f"{label}, w/ cutoff ({100 * stated.accuracy_mean:.2f}"
-                                        f"±{100 * stated.accuracy_std:.2f})")
-            ax.fill_between(cut["mean_exit_step_mean"], 100 * (cut["accuracy_mean"] - cut["accuracy_std"]),
-                            100 * (cut["accuracy_mean"] + cut["accuracy_std"]), color=color, alpha=0.2)
-            ax.plot(stated.mean_exit_step_mean, 100 * stated.accuracy_mean, marker="*", markersize=12,
-                    color=color, markeredgecolor="black", linestyle="none")
+            ax.plot(
+                cut["mean_exit_step_mean"],
+                100 * cut["accuracy_mean"],
+                "-",
+                color=color,
+                marker=marker,
+                markersize=3,
+                label=f"{label}, w/ cutoff ({100 * stated.accuracy_mean:.2f}±{100 * stated.accuracy_std:.2f})",
+            )
+            ax.fill_between(
+                cut["mean_exit_step_mean"],
+                100 * (cut["accuracy_mean"] - cut["accuracy_std"]),
+                100 * (cut["accuracy_mean"] + cut["accuracy_std"]),
+                color=color,
+                alpha=0.2,
+            )
+            ax.plot(
+                stated.mean_exit_step_mean,
+                100 * stated.accuracy_mean,
+                marker="*",
+                markersize=12,
+                color=color,
+                markeredgecolor="black",
+                linestyle="none",
+            )
         _overlay_paper(ax, dataset, colors, paper_reported, paper_per_step)
-        ax.set(title=f"{dataset} (T={int(steps['t'].max())}; ★ ε={epsilon:g})", xlabel="Timestep",
-               ylabel="Accuracy [%]")
+        ax.set(
+            title=f"{dataset} (T={int(steps['t'].max())}; ★ ε={epsilon:g})", xlabel="Timestep", ylabel="Accuracy [%]"
+        )
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     return fig
 
 
-def _overlay_paper(ax, dataset: str, colors: dict, reported: pd.DataFrame | None,
-                   per_step: pd.DataFrame | None) -> None:
+def _overlay_paper(
+    ax, dataset: str, colors: dict, reported: pd.DataFrame | None, per_step: pd.DataFrame | None
+) -> None:
     """The paper's per-step accuracies (hollow markers, dotted) and reported cutoff points (hollow
     stars) for ``dataset``, if the paper has it."""
     if reported is None or per_step is None or dataset not in set(reported["dataset"]):
@@ -123,10 +162,26 @@ def _overlay_paper(ax, dataset: str, colors: dict, reported: pd.DataFrame | None
         label = "TET" if method == "tet" else f"STR({row.alpha:g})"
         color = colors.get(label, "gray")
         points = per_step[(per_step["dataset"] == dataset) & (per_step["method"] == method)].sort_values("t")
-        ax.plot(points["t"], points["accuracy_approx"], ":", color=color, marker="s", markerfacecolor="none",
-                markersize=4, label=f"paper {label}")
-        ax.plot(row.avg_timestep_approx, row.accuracy_mean, marker="*", markersize=11, markerfacecolor="none",
-                color=color, linestyle="none", label=f"paper {label}, w/ cutoff")
+        ax.plot(
+            points["t"],
+            points["accuracy_approx"],
+            ":",
+            color=color,
+            marker="s",
+            markerfacecolor="none",
+            markersize=4,
+            label=f"paper {label}",
+        )
+        ax.plot(
+            row.avg_timestep_approx,
+            row.accuracy_mean,
+            marker="*",
+            markersize=11,
+            markerfacecolor="none",
+            color=color,
+            linestyle="none",
+            label=f"paper {label}, w/ cutoff",
+        )
 
 
 def rules_figure(rules: pd.DataFrame) -> Figure:
@@ -150,11 +205,25 @@ def rules_figure(rules: pd.DataFrame) -> Figure:
             for rule, style in RULE_STYLES.items():
                 points = mean_std(ours[ours["rule"] == rule], ["parameter"], ["accuracy", "mean_exit_step"])
                 points = points.sort_values("mean_exit_step_mean")
-                ax.plot(points["mean_exit_step_mean"], 100 * points["accuracy_mean"], style, color=colors[label],
-                        marker=".", label=f"{label}, {names[rule]}")
+                ax.plot(
+                    points["mean_exit_step_mean"],
+                    100 * points["accuracy_mean"],
+                    style,
+                    color=colors[label],
+                    marker=".",
+                    label=f"{label}, {names[rule]}",
+                )
             oracle = ours[ours["rule"] == "oct"]
-            ax.plot(oracle["mean_exit_step"].mean(), 100 * oracle["accuracy"].mean(), marker="*", markersize=12,
-                    color=colors[label], markeredgecolor="black", linestyle="none", label=f"{label}, OCT (oracle)")
+            ax.plot(
+                oracle["mean_exit_step"].mean(),
+                100 * oracle["accuracy"].mean(),
+                marker="*",
+                markersize=12,
+                color=colors[label],
+                markeredgecolor="black",
+                linestyle="none",
+                label=f"{label}, OCT (oracle)",
+            )
         ax.set(title=dataset, xlabel="Mean exit step", ylabel="Accuracy [%]")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6, loc="lower right", ncol=2)
@@ -189,14 +258,21 @@ def stf_figure(cosine: pd.DataFrame, stf: pd.DataFrame) -> Figure:
             ax.set(title=f"{dataset}: {label}", xlabel="Timestep t", ylabel="cs_t", ylim=(0, 1.02))
             ax.grid(alpha=0.3)
             ax.legend(fontsize=6)
-        for ax in row[len(labels):-1]:
+        for ax in row[len(labels) : -1]:
             ax.remove()
         ax = row[-1]
         factors = stf[stf["dataset"] == dataset]
         for label in labels:
             line = mean_std(factors[factors["label"] == label], ["layer"], ["stf"])
-            ax.errorbar(line["layer"], line["stf_mean"], yerr=line["stf_std"], color=colors[label], marker="o",
-                        capsize=3, label=label)
+            ax.errorbar(
+                line["layer"],
+                line["stf_mean"],
+                yerr=line["stf_std"],
+                color=colors[label],
+                marker="o",
+                capsize=3,
+                label=label,
+            )
         ax.set(title=f"{dataset}: STF per layer", xlabel="Layer", ylabel="STF = 1 / mean_t cs_t")
         ax.set_xticks(layers)
         ax.grid(alpha=0.3)
@@ -214,13 +290,23 @@ def run_figure(metrics: dict) -> Figure:
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
     left.plot(steps["t"], 100 * steps["accuracy"], "--o", label="fixed step")
     left.plot(curve["mean_exit_step"], 100 * curve["accuracy"], "-o", markersize=3, label="cutoff (ε sweep)")
-    left.plot(metrics["cutoff"]["mean_exit_step"], 100 * metrics["cutoff"]["accuracy"], "k*", markersize=10,
-              label=f"ε={metrics['epsilon']:g}")
+    left.plot(
+        metrics["cutoff"]["mean_exit_step"],
+        100 * metrics["cutoff"]["accuracy"],
+        "k*",
+        markersize=10,
+        label=f"ε={metrics['epsilon']:g}",
+    )
     left.set(title=metrics["run_name"], xlabel="Timestep", ylabel="Accuracy [%]")
     left.legend(fontsize=7)
     t = range(1, T + 1)
     width = 0.4
-    right.bar([s - width / 2 for s in t], metrics["cutoff"]["exit_histogram"], width, label=f"exit step, ε={metrics['epsilon']:g}")
+    right.bar(
+        [s - width / 2 for s in t],
+        metrics["cutoff"]["exit_histogram"],
+        width,
+        label=f"exit step, ε={metrics['epsilon']:g}",
+    )
     right.bar([s + width / 2 for s in t], metrics["oct"]["histogram"], width, label="OCT (oracle)")
     right.set(xlabel="Timestep", ylabel="Samples", xticks=list(t))
     right.legend(fontsize=7)
@@ -240,6 +326,7 @@ def save_figure(fig: Figure, stem: str | os.PathLike) -> list[Path]:
 
 
 # ---------------------------------------------------------------------------------- tables
+
 
 def _pm(mean: float, std: float, digits: int = 2, scale: float = 1.0) -> str:
     """``mean±std`` of scaled values with ``digits`` decimals."""
@@ -261,8 +348,9 @@ SUMMARY_COLUMNS = {  # column of summary_frame -> (table heading, scale, decimal
 }
 
 
-def summary_table(summary: pd.DataFrame, paper_reported: pd.DataFrame | None = None,
-                  references: pd.DataFrame | None = None) -> pd.DataFrame:
+def summary_table(
+    summary: pd.DataFrame, paper_reported: pd.DataFrame | None = None, references: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """The results table: per dataset and method, mean±std over seeds of every column of
     ``SUMMARY_COLUMNS`` at the stated epsilon, each dataset followed by the paper's rows.
 
@@ -281,10 +369,18 @@ def summary_table(summary: pd.DataFrame, paper_reported: pd.DataFrame | None = N
     for dataset in dict.fromkeys(stats["dataset"]):
         ours = stats[stats["dataset"] == dataset].set_index("label")
         for row in ours.loc[_ordered(ours.index)].reset_index().itertuples():
-            rows.append({"dataset": dataset, "source": f"ours (T={row.T})", "method": row.label,
-                         "seeds": str(row.seeds),
-                         **{heading: _pm(getattr(row, f"{c}_mean"), getattr(row, f"{c}_std"), digits, scale)
-                            for c, (heading, scale, digits) in SUMMARY_COLUMNS.items()}})
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "source": f"ours (T={row.T})",
+                    "method": row.label,
+                    "seeds": str(row.seeds),
+                    **{
+                        heading: _pm(getattr(row, f"{c}_mean"), getattr(row, f"{c}_std"), digits, scale)
+                        for c, (heading, scale, digits) in SUMMARY_COLUMNS.items()
+                    },
+                }
+            )
         if paper_reported is not None and references is not None:
             for paper_dataset in references.loc[references["dataset"] == dataset, "paper_dataset"]:
                 rows += _paper_rows(paper_reported, paper_dataset)
@@ -300,12 +396,19 @@ def _paper_rows(reported: pd.DataFrame, dataset: str) -> list[dict]:
         cut = ours[(ours["method"] == method) & (ours["cutoff"] == "yes")].iloc[0]
         label = "TET" if method == "tet" else f"STR({full.alpha:g})"
         row = {heading: "–" for heading, _, _ in SUMMARY_COLUMNS.values()}
-        row.update({"dataset": dataset, "source": f"paper (T={full['T']})", "method": label, "seeds": "?",
-                    "accuracy (%)": f"{full.accuracy_mean:.2f}±{full.accuracy_std:.2f}",
-                    "w/ cutoff (%)": f"{cut.accuracy_mean:.2f}±{cut.accuracy_std:.2f}",
-                    "mean exit step": f"≈{cut.avg_timestep_approx:g}",
-                    "speed-up (steps)": f"≈{full['T'] / cut.avg_timestep_approx:.2f}",
-                    "accuracy drop (pp)": f"{full.accuracy_mean - cut.accuracy_mean:.2f}"})
+        row.update(
+            {
+                "dataset": dataset,
+                "source": f"paper (T={full['T']})",
+                "method": label,
+                "seeds": "?",
+                "accuracy (%)": f"{full.accuracy_mean:.2f}±{full.accuracy_std:.2f}",
+                "w/ cutoff (%)": f"{cut.accuracy_mean:.2f}±{cut.accuracy_std:.2f}",
+                "mean exit step": f"≈{cut.avg_timestep_approx:g}",
+                "speed-up (steps)": f"≈{full['T'] / cut.avg_timestep_approx:.2f}",
+                "accuracy drop (pp)": f"{full.accuracy_mean - cut.accuracy_mean:.2f}",
+            }
+        )
         rows.append(row)
     return rows
 
@@ -317,8 +420,11 @@ def per_step_table(per_step: pd.DataFrame) -> pd.DataFrame:
     stats["cell"] = [_pm(m, s, 2, 100) for m, s in zip(stats["accuracy_mean"], stats["accuracy_std"])]
     table = stats.pivot(index=["dataset", "label"], columns="t", values="cell").fillna("")
     table.columns = [f"t{t}" for t in table.columns]
-    order = [(d, label) for d in dict.fromkeys(per_step["dataset"])
-             for label in _ordered(per_step.loc[per_step["dataset"] == d, "label"])]
+    order = [
+        (d, label)
+        for d in dict.fromkeys(per_step["dataset"])
+        for label in _ordered(per_step.loc[per_step["dataset"] == d, "label"])
+    ]
     return table.loc[order].reset_index().rename(columns={"label": "method"})
 
 
@@ -332,19 +438,27 @@ def markdown_table(table: pd.DataFrame) -> str:
 
 def table_notes(profile: dict) -> list[str]:
     """What a reader must know beside the tables of ``profile`` (a loaded profile dict)."""
-    notes = [f"Ours: mean±std over the seeds run (column seeds; the profile's seeds are {profile['seeds']}), last-epoch models (the test set never selects), "
-             f"cutoff at the stated ε = {profile['epsilon']:g} (exit when max softmax(Y_t) > 1 − ε), fixed before "
-             "any run. SOPs and energy per test sample (E = 4.6 pJ × MACs + 0.9 pJ × SOPs); wall-clock speed-up of "
-             "streaming early exit over full-T inference, measured on this machine's CPU.",
-             "Paper: accuracies from its figure legend; average timesteps read off its figure (≈); its cutoff "
-             "threshold is not stated; the authors' toolkit keeps the best-test-accuracy checkpoint."]
-    stand_ins = {name: entry.get("paper", []) for name, entry in profile["datasets"].items()
-                 if entry.get("paper") and entry.get("paper") != [name]}
+    notes = [
+        f"Ours: mean±std over the seeds run (column seeds; the profile's seeds are {profile['seeds']}), "
+        "last-epoch models (the test set never selects), "
+        f"cutoff at the stated ε = {profile['epsilon']:g} (exit when max softmax(Y_t) > 1 − ε), fixed before "
+        "any run. SOPs and energy per test sample (E = 4.6 pJ × MACs + 0.9 pJ × SOPs); wall-clock speed-up of "
+        "streaming early exit over full-T inference, measured on this machine's CPU.",
+        "Paper: accuracies from its figure legend; average timesteps read off its figure (≈); its cutoff "
+        "threshold is not stated; the authors' toolkit keeps the best-test-accuracy checkpoint.",
+    ]
+    stand_ins = {
+        name: entry.get("paper", [])
+        for name, entry in profile["datasets"].items()
+        if entry.get("paper") and entry.get("paper") != [name]
+    }
     if stand_ins:
-        notes.append("The datasets differ: " + "; ".join(f"{name} stands in for {', '.join(refs)}"
-                                                         for name, refs in stand_ins.items())
-                     + ". The paper's rows are a reference for the kind of data: compare the shape "
-                       "(accuracy drop, speed-up), not the accuracies.")
+        notes.append(
+            "The datasets differ: "
+            + "; ".join(f"{name} stands in for {', '.join(refs)}" for name, refs in stand_ins.items())
+            + ". The paper's rows are a reference for the kind of data: compare the shape "
+            "(accuracy drop, speed-up), not the accuracies."
+        )
     return notes
 
 

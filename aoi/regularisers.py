@@ -10,6 +10,7 @@ authors' released code path (the RCS regulariser of their SNNCutoff toolkit, MET
     mask_n = 1 if argmax O_t == y_n at each of the last int(window*T) steps (all if 0)
     L_STR  = mean over layers of max over the batch of mask_n * STF_n
 """
+
 from __future__ import annotations
 
 import torch
@@ -56,14 +57,13 @@ def soft_spike_similarity(soft_spikes: torch.Tensor, beta: float = 0.3) -> torch
     Returns:
         [T, N].
     """
-    r = soft_spikes.flatten(2)                                                # [T, N, F]
+    r = soft_spikes.flatten(2)  # [T, N, F]
     T = r.shape[0]
-    r_ref = r[T - last_steps(T, beta):].mean(0).detach()                     # [N, F]
+    r_ref = r[T - last_steps(T, beta) :].mean(0).detach()  # [N, F]
     return _CosineToReference.apply(r, r_ref)
 
 
-def cosine_similarity_per_step(spikes: torch.Tensor, membrane: torch.Tensor,
-                               beta: float = 0.3) -> torch.Tensor:
+def cosine_similarity_per_step(spikes: torch.Tensor, membrane: torch.Tensor, beta: float = 0.3) -> torch.Tensor:
     """cs_t [T, N] from spikes s [T, N, ...] (0/1) and the post-reset membrane in units of the
     threshold [T, N, ...]: `soft_spike_similarity` of r = s + ReLU(m)."""
     return soft_spike_similarity(spikes + torch.relu(membrane), beta)
@@ -74,8 +74,7 @@ def stf_from_similarity(similarity: torch.Tensor) -> torch.Tensor:
     return 1.0 / (similarity.mean(0) + FACTOR_EPS)
 
 
-def spatial_temporal_factor(spikes: torch.Tensor, membrane: torch.Tensor,
-                            beta: float = 0.3) -> torch.Tensor:
+def spatial_temporal_factor(spikes: torch.Tensor, membrane: torch.Tensor, beta: float = 0.3) -> torch.Tensor:
     """STF of one layer, [N]. Arguments as `cosine_similarity_per_step`."""
     return stf_from_similarity(cosine_similarity_per_step(spikes, membrane, beta))
 
@@ -89,16 +88,17 @@ def collect_factors(model: nn.Module, beta: float = 0.3) -> torch.Tensor:
     factors = []
     for lif in lif_layers(model):
         if lif.soft_spikes is None:
-            raise RuntimeError("no recorded LIF state: call aoi.neurons.set_recording(model, True) "
-                               "before the forward whose STR you want")
+            raise RuntimeError(
+                "no recorded LIF state: call aoi.neurons.set_recording(model, True) "
+                "before the forward whose STR you want"
+            )
         factors.append(stf_from_similarity(soft_spike_similarity(lif.soft_spikes, beta)))
     if not factors:
         raise ValueError("model has no aoi.neurons.LIF layers: STR needs spiking layers")
     return torch.stack(factors, dim=1)
 
 
-def str_loss(outputs: torch.Tensor, targets: torch.Tensor, factors: torch.Tensor,
-             window: float = 0.3) -> torch.Tensor:
+def str_loss(outputs: torch.Tensor, targets: torch.Tensor, factors: torch.Tensor, window: float = 0.3) -> torch.Tensor:
     """L_STR: mean over layers of the largest STF among samples predicted right late in time.
 
     Args:
@@ -110,6 +110,6 @@ def str_loss(outputs: torch.Tensor, targets: torch.Tensor, factors: torch.Tensor
         scalar; 0 when no sample qualifies.
     """
     T = outputs.shape[0]
-    correct = outputs[T - last_steps(T, window):].argmax(-1) == targets  # [w, N]
-    mask = correct.all(0).to(factors.dtype).detach()                        # [N]
+    correct = outputs[T - last_steps(T, window) :].argmax(-1) == targets  # [w, N]
+    mask = correct.all(0).to(factors.dtype).detach()  # [N]
     return (mask[:, None] * factors).max(0).values.mean()

@@ -11,6 +11,7 @@ stf) are executed: in place in ``notebooks/`` for the default profile (their com
 are the default results, which CI checks), into ``results/<profile>/notebooks/`` otherwise.
 A failed run is reported with its executed notebook; the others go on; the exit status is 1.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,8 +27,18 @@ from pathlib import Path
 
 from aoi.atomic import atomic_path
 from aoi.profiles import load_profile, profile_names, run_grid
-from aoi.results import REPO_ROOT, is_finished, read_json, results_root, run_dir, run_name, run_results_dir, \
-    params_match, profile_results_dir, runs_root
+from aoi.results import (
+    REPO_ROOT,
+    is_finished,
+    params_match,
+    profile_results_dir,
+    read_json,
+    results_root,
+    run_dir,
+    run_name,
+    run_results_dir,
+    runs_root,
+)
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 COMPUTE_NOTEBOOKS = ("train", "evaluate")
@@ -37,6 +48,7 @@ PRESENTATION_NOTEBOOKS = ("figure", "tables", "stf")
 @dataclass(frozen=True)
 class Run:
     """One run of the grid: its TrainConfig values, where it lives, and what is to be done."""
+
     name: str
     params: dict
     run_dir: Path
@@ -79,8 +91,14 @@ def execute_notebook(notebook: Path, output: Path, parameters: dict) -> None:
     with atomic_path(output) as tmp, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The specified file .* does not end in", category=UserWarning)
         try:
-            papermill.execute_notebook(str(notebook), str(tmp), parameters=parameters, kernel_name="python3",
-                                       progress_bar=False, cwd=str(REPO_ROOT))  # ./data is the repo's
+            papermill.execute_notebook(
+                str(notebook),
+                str(tmp),
+                parameters=parameters,
+                kernel_name="python3",
+                progress_bar=False,
+                cwd=str(REPO_ROOT),
+            )  # ./data is the repo's
         except papermill.PapermillExecutionError as error:
             failure = error
         record = nbformat.read(tmp, as_version=4)
@@ -90,22 +108,29 @@ def execute_notebook(notebook: Path, output: Path, parameters: dict) -> None:
         raise failure
 
 
-def execute_run(run: Run, profile: str, runs: Path, results: Path,
-                notebooks: tuple[str, ...] = COMPUTE_NOTEBOOKS) -> tuple[str, str, float]:
+def execute_run(
+    run: Run, profile: str, runs: Path, results: Path, notebooks: tuple[str, ...] = COMPUTE_NOTEBOOKS
+) -> tuple[str, str, float]:
     """Execute one run's ``notebooks`` (train, evaluate). Returns (name, "" or the failure message
     naming the executed notebook, seconds)."""
     start = time.perf_counter()
     if "train" in notebooks and run.status in ("forced", "changed") and run.run_dir.exists():
         shutil.rmtree(run.run_dir)
-    parameters = {"profile": profile, "dataset": run.params["dataset"], "method": run.params["method"],
-                  "alpha": run.params["alpha"] if run.params["method"] == "str" else None,
-                  "seed": run.params["seed"], "T": run.params["T"],
-                  "runs_root": str(runs), "results_root": str(results)}
+    parameters = {
+        "profile": profile,
+        "dataset": run.params["dataset"],
+        "method": run.params["method"],
+        "alpha": run.params["alpha"] if run.params["method"] == "str" else None,
+        "seed": run.params["seed"],
+        "T": run.params["T"],
+        "runs_root": str(runs),
+        "results_root": str(results),
+    }
     for name in notebooks:
         output = run.run_dir / f"{name}.ipynb"
         try:
             execute_notebook(NOTEBOOK_DIR / f"{name}.ipynb", output, parameters)
-        except Exception as error:  # noqa: BLE001 -- any failure of one run is reported, the others go on
+        except Exception as error:
             last_line = (str(error).strip().splitlines() or [""])[-1]
             return run.name, f"{type(error).__name__} in {output}: {last_line}", time.perf_counter() - start
     return run.name, "", time.perf_counter() - start
@@ -126,12 +151,15 @@ def _set_threads(threads: int) -> None:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="./reproduce.sh", description="Run a profile's grid, then its figures "
-                                     "and tables.")
-    parser.add_argument("--profile", default="default",
-                        help=f"{' | '.join(profile_names())} or a .yaml path (default: default)")
-    parser.add_argument("--jobs", type=int, default=None,
-                        help="independent runs in parallel (default: the profile's jobs, else 1)")
+    parser = argparse.ArgumentParser(
+        prog="./reproduce.sh", description="Run a profile's grid, then its figures and tables."
+    )
+    parser.add_argument(
+        "--profile", default="default", help=f"{' | '.join(profile_names())} or a .yaml path (default: default)"
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=None, help="independent runs in parallel (default: the profile's jobs, else 1)"
+    )
     parser.add_argument("--force", action="store_true", help="rerun runs that are already finished")
     parser.add_argument("--only", metavar="PATTERN", help="only runs whose name contains PATTERN (or matches a glob)")
     parser.add_argument("--dry-run", action="store_true", help="list the runs and their status; run nothing")
@@ -159,8 +187,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no run of profile {profile['name']!r} matches --only {args.only!r}", file=sys.stderr)
         return 2
     todo = [run for run in planned if run.status != "finished"]
-    print(f"[aoi] profile {profile['name']}: {len(planned)} runs, {len(todo)} to run; runs in {runs}, "
-          f"results in {results}", flush=True)
+    print(
+        f"[aoi] profile {profile['name']}: {len(planned)} runs, {len(todo)} to run; runs in {runs}, "
+        f"results in {results}",
+        flush=True,
+    )
     if args.dry_run:
         for run in planned:
             print(f"  {run.name:<40} {run.status}")
@@ -175,8 +206,11 @@ def main(argv: list[str] | None = None) -> int:
 
     def report(stage: str, index: int, outcome: tuple[str, str, float]) -> bool:
         name, failure, seconds = outcome
-        print(f"  {stage} [{index}/{len(todo)}] {name:<40} {'FAILED' if failure else 'done'} in {seconds:6.1f} s"
-              + (f": {failure}" if failure else ""), flush=True)
+        print(
+            f"  {stage} [{index}/{len(todo)}] {name:<40} {'FAILED' if failure else 'done'} in {seconds:6.1f} s"
+            + (f": {failure}" if failure else ""),
+            flush=True,
+        )
         if failure:
             failures.append(failure)
         return not failure
@@ -206,12 +240,15 @@ def main(argv: list[str] | None = None) -> int:
         try:
             execute_notebook(NOTEBOOK_DIR / f"{name}.ipynb", output, parameters)
             print(f"  {name}.ipynb -> {output} in {time.perf_counter() - begin:.1f} s", flush=True)
-        except Exception as error:  # noqa: BLE001 -- report and go on with the next notebook
+        except Exception as error:
             failures.append(f"{type(error).__name__} in {output}")
             print(f"  {name}.ipynb FAILED: see {output}", flush=True)
 
-    print(f"[aoi] {len(todo)} runs and the presentation in {time.perf_counter() - start:.0f} s; "
-          f"figures and tables in {profile_results_dir(profile['name'], results)}", flush=True)
+    print(
+        f"[aoi] {len(todo)} runs and the presentation in {time.perf_counter() - start:.0f} s; "
+        f"figures and tables in {profile_results_dir(profile['name'], results)}",
+        flush=True,
+    )
     if failures:
         print(f"[aoi] {len(failures)} failed:", *failures, sep="\n  ", file=sys.stderr)
         return 1

@@ -12,6 +12,7 @@ in the repository):
 ``run_name`` is ``aoi.train.TrainConfig.run_name()``, e.g. ``digits/T4-str-a0.1-s0``.
 Accuracies in files are fractions; steps are 1-based; energy in picojoules per sample.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -85,11 +86,18 @@ def read_json(path: str | os.PathLike) -> dict | None:
 def provenance() -> dict:
     """Where and with what an analysis was made: git commit, package versions, machine, time (UTC)."""
     commit, dirty = git_commit()
-    return {"git_commit": commit, "git_dirty": dirty,
-            "versions": {name: package_version(name) for name in PACKAGES},
-            "machine": {"platform": platform.platform(), "python": platform.python_version(),
-                        "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()},
-            "analysed_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    return {
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "versions": {name: package_version(name) for name in PACKAGES},
+        "machine": {
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+        },
+        "analysed_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
 
 
 def _canonical(params: dict) -> dict:
@@ -110,12 +118,15 @@ def is_finished(run_directory: Path, results_directory: Path, params: dict) -> b
     both were made with ``params`` (TrainConfig values)."""
     config = read_json(Path(run_directory) / "config.json") or {}
     metrics = read_json(Path(results_directory) / "metrics.json") or {}
-    return ((Path(run_directory) / "final.json").is_file()
-            and params_match(config.get("config", config), params)
-            and params_match(metrics.get("params"), params))
+    return (
+        (Path(run_directory) / "final.json").is_file()
+        and params_match(config.get("config", config), params)
+        and params_match(metrics.get("params"), params)
+    )
 
 
 # ---------------------------------------------------------------------------------- analysis
+
 
 def _stack_inputs(dataset, count: int | None, device: torch.device) -> torch.Tensor:
     """The first ``count`` inputs of ``dataset`` (all when None) as one batch [T, N, ...] on ``device``."""
@@ -150,9 +161,10 @@ def stf_records(model, inputs: torch.Tensor, beta: float) -> tuple[list[dict], l
             model(inputs)
         cs_rows, stf_rows = [], []
         for layer, lif in enumerate(lif_layers(model), start=1):
-            similarity = soft_spike_similarity(lif.soft_spikes, beta)                      # [T, N]
-            cs_rows += [{"layer": layer, "t": t, "cosine_similarity": float(v)}
-                        for t, v in enumerate(similarity.mean(1), 1)]
+            similarity = soft_spike_similarity(lif.soft_spikes, beta)  # [T, N]
+            cs_rows += [
+                {"layer": layer, "t": t, "cosine_similarity": float(v)} for t, v in enumerate(similarity.mean(1), 1)
+            ]
             stf_rows.append({"layer": layer, "stf": float(stf_from_similarity(similarity).mean())})
     finally:
         set_recording(model, False)
@@ -164,9 +176,17 @@ def _histogram(steps: torch.Tensor, T: int) -> list[int]:
     return torch.bincount(steps - 1, minlength=T).tolist()
 
 
-def analyse_run(run_directory: str | os.PathLike, results_directory: str | os.PathLike, epsilon: float,
-                epsilons, profile: str, stf_samples: int = 256, timing_samples: int = 256,
-                timing_repeats: int = 3, device: str = "auto") -> dict:
+def analyse_run(
+    run_directory: str | os.PathLike,
+    results_directory: str | os.PathLike,
+    epsilon: float,
+    epsilons,
+    profile: str,
+    stf_samples: int = 256,
+    timing_samples: int = 256,
+    timing_repeats: int = 3,
+    device: str = "auto",
+) -> dict:
     """The cutoff analysis of one finished, evaluated run, written to ``results_directory``.
 
     Reads the run's test/train logits (`aoi.evaluate.evaluate` must have run) and its model.
@@ -196,12 +216,19 @@ def analyse_run(run_directory: str | os.PathLike, results_directory: str | os.Pa
 
     synops, macs = operation_counts(model, dataset, config.batch_size)  # same samples, same order as the logits
     if synops.shape[1] != targets.shape[0]:
-        raise ValueError(f"{run_directory}: the test set has {synops.shape[1]} samples, the saved logits "
-                         f"{targets.shape[0]}: rerun `python -m aoi evaluate {run_directory}`")
+        raise ValueError(
+            f"{run_directory}: the test set has {synops.shape[1]} samples, the saved logits "
+            f"{targets.shape[0]}: rerun `python -m aoi evaluate {run_directory}`"
+        )
     synops_full, macs_full = synops.sum(0), macs.sum(0)
     synops_cut, macs_cut = sum_until_exit(synops, cutoff.exit_steps), sum_until_exit(macs, cutoff.exit_steps)
-    timing = time_inference(model, _stack_inputs(dataset, timing_samples, device), float(epsilon),
-                            repeats=timing_repeats, batch_size=config.batch_size)
+    timing = time_inference(
+        model,
+        _stack_inputs(dataset, timing_samples, device),
+        float(epsilon),
+        repeats=timing_repeats,
+        batch_size=config.batch_size,
+    )
     cs_rows, stf_rows = stf_records(model, _stack_inputs(dataset, stf_samples, device), config.beta)
 
     accuracy = float(per_step[-1])
@@ -209,33 +236,57 @@ def analyse_run(run_directory: str | os.PathLike, results_directory: str | os.Pa
     mean_exit = float(cutoff.exit_steps.float().mean())
     train_record = read_json(run_directory / "config.json") or {}
     metrics = {
-        "profile": profile, "run_name": config.run_name(), "params": _canonical(train_record.get("config", {})),
-        "T": T, "test_samples": int(targets.shape[0]), "epsilon": float(epsilon),
+        "profile": profile,
+        "run_name": config.run_name(),
+        "params": _canonical(train_record.get("config", {})),
+        "T": T,
+        "test_samples": int(targets.shape[0]),
+        "epsilon": float(epsilon),
         "accuracy": accuracy,
         "accuracy_per_step": [{"t": t, "accuracy": float(a)} for t, a in enumerate(per_step, 1)],
-        "cutoff": {"accuracy": cutoff_accuracy, "mean_exit_step": mean_exit, "speedup": T / mean_exit,
-                   "accuracy_drop": accuracy - cutoff_accuracy,
-                   "exit_histogram": _histogram(cutoff.exit_steps, T)},
+        "cutoff": {
+            "accuracy": cutoff_accuracy,
+            "mean_exit_step": mean_exit,
+            "speedup": T / mean_exit,
+            "accuracy_drop": accuracy - cutoff_accuracy,
+            "exit_histogram": _histogram(cutoff.exit_steps, T),
+        },
         "oct": {"mean": float(oct_steps.float().mean()), "histogram": _histogram(oct_steps, T)},
-        "operations": {"sops_full": float(synops_full.double().mean()), "sops_cutoff": float(synops_cut.double().mean()),
-                       "macs_full": float(macs_full.double().mean()), "macs_cutoff": float(macs_cut.double().mean()),
-                       "energy_pj_full": float(energy_pj(synops_full, macs_full).mean()),
-                       "energy_pj_cutoff": float(energy_pj(synops_cut, macs_cut).mean())},
-        "timing": {**timing, "samples": min(timing_samples, len(dataset)), "repeats": timing_repeats,
-                   "device": str(device)},
+        "operations": {
+            "sops_full": float(synops_full.double().mean()),
+            "sops_cutoff": float(synops_cut.double().mean()),
+            "macs_full": float(macs_full.double().mean()),
+            "macs_cutoff": float(macs_cut.double().mean()),
+            "energy_pj_full": float(energy_pj(synops_full, macs_full).mean()),
+            "energy_pj_cutoff": float(energy_pj(synops_cut, macs_cut).mean()),
+        },
+        "timing": {
+            **timing,
+            "samples": min(timing_samples, len(dataset)),
+            "repeats": timing_repeats,
+            "device": str(device),
+        },
         "curve": curve.to_dict("records"),
         "rules": rules.to_dict("records"),
-        "cosine_similarity": cs_rows, "stf": stf_rows,
-        "provenance": {"train": train_record.get("provenance"), "final": read_json(run_directory / "final.json"),
-                       "analysis": provenance()},
+        "cosine_similarity": cs_rows,
+        "stf": stf_rows,
+        "provenance": {
+            "train": train_record.get("provenance"),
+            "final": read_json(run_directory / "final.json"),
+            "analysis": provenance(),
+        },
     }
     if not metrics["params"]:
         raise ValueError(f"{run_directory / 'config.json'} holds no 'config': was the run trained with aoi.train?")
     write_csv(results_directory / "per_step.csv", pd.DataFrame(metrics["accuracy_per_step"]))
     write_csv(results_directory / "cutoff_curve.csv", curve)
     write_csv(results_directory / "rules.csv", rules)
-    write_csv(results_directory / "stf.csv", pd.DataFrame(cs_rows, columns=["layer", "t", "cosine_similarity"])
-              .merge(pd.DataFrame(stf_rows, columns=["layer", "stf"]), on="layer"))
+    write_csv(
+        results_directory / "stf.csv",
+        pd.DataFrame(cs_rows, columns=["layer", "t", "cosine_similarity"]).merge(
+            pd.DataFrame(stf_rows, columns=["layer", "stf"]), on="layer"
+        ),
+    )
     write_json(results_directory / "metrics.json", _finite(metrics))
     return metrics
 
@@ -258,6 +309,7 @@ def write_csv(path: str | os.PathLike, frame: pd.DataFrame) -> None:
 
 # ---------------------------------------------------------------------------------- loading
 
+
 def load_runs(profile: str, root=None) -> list[dict]:
     """Every run's metrics.json under ``results/<profile>/runs``, sorted by run name."""
     directory = profile_results_dir(profile, root) / "runs"
@@ -270,9 +322,14 @@ def load_runs(profile: str, root=None) -> list[dict]:
 def _run_columns(run: dict) -> dict:
     """The columns that identify a run in the tidy frames."""
     params = run["params"]
-    return {"dataset": params["dataset"], "T": run["T"], "method": params["method"],
-            "alpha": params.get("alpha") if params["method"] == "str" else None,
-            "label": method_label(params["method"], params.get("alpha")), "seed": params["seed"]}
+    return {
+        "dataset": params["dataset"],
+        "T": run["T"],
+        "method": params["method"],
+        "alpha": params.get("alpha") if params["method"] == "str" else None,
+        "label": method_label(params["method"], params.get("alpha")),
+        "seed": params["seed"],
+    }
 
 
 def records_frame(runs: list[dict], key: str) -> pd.DataFrame:
@@ -286,13 +343,23 @@ def summary_frame(runs: list[dict]) -> pd.DataFrame:
     rows = []
     for run in runs:
         cutoff, ops = run["cutoff"], run["operations"]
-        rows.append({**_run_columns(run), "epsilon": run["epsilon"], "accuracy": run["accuracy"],
-                     "cutoff_accuracy": cutoff["accuracy"], "mean_exit_step": cutoff["mean_exit_step"],
-                     "speedup": cutoff["speedup"], "accuracy_drop": cutoff["accuracy_drop"],
-                     "mean_oct": run["oct"]["mean"], "sops_full": ops["sops_full"],
-                     "sops_cutoff": ops["sops_cutoff"], "energy_pj_full": ops["energy_pj_full"],
-                     "energy_pj_cutoff": ops["energy_pj_cutoff"],
-                     "wallclock_speedup": run["timing"]["wallclock_speedup"]})
+        rows.append(
+            {
+                **_run_columns(run),
+                "epsilon": run["epsilon"],
+                "accuracy": run["accuracy"],
+                "cutoff_accuracy": cutoff["accuracy"],
+                "mean_exit_step": cutoff["mean_exit_step"],
+                "speedup": cutoff["speedup"],
+                "accuracy_drop": cutoff["accuracy_drop"],
+                "mean_oct": run["oct"]["mean"],
+                "sops_full": ops["sops_full"],
+                "sops_cutoff": ops["sops_cutoff"],
+                "energy_pj_full": ops["energy_pj_full"],
+                "energy_pj_cutoff": ops["energy_pj_cutoff"],
+                "wallclock_speedup": run["timing"]["wallclock_speedup"],
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -305,7 +372,11 @@ def load_paper(directory: str | os.PathLike = PAPER_DIR) -> tuple[pd.DataFrame, 
 
 def profile_datasets_frame(profile: dict) -> pd.DataFrame:
     """dataset -> the paper datasets shown as its reference (``paper`` entries of the profile)."""
-    return pd.DataFrame([{"dataset": name, "paper_dataset": ref}
-                         for name, entry in profile["datasets"].items() for ref in entry.get("paper", [])],
-                        columns=["dataset", "paper_dataset"])
-
+    return pd.DataFrame(
+        [
+            {"dataset": name, "paper_dataset": ref}
+            for name, entry in profile["datasets"].items()
+            for ref in entry.get("paper", [])
+        ],
+        columns=["dataset", "paper_dataset"],
+    )

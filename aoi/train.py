@@ -34,6 +34,7 @@ SyncBatchNorm), metrics are summed over processes, and STR reads the LIFs of ``m
 Bitwise reproducibility is guaranteed on CPU; CUDA kernels (cudnn.benchmark is on) may differ
 in the last bits between runs.
 """
+
 from __future__ import annotations
 
 import csv
@@ -51,9 +52,9 @@ import random
 import subprocess
 import time
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -64,8 +65,7 @@ from tqdm import tqdm  # text bars: the same in a terminal, JupyterLab and paper
 
 from aoi.atomic import save_torch, write_json, write_text
 from aoi.data import dataset_info, get_dataset
-from aoi.distributed import (Topology, all_gather_objects, all_reduce_sum, barrier, broadcast_buffers,
-                             process_group)
+from aoi.distributed import Topology, all_gather_objects, all_reduce_sum, barrier, broadcast_buffers, process_group
 from aoi.losses import tet_loss
 from aoi.metrics import accuracy_per_step
 from aoi.models import DEFAULT_MODEL, MODELS, get_model
@@ -165,7 +165,7 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict) -> "TrainConfig":
+    def from_dict(cls, values: dict) -> TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -179,15 +179,16 @@ def build_model(config: TrainConfig) -> nn.Module:
     return get_model(config.model, info.num_classes, info.input_shape, config.T)
 
 
-def time_major_batches(loader: DataLoader, device: torch.device, progress: bool = False,
-                       desc: str = "") -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def time_major_batches(
+    loader: DataLoader, device: torch.device, progress: bool = False, desc: str = ""
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield ``(inputs [T, N, C, H, W], targets [N])`` on ``device`` from a loader of [N, T, ...] batches."""
     for inputs, targets in tqdm(loader, desc=desc, leave=False, disable=not progress):
-        yield (inputs.to(device, non_blocking=True).transpose(0, 1),
-               targets.to(device, non_blocking=True))
+        yield (inputs.to(device, non_blocking=True).transpose(0, 1), targets.to(device, non_blocking=True))
 
 
 # ----------------------------------------------------------------------------- checkpoints
+
 
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     """Load and validate an aoi checkpoint (``weights_only=True``); clear error if it is not one."""
@@ -198,8 +199,9 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path} is not an aoi checkpoint ({reason}): delete it to restart the run") from exc
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is not an aoi checkpoint (no {CHECKPOINT_FORMAT!r} marker): "
-                              "delete it to restart the run")
+        raise CheckpointError(
+            f"{path} is not an aoi checkpoint (no {CHECKPOINT_FORMAT!r} marker): delete it to restart the run"
+        )
     return checkpoint
 
 
@@ -210,10 +212,13 @@ def _rng_state(loader_generator: torch.Generator) -> dict:
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
-                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
-        "python": {"version": py_state[0], "state": torch.tensor(py_state[1], dtype=torch.int64),
-                   "gauss": py_state[2]},
+        "numpy": {
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "python": {"version": py_state[0], "state": torch.tensor(py_state[1], dtype=torch.int64), "gauss": py_state[2]},
         "loader": loader_generator.get_state(),
     }
 
@@ -223,8 +228,15 @@ def _set_rng_state(state: dict, loader_generator: torch.Generator) -> None:
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
     np_state = state["numpy"]
-    np.random.set_state(("MT19937", np_state["keys"].numpy().astype(np.uint32), np_state["pos"],
-                         np_state["has_gauss"], np_state["cached_gaussian"]))
+    np.random.set_state(
+        (
+            "MT19937",
+            np_state["keys"].numpy().astype(np.uint32),
+            np_state["pos"],
+            np_state["has_gauss"],
+            np_state["cached_gaussian"],
+        )
+    )
     py_state = state["python"]
     random.setstate((py_state["version"], tuple(py_state["state"].tolist()), py_state["gauss"]))
     loader_generator.set_state(state["loader"])
@@ -248,14 +260,17 @@ def weights_sha256(model: nn.Module) -> str:
 
 # ----------------------------------------------------------------------------- provenance
 
+
 def git_commit() -> tuple[str, bool | None]:
     """(commit, dirty) of the repository holding this package, or ("unknown", None)."""
     root = Path(__file__).resolve().parent.parent
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                                text=True, timeout=10, check=True).stdout.strip()
-        status = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True,
-                                text=True, timeout=10, check=True).stdout
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, timeout=10, check=True
+        ).stdout
         return commit, bool(status.strip())
     except (OSError, subprocess.SubprocessError):
         return "unknown", None
@@ -292,11 +307,14 @@ def provenance(train_set: Dataset, test_set: Dataset, device: torch.device, topo
 
 # ----------------------------------------------------------------------------- run directory
 
+
 def _check_same_config(path: Path, config: TrainConfig, stored: dict) -> None:
     if stored != config.asdict():
         diff = {k: (stored.get(k), v) for k, v in config.asdict().items() if stored.get(k) != v}
-        raise RunMismatch(f"{path} belongs to a run with a different config (stored, requested): {diff}; "
-                          "use another run directory or delete this one")
+        raise RunMismatch(
+            f"{path} belongs to a run with a different config (stored, requested): {diff}; "
+            "use another run directory or delete this one"
+        )
 
 
 def _read_json(path: Path) -> dict:
@@ -307,8 +325,11 @@ def _read_json(path: Path) -> dict:
 
 
 def _log_columns(T: int) -> list[str]:
-    return (["epoch", "lr", "loss", "tet_loss", "str_loss", "train_acc", "test_acc"]
-            + [f"test_acc_t{t}" for t in range(1, T + 1)] + ["seconds"])
+    return (
+        ["epoch", "lr", "loss", "tet_loss", "str_loss", "train_acc", "test_acc"]
+        + [f"test_acc_t{t}" for t in range(1, T + 1)]
+        + ["seconds"]
+    )
 
 
 def _write_log(path: Path, log: list[dict], T: int) -> None:
@@ -326,16 +347,26 @@ def _json_safe(row: dict) -> dict:
 
 # ----------------------------------------------------------------------------- epochs
 
-def _train_epoch(model: nn.Module, core: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
-                 config: TrainConfig, epoch: int, device: torch.device, topology: Topology,
-                 progress: bool) -> dict:
+
+def _train_epoch(
+    model: nn.Module,
+    core: nn.Module,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    config: TrainConfig,
+    epoch: int,
+    device: torch.device,
+    topology: Topology,
+    progress: bool,
+) -> dict:
     """One pass over the training data; returns sample-mean losses and training accuracy."""
     model.train()
     use_str = config.method == "str"
     set_recording(core, use_str)
     totals = torch.zeros(5, dtype=torch.float64, device=device)  # sums of loss, tet, str, correct; count
     for batch, (inputs, targets) in enumerate(
-            time_major_batches(loader, device, progress, desc=f"epoch {epoch}"), start=1):
+        time_major_batches(loader, device, progress, desc=f"epoch {epoch}"), start=1
+    ):
         outputs = model(inputs)
         tet = tet_loss(outputs, targets, config.lamb, config.means)
         if use_str:
@@ -346,8 +377,10 @@ def _train_epoch(model: nn.Module, core: nn.Module, loader: DataLoader, optimize
             loss = tet
         finite = torch.isfinite(loss.detach()).to(torch.float64).reshape(1)
         if all_reduce_sum(finite, topology).item() < topology.world_size:
-            raise TrainingDiverged(f"training diverged: the loss is {loss.item()} (NaN or infinite) at epoch "
-                                   f"{epoch}, batch {batch}; lower the learning rate or check the data")
+            raise TrainingDiverged(
+                f"training diverged: the loss is {loss.item()} (NaN or infinite) at epoch "
+                f"{epoch}, batch {batch}; lower the learning rate or check the data"
+            )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -358,14 +391,20 @@ def _train_epoch(model: nn.Module, core: nn.Module, loader: DataLoader, optimize
         totals[4] += n
     set_recording(core, False)
     loss_sum, tet_sum, str_sum, correct, count = all_reduce_sum(totals, topology).tolist()
-    return {"loss": loss_sum / count, "tet_loss": tet_sum / count, "str_loss": str_sum / count,
-            "train_acc": correct / count}
+    return {
+        "loss": loss_sum / count,
+        "tet_loss": tet_sum / count,
+        "str_loss": str_sum / count,
+        "train_acc": correct / count,
+    }
 
 
 @torch.no_grad()
-def _test_accuracy_per_step(model: nn.Module, loader: DataLoader, T: int, device: torch.device,
-                            topology: Topology, progress: bool) -> list[float]:
-    """Accuracy of argmax of the accumulated output at every step t = 1..T on this process's test shard, summed over processes."""
+def _test_accuracy_per_step(
+    model: nn.Module, loader: DataLoader, T: int, device: torch.device, topology: Topology, progress: bool
+) -> list[float]:
+    """Accuracy of argmax of the accumulated output at every step t = 1..T on this process's test
+    shard, summed over processes."""
     model.eval()
     totals = torch.zeros(T + 1, dtype=torch.float64, device=device)  # correct at t = 1..T, count
     for inputs, targets in time_major_batches(loader, device, progress, desc="test"):
@@ -378,8 +417,15 @@ def _test_accuracy_per_step(model: nn.Module, loader: DataLoader, T: int, device
 
 # ----------------------------------------------------------------------------- train
 
-def _loaders(config: TrainConfig, train_set: Dataset, test_set: Dataset, generator: torch.Generator,
-             topology: Topology, device: torch.device):
+
+def _loaders(
+    config: TrainConfig,
+    train_set: Dataset,
+    test_set: Dataset,
+    generator: torch.Generator,
+    topology: Topology,
+    device: torch.device,
+):
     """(train loader, its DistributedSampler or None, test loader of this process's shard).
 
     Shuffling draws from ``generator`` (single process) or from the seed and the epoch
@@ -393,8 +439,9 @@ def _loaders(config: TrainConfig, train_set: Dataset, test_set: Dataset, generat
         test_set = Subset(test_set, range(topology.rank, len(test_set), topology.world_size))
     else:
         sampler = None
-    train_loader = DataLoader(train_set, per_process_batch, shuffle=sampler is None, sampler=sampler,
-                              generator=generator, **options)
+    train_loader = DataLoader(
+        train_set, per_process_batch, shuffle=sampler is None, sampler=sampler, generator=generator, **options
+    )
     return train_loader, sampler, DataLoader(test_set, per_process_batch, shuffle=False, **options)
 
 
@@ -417,24 +464,23 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, progress: bool = True
         return _train(config, run_dir, progress and topology.is_main, topology, device)
 
 
-def _train(config: TrainConfig, run_dir: Path, progress: bool, topology: Topology,
-           device: torch.device) -> dict:
+def _train(config: TrainConfig, run_dir: Path, progress: bool, topology: Topology, device: torch.device) -> dict:
     if config.batch_size % topology.world_size:
-        raise ValueError(f"batch_size {config.batch_size} is not divisible by the {topology.world_size} "
-                         "processes: choose a multiple")
+        raise ValueError(
+            f"batch_size {config.batch_size} is not divisible by the {topology.world_size} processes: choose a multiple"
+        )
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     seed_everything(config.seed)
     model = build_model(config).to(device)
     train_set = get_dataset(config.dataset, "train", T=config.T, limit=config.limit_train, seed=config.seed)
-    test_set = get_dataset(config.dataset, "test", T=config.T, augment=False, limit=config.limit_test,
-                           seed=config.seed)
+    test_set = get_dataset(config.dataset, "test", T=config.T, augment=False, limit=config.limit_test, seed=config.seed)
 
     loader_generator = torch.Generator().manual_seed(config.seed)
-    train_loader, train_sampler, test_loader = _loaders(config, train_set, test_set, loader_generator,
-                                                        topology, device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                                weight_decay=config.weight_decay)
+    train_loader, train_sampler, test_loader = _loaders(config, train_set, test_set, loader_generator, topology, device)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs, eta_min=0.0)
 
     checkpoint_path, log_path = run_dir / "checkpoint.pt", run_dir / "log.csv"
@@ -452,23 +498,33 @@ def _train(config: TrainConfig, run_dir: Path, progress: bool, topology: Topolog
         if topology.is_main:
             _write_log(log_path, log, config.T)  # drop rows of epochs whose checkpoint was never written
     if topology.is_main and not (run_dir / "config.json").exists():
-        write_json(run_dir / "config.json", {"config": config.asdict(),
-                                             "provenance": provenance(train_set, test_set, device, topology)})
+        write_json(
+            run_dir / "config.json",
+            {"config": config.asdict(), "provenance": provenance(train_set, test_set, device, topology)},
+        )
     barrier(topology)
 
     core = model
     if topology.distributed:
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
-    epochs = tqdm(range(start_epoch + 1, config.epochs + 1), desc=config.run_name(), initial=start_epoch,
-                  total=config.epochs, disable=not progress)
+    epochs = tqdm(
+        range(start_epoch + 1, config.epochs + 1),
+        desc=config.run_name(),
+        initial=start_epoch,
+        total=config.epochs,
+        disable=not progress,
+    )
     for epoch in epochs:
         started = time.perf_counter()
         if train_sampler is not None:
             train_sampler.set_epoch(epoch)
         lr = optimizer.param_groups[0]["lr"]
-        row = {"epoch": epoch, "lr": lr,
-               **_train_epoch(model, core, train_loader, optimizer, config, epoch, device, topology, progress)}
+        row = {
+            "epoch": epoch,
+            "lr": lr,
+            **_train_epoch(model, core, train_loader, optimizer, config, epoch, device, topology, progress),
+        }
         scheduler.step()
         broadcast_buffers(core, topology)
         per_step = _test_accuracy_per_step(core, test_loader, config.T, device, topology, progress)
@@ -478,16 +534,29 @@ def _train(config: TrainConfig, run_dir: Path, progress: bool, topology: Topolog
         log.append(row)
         rng_states = all_gather_objects(_rng_state(loader_generator), topology)
         if topology.is_main:
-            save_torch({"format": CHECKPOINT_FORMAT, "config": config.asdict(), "epoch": epoch,
-                        "model": core.state_dict(), "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(), "log": log, "rng": rng_states},
-                       checkpoint_path)
+            save_torch(
+                {
+                    "format": CHECKPOINT_FORMAT,
+                    "config": config.asdict(),
+                    "epoch": epoch,
+                    "model": core.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "log": log,
+                    "rng": rng_states,
+                },
+                checkpoint_path,
+            )
             _write_log(log_path, log, config.T)
         epochs.set_postfix(loss=f"{row['loss']:.3f}", test_acc=f"{row['test_acc']:.3f}")
 
-    final = {"config": config.asdict(), "metrics": _json_safe(log[-1]),
-             "wall_seconds": sum(row["seconds"] for row in log), "weights_sha256": weights_sha256(core),
-             "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    final = {
+        "config": config.asdict(),
+        "metrics": _json_safe(log[-1]),
+        "wall_seconds": sum(row["seconds"] for row in log),
+        "weights_sha256": weights_sha256(core),
+        "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
     if topology.is_main:
         write_json(run_dir / "final.json", final)
     barrier(topology)

@@ -7,6 +7,7 @@ runs on the first Fashion-MNIST training images when the files are under the dat
 on the digits upsampled to 28x28 (marked "proxy"); the full-set time is extrapolated linearly.
 Nothing is cached: the simulator itself is timed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,7 +54,9 @@ def main() -> None:
     images, label = fashion_images(resolve_root(args.root), args.fashion_samples)
     seconds, per_sample = time_simulation(images, fashion.NFASHION_PARAMS)
     rows.append((label, len(images), seconds, per_sample))
-    rows.append((f"{label.split()[0]} (extrapolated)", FASHION_TOTAL, seconds * FASHION_TOTAL / len(images), per_sample))
+    rows.append(
+        (f"{label.split()[0]} (extrapolated)", FASHION_TOTAL, seconds * FASHION_TOTAL / len(images), per_sample)
+    )
     print(f"{'dataset':<40} {'samples':>8} {'seconds':>9} {'events/sample':>14}")
     for name, n, s, e in rows:
         print(f"{name:<40} {n:>8} {s:>9.1f} {e:>14.0f}")

@@ -24,6 +24,7 @@ Mode ``paper`` (for a GPU): s/step and peak memory of ``resnet19`` (3x32x32, T=4
     python benchmarks/bench_training.py                       # lif mode, CPU
     python benchmarks/bench_training.py --mode paper --device cuda
 """
+
 from __future__ import annotations
 
 import argparse
@@ -142,8 +143,7 @@ def measure(variants: dict, device: torch.device, warmup: int, repeats: int) -> 
     for _ in range(repeats):
         for name, step in variants.items():
             times[name].append(timed(step, device))
-    return {name: (statistics.median(times[name]), step_memory_bytes(step, device))
-            for name, step in variants.items()}
+    return {name: (statistics.median(times[name]), step_memory_bytes(step, device)) for name, step in variants.items()}
 
 
 def memory_label(device: torch.device) -> str:
@@ -168,22 +168,28 @@ def lif_mode(args, device: torch.device) -> None:
     }
     results = measure(variants, device, args.warmup, args.repeats)
     base = results["plain loop, TET"][0]
-    print(f"VGGSNN width {args.width} ({sum(p.numel() for p in model.parameters()):,} parameters), "
-          f"T={T}, 2x48x48, batch {batch}, {device}, {torch.get_num_threads()} threads, "
-          f"median of {args.repeats} interleaved steps; forward outputs of aoi and plain loop match: {same}")
+    print(
+        f"VGGSNN width {args.width} ({sum(p.numel() for p in model.parameters()):,} parameters), "
+        f"T={T}, 2x48x48, batch {batch}, {device}, {torch.get_num_threads()} threads, "
+        f"median of {args.repeats} interleaved steps; forward outputs of aoi and plain loop match: {same}"
+    )
     print(f"| variant | ms/step | ratio to plain loop | {memory_label(device)} |")
     print("|---|---|---|---|")
     for name, (seconds, memory) in results.items():
         print(f"| {name} | {seconds * 1e3:.1f} | {seconds / base:.2f} | {memory / 2**20:.1f} |")
     tet, with_str = results["aoi LIF, TET"][0], results["aoi LIF, TET+STR"][0]
-    print(f"aoi / plain loop: {tet / base:.2f} (target <= 0.80); "
-          f"STR adds {100 * (with_str / tet - 1):.1f}% to the aoi step (target <= 15%)")
+    print(
+        f"aoi / plain loop: {tet / base:.2f} (target <= 0.80); "
+        f"STR adds {100 * (with_str / tet - 1):.1f}% to the aoi step (target <= 15%)"
+    )
 
 
 def paper_mode(args, device: torch.device) -> None:
     cases = [("resnet19", (3, 32, 32), 4, 128), ("vggsnn", (2, 48, 48), 10, 64)]
-    print(f"{device}, {args.steps} timed steps after {args.warmup} warm-up steps (medians); "
-          f"{torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{torch.get_num_threads()} threads'}")
+    print(
+        f"{device}, {args.steps} timed steps after {args.warmup} warm-up steps (medians); "
+        f"{torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{torch.get_num_threads()} threads'}"
+    )
     print(f"| model | input | T | batch | method | s/step | {memory_label(device)} |")
     print("|---|---|---|---|---|---|---|")
     for name, shape, T, batch in cases:
@@ -192,11 +198,15 @@ def paper_mode(args, device: torch.device) -> None:
         model = get_model(name, 10, shape, T).to(device)
         inputs = torch.rand(T, batch, *shape, device=device)
         targets = torch.randint(0, 10, (batch,), device=device)
-        variants = {method: training_step(copy.deepcopy(model), inputs, targets, use_str=method == "TET+STR")
-                    for method in ("TET", "TET+STR")}
+        variants = {
+            method: training_step(copy.deepcopy(model), inputs, targets, use_str=method == "TET+STR")
+            for method in ("TET", "TET+STR")
+        }
         for method, (seconds, memory) in measure(variants, device, args.warmup, args.steps).items():
-            print(f"| {name} | {'x'.join(map(str, shape))} | {T} | {batch} | {method} | {seconds:.4f} | "
-                  f"{memory / 2**20:.0f} |")
+            print(
+                f"| {name} | {'x'.join(map(str, shape))} | {T} | {batch} | {method} | {seconds:.4f} | "
+                f"{memory / 2**20:.0f} |"
+            )
 
 
 def main() -> None:

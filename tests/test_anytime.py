@@ -3,6 +3,7 @@
 Two tiny residual SNNs are trained here, in memory, on sklearn's digits: one on frames (the
 image repeated T times), one on binary two-polarity events drawn from the image.
 """
+
 import math
 
 import pytest
@@ -27,8 +28,16 @@ class ToySNN(nn.Module):
 
     def __init__(self, in_channels, width=8, classes=10):
         super().__init__()
-        self.conv1, self.bn1, self.lif1 = nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), LIF()
-        self.conv2, self.bn2, self.lif2 = nn.Conv2d(width, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), LIF()
+        self.conv1, self.bn1, self.lif1 = (
+            nn.Conv2d(in_channels, width, 3, padding=1, bias=False),
+            nn.BatchNorm2d(width),
+            LIF(),
+        )
+        self.conv2, self.bn2, self.lif2 = (
+            nn.Conv2d(width, width, 3, padding=1, bias=False),
+            nn.BatchNorm2d(width),
+            LIF(),
+        )
         self.pool = nn.AvgPool2d(2)
         self.fc = nn.Linear(width * 16, classes)
 
@@ -82,7 +91,7 @@ def test_toy_models_learned(trained):
 
 
 def test_confidence_exits_equal_post_hoc(trained):
-    model, _, _, (inputs, targets) = trained
+    model, _, _, (inputs, _targets) = trained
     outputs = full_outputs(model, inputs)
     T = inputs.shape[0]
     spread = 0
@@ -160,11 +169,15 @@ def test_time_inference_reports_consistent_speedups(trained):
 def test_bad_arguments_say_what_to_do():
     model = ToySNN(1).eval()
     inputs = torch.zeros(3, 2, 1, 8, 8)
-    for kwargs, message in [({"epsilon": 1.0}, "epsilon in \\[0, 1\\)"), ({}, "epsilon in"),
-                            ({"epsilon": -0.1}, "epsilon in"),
-                            ({"rule": "topk", "thresholds": [0.1, 0.2]}, "shape \\(3,\\)"),
-                            ({"rule": "topk"}, "thresholds"), ({"rule": "fixed", "steps": 4}, "1..3"),
-                            ({"rule": "softmax", "epsilon": 0.1}, "unknown rule")]:
+    for kwargs, message in [
+        ({"epsilon": 1.0}, "epsilon in \\[0, 1\\)"),
+        ({}, "epsilon in"),
+        ({"epsilon": -0.1}, "epsilon in"),
+        ({"rule": "topk", "thresholds": [0.1, 0.2]}, "shape \\(3,\\)"),
+        ({"rule": "topk"}, "thresholds"),
+        ({"rule": "fixed", "steps": 4}, "1..3"),
+        ({"rule": "softmax", "epsilon": 0.1}, "unknown rule"),
+    ]:
         with pytest.raises(ValueError, match=message):
             predict(model, inputs, **kwargs)
     with pytest.raises(ValueError, match="model.eval"):
@@ -179,26 +192,35 @@ def test_bad_arguments_say_what_to_do():
 def test_compare_rules_table_by_hand():
     # T=2, N=2, K=2. Sample 0 (class 0): Y_1 = (2, 0), Y_2 = (2, 1): right at both steps.
     # Sample 1 (class 1): Y_1 = (1, 0) wrong, Y_2 = (1, 3) right.
-    outputs = torch.tensor([[[2., 0], [1, 0]], [[0., 1], [0, 3]]])
+    outputs = torch.tensor([[[2.0, 0], [1, 0]], [[0.0, 1], [0, 3]]])
     targets = torch.tensor([0, 1])
     table = compare_rules(outputs, targets, outputs, targets, epsilons=[0.0, 0.5], precisions=[1.0])
     assert list(table.columns) == ["rule", "parameter", "accuracy", "mean_exit_step"]
-    rows = {(r.rule, None if math.isnan(r.parameter) else r.parameter): (r.accuracy, r.mean_exit_step)
-            for r in table.itertuples()}
-    assert rows[("confidence", 0.0)] == (1.0, 2.0)      # nobody exits early
-    assert rows[("confidence", 0.5)] == (0.5, 1.0)      # softmax(2,0) and softmax(1,0) are both > 0.5
+    rows = {
+        (r.rule, None if math.isnan(r.parameter) else r.parameter): (r.accuracy, r.mean_exit_step)
+        for r in table.itertuples()
+    }
+    assert rows[("confidence", 0.0)] == (1.0, 2.0)  # nobody exits early
+    assert rows[("confidence", 0.5)] == (0.5, 1.0)  # softmax(2,0) and softmax(1,0) are both > 0.5
     assert rows[("fixed", 1.0)] == (0.5, 1.0)
     assert rows[("fixed", 2.0)] == (1.0, 2.0)
-    assert rows[("oct", None)] == (1.0, 1.5)            # OCT 1 and 2
+    assert rows[("oct", None)] == (1.0, 1.5)  # OCT 1 and 2
     # Top-K calibrated on these outputs at precision 1: gaps at step 1 are 2 (safe) and 1 (unsafe),
     # so beta_1 separates them: sample 0 exits at 1, sample 1 at 2, both right.
     assert rows[("topk", 1.0)] == (1.0, 1.5)
     assert len(table) == 2 + 1 + 2 + 1
 
 
-@pytest.mark.parametrize("name,input_shape", [("digits_snn", (2, 16, 16)), ("fashion_snn", (1, 28, 28)),
-                                              ("vggsnn", (2, 16, 16)), ("resnet19", (3, 8, 8)),
-                                              ("sew_resnet34", (3, 32, 32))])
+@pytest.mark.parametrize(
+    "name,input_shape",
+    [
+        ("digits_snn", (2, 16, 16)),
+        ("fashion_snn", (1, 28, 28)),
+        ("vggsnn", (2, 16, 16)),
+        ("resnet19", (3, 8, 8)),
+        ("sew_resnet34", (3, 32, 32)),
+    ],
+)
 def test_every_aoi_model_streams_like_its_full_forward(name, input_shape):
     from aoi.models import get_model
 
@@ -221,11 +243,11 @@ def test_every_aoi_model_streams_like_its_full_forward(name, input_shape):
     counts = count_operations(model, inputs)
     # an epsilon at which about half the samples exit before T, from their confidences before T
     confidence = counts.outputs.cumsum(0)[:-1].softmax(-1).amax(-1).amax(0)  # [N]
-    middle = confidence.sort().values[N // 2 - 1: N // 2 + 1]
+    middle = confidence.sort().values[N // 2 - 1 : N // 2 + 1]
     epsilon = 1 - middle.mean().item()
     expected = confidence_cutoff(counts.outputs, epsilon)
     result = predict(model, inputs, epsilon)
-    assert 1 < len(expected.exit_steps.unique())
+    assert len(expected.exit_steps.unique()) > 1
     assert torch.equal(result.exit_steps, expected.exit_steps)
     assert torch.equal(result.predictions, expected.predictions)
     assert torch.equal(result.synops, sum_until_exit(counts.synops, result.exit_steps))

@@ -1,4 +1,5 @@
 """Atomic writes: the destination is either the old file or the complete new one."""
+
 import json
 
 import pytest
@@ -18,10 +19,9 @@ def test_write_replaces_whole_file(tmp_path):
 def test_crash_keeps_old_file_and_leaves_no_temporary(tmp_path):
     path = tmp_path / "a.json"
     write_json(path, {"x": 1})
-    with pytest.raises(RuntimeError):
-        with atomic_path(path) as tmp:
-            tmp.write_text("{half")
-            raise RuntimeError("killed mid-write")
+    with pytest.raises(RuntimeError), atomic_path(path) as tmp:
+        tmp.write_text("{half")
+        raise RuntimeError("killed mid-write")
     assert json.loads(path.read_text()) == {"x": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
 
@@ -33,6 +33,7 @@ def test_save_torch_round_trip(tmp_path):
 
 def test_written_files_get_ordinary_permissions(tmp_path):
     import os
+
     umask = os.umask(0o022)
     try:
         write_text(tmp_path / "p.txt", "x")

@@ -1,4 +1,5 @@
 """Command line and evaluation: --help, a tiny train + evaluate through main(), reproduce forwarding."""
+
 from __future__ import annotations
 
 import csv
@@ -43,9 +44,35 @@ def test_bad_flag_value_is_a_one_line_error():
 
 def test_tiny_train_then_evaluate(tmp_path, capsys):
     run_dir = tmp_path / "run"
-    assert main(["train", "--dataset", "digits", "--method", "str", "--alpha", "0.5", "--seed", "3",
-                 "--epochs", "2", "--batch-size", "32", "--limit-train", "256", "--limit-test", "80",
-                 "--device", "cpu", "--run-dir", str(run_dir), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                "digits",
+                "--method",
+                "str",
+                "--alpha",
+                "0.5",
+                "--seed",
+                "3",
+                "--epochs",
+                "2",
+                "--batch-size",
+                "32",
+                "--limit-train",
+                "256",
+                "--limit-test",
+                "80",
+                "--device",
+                "cpu",
+                "--run-dir",
+                str(run_dir),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     printed = json.loads(capsys.readouterr().out)
     config = json.loads((run_dir / "config.json").read_text())["config"]
     assert (config["method"], config["alpha"], config["seed"], config["epochs"], config["T"]) == ("str", 0.5, 3, 2, 4)
@@ -65,15 +92,18 @@ def test_tiny_train_then_evaluate(tmp_path, capsys):
     # train split without augmentation, the run's limit_train samples
     train_outputs, train_targets = evaluation.load_logits(run_dir, "train")
     assert train_outputs.shape == (4, 256, 10)
-    assert torch.equal(train_targets, torch.tensor([label for _, label in
-                                                    evaluation.get_dataset("digits", "train", T=4, limit=256,
-                                                                           seed=3, augment=False)]))
+    assert torch.equal(
+        train_targets,
+        torch.tensor(
+            [label for _, label in evaluation.get_dataset("digits", "train", T=4, limit=256, seed=3, augment=False)]
+        ),
+    )
 
     model, loaded_config = evaluation.load_model(run_dir)
     assert not model.training and loaded_config == TrainConfig(**config)
     dataset = evaluation.test_inputs(run_dir)
     assert len(dataset) == 80
-    inputs = torch.stack([dataset[i][0] for i in range(5)], dim=1)          # [T, 5, C, H, W]
+    inputs = torch.stack([dataset[i][0] for i in range(5)], dim=1)  # [T, 5, C, H, W]
     with torch.no_grad():
         torch.testing.assert_close(model(inputs), outputs[:, :5])
 

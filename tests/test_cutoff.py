@@ -1,11 +1,11 @@
 """Cutoff rules and Top-K calibration on outputs whose exits are worked out by hand."""
+
 import math
 
 import pytest
 import torch
 
-from aoi.cutoff import (calibrate_topk_thresholds, confidence_cutoff, confidence_stop,
-                        topk_cutoff, topk_stop)
+from aoi.cutoff import calibrate_topk_thresholds, confidence_cutoff, confidence_stop, topk_cutoff, topk_stop
 
 
 def example_outputs():
@@ -14,11 +14,13 @@ def example_outputs():
     sample 1: Y = [0.5,0], [2.5,0], [2.5,0]    0.622, then 0.924
     sample 2: Y = [0,0.1], [0,0.2], [0,0.3]    never above 0.58
     """
-    return torch.tensor([
-        [[3.0, 0.0], [0.5, 0.0], [0.0, 0.1]],
-        [[0.0, 0.0], [2.0, 0.0], [0.0, 0.1]],
-        [[0.0, 0.0], [0.0, 0.0], [0.0, 0.1]],
-    ])
+    return torch.tensor(
+        [
+            [[3.0, 0.0], [0.5, 0.0], [0.0, 0.1]],
+            [[0.0, 0.0], [2.0, 0.0], [0.0, 0.1]],
+            [[0.0, 0.0], [0.0, 0.0], [0.0, 0.1]],
+        ]
+    )
 
 
 def test_confidence_exits_by_hand():

@@ -1,5 +1,6 @@
 """Event datasets read with tonic from small files in the real formats: DVS128 Gesture npy,
 N-Caltech101 40-bit .bin, CIFAR10-DVS through a patched AEDAT4 reader. No network."""
+
 import hashlib
 
 import numpy as np
@@ -7,10 +8,8 @@ import pytest
 import tonic.datasets.cifar10dvs
 import torch
 
-from aoi.data import DatasetNotFoundError, get_dataset
-from aoi.data import tonic_readers
+from aoi.data import DatasetNotFoundError, get_dataset, tonic_readers
 from aoi.data.events import translate
-
 
 pytestmark = pytest.mark.usefixtures("no_network")  # tests/conftest.py
 
@@ -55,8 +54,12 @@ def test_bin_files_decode_through_tonic(tmp_path):
 def test_ncaltech_split_is_stratified_and_its_hash_is_hand_computable(ncaltech_root):
     train = get_dataset("ncaltech101", "train", root=ncaltech_root)
     test = get_dataset("ncaltech101", "test", root=ncaltech_root)
-    test_names = ["BACKGROUND_Google/image_0001.bin", "BACKGROUND_Google/image_0011.bin",
-                  "accordion/image_0001.bin", "airplanes/image_0001.bin"]
+    test_names = [
+        "BACKGROUND_Google/image_0001.bin",
+        "BACKGROUND_Google/image_0011.bin",
+        "accordion/image_0001.bin",
+        "airplanes/image_0001.bin",
+    ]
     all_names = [f"{c}/image_{k:04d}.bin" for c, n in NCALTECH_FILES.items() for k in range(1, n + 1)]
     train_names = sorted(set(all_names) - set(test_names))
     text = "\n".join(["train", *train_names, "test", *test_names]) + "\n"
@@ -109,8 +112,10 @@ def write_gesture(root, user, lighting, labels, late_corner=False):
     rng = np.random.default_rng(user)
     for label in labels:
         n = 400
-        events = np.stack([rng.integers(0, 64, n), rng.integers(0, 64, n), rng.integers(0, 2, n),
-                           np.sort(rng.integers(0, 1200, n))], axis=1)  # x, y, p, t [ms]
+        events = np.stack(
+            [rng.integers(0, 64, n), rng.integers(0, 64, n), rng.integers(0, 2, n), np.sort(rng.integers(0, 1200, n))],
+            axis=1,
+        )  # x, y, p, t [ms]
         if late_corner:  # events after 1.3 s, all in the bottom-right corner
             late = np.array([[127, 127, 1, 1500 + k] for k in range(50)])
             events = np.concatenate([events, late])
@@ -157,11 +162,14 @@ def test_cifar10dvs_reads_aedat4_through_a_patched_reader(tmp_path, monkeypatch)
     assert frames.shape == (10, 2, 48, 48) and label == 3 and (frames.sum(dim=(1, 2, 3)) > 0).all()
 
 
-@pytest.mark.parametrize("name, layout", [
-    ("cifar10dvs", "CIFAR10DVS/<class>/*.aedat4"),
-    ("ncaltech101", "NCALTECH101/Caltech101/<class>/image_NNNN.bin"),
-    ("dvsgesture", "DVSGesture/ibmGesture{Train,Test}/userNN_<lighting>/<label>.npy"),
-])
+@pytest.mark.parametrize(
+    "name, layout",
+    [
+        ("cifar10dvs", "CIFAR10DVS/<class>/*.aedat4"),
+        ("ncaltech101", "NCALTECH101/Caltech101/<class>/image_NNNN.bin"),
+        ("dvsgesture", "DVSGesture/ibmGesture{Train,Test}/userNN_<lighting>/<label>.npy"),
+    ],
+)
 def test_missing_files_fail_in_one_line_naming_the_layout(name, layout, tmp_path):
     with pytest.raises(DatasetNotFoundError) as error:
         get_dataset(name, "train", root=tmp_path)

@@ -1,5 +1,6 @@
 """Frame datasets from small files in the real formats: CIFAR pickled batches, an ImageNet
 ImageFolder tree, Fashion-MNIST idx files (and nfashion made from them). No network."""
+
 import gzip
 import hashlib
 import pickle
@@ -11,10 +12,8 @@ import torchvision.datasets.utils as tv_utils
 from PIL import Image
 from torchvision.datasets import CIFAR10, CIFAR100
 
-from aoi.data import DatasetNotFoundError, get_dataset
-from aoi.data import fashion, simulated
+from aoi.data import DatasetNotFoundError, fashion, get_dataset, simulated
 from aoi.data.images import Cutout
-
 
 pytestmark = pytest.mark.usefixtures("no_network")  # tests/conftest.py
 
@@ -171,7 +170,10 @@ def test_nfashion_is_cached_and_keyed_by_its_parameters(fashion_root, monkeypatc
     assert abs(fewer_steps.sum() - frames.sum()) <= 0.02 * frames.sum()  # same events, rebinned
     monkeypatch.undo()
     monkeypatch.setattr(fashion, "SYSTEM_FOLDERS", ())
-    monkeypatch.setattr(fashion, "NFASHION_PARAMS", fashion.SaccadeParams(
-        sensor_size=34, image_size=28, image_offset_px=1, contrast_threshold=0.3))
+    monkeypatch.setattr(
+        fashion,
+        "NFASHION_PARAMS",
+        fashion.SaccadeParams(sensor_size=34, image_size=28, image_offset_px=1, contrast_threshold=0.3),
+    )
     other = get_dataset("nfashion", "train", root=fashion_root)
     assert other.provenance["cache_key"] != ds.provenance["cache_key"]

@@ -1,4 +1,5 @@
 """The registry, get_dataset's argument checks, splits and the digits dataset."""
+
 import hashlib
 
 import numpy as np
@@ -40,12 +41,15 @@ def test_unknown_name_lists_the_known_ones():
         dataset_info("mnist")
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"split": "val"}, "use one of train, test"),
-    ({"T": 0}, "positive integer"),
-    ({"augment": True}, "no augmentation"),
-    ({"limit": 0}, "limit"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"split": "val"}, "use one of train, test"),
+        ({"T": 0}, "positive integer"),
+        ({"augment": True}, "no augmentation"),
+        ({"limit": 0}, "limit"),
+    ],
+)
 def test_bad_arguments_say_what_to_do(kwargs, message, tmp_path):
     args = {"name": "digits", "split": "train", "root": tmp_path, **kwargs}
     with pytest.raises(ValueError, match=message):
@@ -60,7 +64,7 @@ def test_digits_split_sizes_stratification_and_samples(tmp_path):
     assert np.abs(np.bincount(train.labels) / 1347 - np.bincount(test.labels) / 450).max() < 0.01
     frames, label = test[0]
     assert frames.shape == (3, 1, 8, 8) and frames.dtype == torch.float32 and isinstance(label, int)
-    assert torch.equal(frames[0], frames[2]) and 0 <= frames.min() and frames.max() <= 1
+    assert torch.equal(frames[0], frames[2]) and frames.min() >= 0 and frames.max() <= 1
     assert train.provenance["split_hash"] == test.provenance["split_hash"]
     assert list(tmp_path.iterdir()) == []  # digits are embedded: nothing written
 

@@ -1,4 +1,5 @@
 """The saccade event-camera simulator and the ndigits dataset built with it."""
+
 import dataclasses
 
 import numpy as np

@@ -1,4 +1,5 @@
 """DistributedDataParallel training: 2 CPU processes (gloo, loopback) train one run together."""
+
 from __future__ import annotations
 
 import csv
@@ -14,8 +15,9 @@ import aoi.train as training
 from aoi.distributed import Topology
 from aoi.train import TrainConfig, train
 
-CONFIG = dict(dataset="digits", epochs=2, batch_size=32, limit_train=64, limit_test=30, device="cpu",
-              method="str", alpha=0.5)
+CONFIG = dict(
+    dataset="digits", epochs=2, batch_size=32, limit_train=64, limit_test=30, device="cpu", method="str", alpha=0.5
+)
 
 
 def free_port() -> int:
@@ -34,8 +36,14 @@ def _worker(rank: int, world_size: int, port: int, run_dir: str, out_dir: str, k
     With ``kill_after_epoch``, rank 0 dies right after writing that epoch's checkpoint.
     """
     torch.set_num_threads(1)
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world_size),
-                      RANK=str(rank), LOCAL_RANK=str(rank), GLOO_SOCKET_IFNAME="lo")
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        WORLD_SIZE=str(world_size),
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        GLOO_SOCKET_IFNAME="lo",
+    )
     if kill_after_epoch:
         save = training.save_torch
 
@@ -75,7 +83,8 @@ def test_two_processes_train_one_run(ddp_run):
         rows = list(csv.DictReader(f))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
     assert json.loads((run_dir / "final.json").read_text())["metrics"]["test_acc"] == pytest.approx(
-        float(rows[-1]["test_acc"]))
+        float(rows[-1]["test_acc"])
+    )
     assert json.loads((run_dir / "config.json").read_text())["provenance"]["machine"]["world_size"] == 2
     # each of the 30 test samples is counted once (no padding to 32 as DistributedSampler would)
     assert all(float(r[k]) * 30 == pytest.approx(round(float(r[k]) * 30)) for r in rows for k in r if "test_acc" in k)

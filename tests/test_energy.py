@@ -1,12 +1,20 @@
 """Operation and energy counting (aoi.energy) against counts worked out by hand or by brute force."""
+
 import itertools
 
 import pytest
 import torch
 from torch import nn
 
-from aoi.energy import (E_AC_PJ, E_MAC_PJ, OperationCounter, count_operations, energy_pj, layer_operations,
-                        sum_until_exit)
+from aoi.energy import (
+    E_AC_PJ,
+    E_MAC_PJ,
+    OperationCounter,
+    count_operations,
+    energy_pj,
+    layer_operations,
+    sum_until_exit,
+)
 
 
 class Folded(nn.Module):
@@ -35,8 +43,7 @@ def test_energy_constants_are_the_45nm_figures():
 def test_linear_sops_are_spikes_times_out_features():
     linear = nn.Linear(4, 3)
     # [T=2, N=2, 4]: spike counts 2, 0 (sample 0) and 4, 1 (sample 1)
-    spikes = torch.tensor([[[1., 0, 1, 0], [1, 1, 1, 1]],
-                           [[0., 0, 0, 0], [0, 0, 1, 0]]])
+    spikes = torch.tensor([[[1.0, 0, 1, 0], [1, 1, 1, 1]], [[0.0, 0, 0, 0], [0, 0, 1, 0]]])
     counts = count_operations(linear, spikes)
     assert counts.synops.tolist() == [[2 * 3, 4 * 3], [0, 1 * 3]]
     assert counts.macs.tolist() == [[0, 0], [0, 0]]
@@ -88,13 +95,22 @@ def test_conv_on_real_values_is_dense_macs():
     assert macs.tolist() == [2 * 4 * 4 * 9]  # output elements x fan-in
 
 
-@pytest.mark.parametrize("stride,padding,dilation,groups,padding_mode", [
-    (1, 1, 1, 1, "zeros"), (2, 1, 1, 1, "zeros"), (1, 0, 1, 2, "zeros"), (2, 2, 2, 2, "zeros"),
-    (1, 1, 1, 1, "reflect"), (3, 1, 1, 1, "zeros")])
+@pytest.mark.parametrize(
+    "stride,padding,dilation,groups,padding_mode",
+    [
+        (1, 1, 1, 1, "zeros"),
+        (2, 1, 1, 1, "zeros"),
+        (1, 0, 1, 2, "zeros"),
+        (2, 2, 2, 2, "zeros"),
+        (1, 1, 1, 1, "reflect"),
+        (3, 1, 1, 1, "zeros"),
+    ],
+)
 def test_conv_sops_match_brute_force(stride, padding, dilation, groups, padding_mode):
     torch.manual_seed(0)
-    conv = nn.Conv2d(4, 6, 3, stride=stride, padding=padding, dilation=dilation, groups=groups,
-                     padding_mode=padding_mode, bias=False)
+    conv = nn.Conv2d(
+        4, 6, 3, stride=stride, padding=padding, dilation=dilation, groups=groups, padding_mode=padding_mode, bias=False
+    )
     x = (torch.rand(2, 4, 7, 6) < 0.3).float()
     out = conv(x)
     expected = []
@@ -116,7 +132,7 @@ def test_spike_counts_are_one_accumulate_per_event():
     x = 2 * spike_map((0, 0)) + spike_map((1, 1))
     assert layer_operations(conv, x, conv(x))[0].tolist() == [2 * 4 + 9]
     linear = nn.Linear(4, 3)
-    x = torch.tensor([[2., 0, 3, 1]])
+    x = torch.tensor([[2.0, 0, 3, 1]])
     assert layer_operations(linear, x, linear(x))[0].tolist() == [6 * 3]
 
 
@@ -152,10 +168,10 @@ def test_counter_recognises_average_pooled_spikes():
             return self.fc(self.pool(spikes).flatten(1)).unflatten(0, x.shape[:2])
 
     x = torch.zeros(1, 1, 1, 4, 4)
-    x[0, 0, 0, :2, :] = 0.75       # the image: real-valued, MACs
+    x[0, 0, 0, :2, :] = 0.75  # the image: real-valued, MACs
     x[0, 0, 0, 3, 3] = 0.25
     counts = count_operations(Net(), x)
-    assert counts.macs.tolist() == [[16 * 1]]        # the 1x1 conv on 16 pixels
+    assert counts.macs.tolist() == [[16 * 1]]  # the 1x1 conv on 16 pixels
     # 8 spikes (rows 0-1) pooled into two elements equal to 1: each is 4 spikes, not 1, x 3 outputs
     assert counts.synops.tolist() == [[8 * 3]]
 
@@ -176,17 +192,17 @@ def test_first_real_layer_macs_then_spiking_layer_sops():
             super().__init__()
             self.conv = nn.Conv2d(1, 1, 3, padding=1, bias=False)
             nn.init.zeros_(self.conv.weight)
-            self.conv.weight.data[0, 0, 1, 1] = 1.0      # identity conv
+            self.conv.weight.data[0, 0, 1, 1] = 1.0  # identity conv
             self.fc = nn.Linear(16, 5)
 
         def forward(self, x):
             y = (self.conv(x.flatten(0, 1)) > 0.5).float()
             return self.fc(y.flatten(1)).unflatten(0, x.shape[:2])
 
-    x = torch.zeros(2, 1, 1, 4, 4)                       # [T=2, N=1, 1, 4, 4]
-    x[0, 0, 0, 0, :3] = 0.9                              # 3 pixels above 0.5 at step 1
-    x[1, 0, 0, 2, 2] = 0.7                               # 1 at step 2
-    x[1, 0, 0, 3, 3] = 0.2                               # below threshold, still a real input
+    x = torch.zeros(2, 1, 1, 4, 4)  # [T=2, N=1, 1, 4, 4]
+    x[0, 0, 0, 0, :3] = 0.9  # 3 pixels above 0.5 at step 1
+    x[1, 0, 0, 2, 2] = 0.7  # 1 at step 2
+    x[1, 0, 0, 3, 3] = 0.2  # below threshold, still a real input
     counts = count_operations(Net(), x)
     assert counts.macs.tolist() == [[16 * 9], [16 * 9]]
     assert counts.synops.tolist() == [[3 * 5], [1 * 5]]

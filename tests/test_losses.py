@@ -1,4 +1,5 @@
 """TET loss against values worked out by hand."""
+
 import math
 
 import torch
@@ -10,12 +11,13 @@ def test_tet_by_hand():
     # T=2, N=1, K=2, y=0: O_1 = [0, 0], O_2 = [ln 3, 0]
     outputs = torch.tensor([[[0.0, 0.0]], [[math.log(3), 0.0]]])
     targets = torch.tensor([0])
-    ce = (math.log(2) + math.log(4 / 3)) / 2          # softmax(O_2)[0] = 3/4
-    mse = (1 + 1 + (math.log(3) - 1) ** 2 + 1) / 4    # every logit against phi = 1
+    ce = (math.log(2) + math.log(4 / 3)) / 2  # softmax(O_2)[0] = 3/4
+    mse = (1 + 1 + (math.log(3) - 1) ** 2 + 1) / 4  # every logit against phi = 1
     lamb = 1e-3
     assert math.isclose(tet_loss(outputs, targets).item(), (1 - lamb) * ce + lamb * mse, rel_tol=1e-6)
-    assert math.isclose(tet_loss(outputs, targets, lamb=0.5, means=0.0).item(),
-                        0.5 * ce + 0.5 * (math.log(3) ** 2 / 4), rel_tol=1e-6)
+    assert math.isclose(
+        tet_loss(outputs, targets, lamb=0.5, means=0.0).item(), 0.5 * ce + 0.5 * (math.log(3) ** 2 / 4), rel_tol=1e-6
+    )
 
 
 def test_tet_is_mean_over_steps_and_samples():

@@ -1,4 +1,5 @@
 """Per-step accuracy, OCT and cutoff curves on outputs worked out by hand."""
+
 import pytest
 import torch
 
@@ -12,11 +13,13 @@ def example():
     sample 2: Y = [0,0.1], [0,0.2], [0,0.3]              right from t=1
     sample 3: Y = [2.5,0], [2.5,5], [2.5,5]              wrong at t=1, right from t=2
     """
-    outputs = torch.tensor([
-        [[3.0, 0.0], [0.5, 0.0], [0.0, 0.1], [2.5, 0.0]],
-        [[0.0, 0.0], [2.0, 0.0], [0.0, 0.1], [0.0, 5.0]],
-        [[0.0, 0.0], [0.0, 0.0], [0.0, 0.1], [0.0, 0.0]],
-    ])
+    outputs = torch.tensor(
+        [
+            [[3.0, 0.0], [0.5, 0.0], [0.0, 0.1], [2.5, 0.0]],
+            [[0.0, 0.0], [2.0, 0.0], [0.0, 0.1], [0.0, 5.0]],
+            [[0.0, 0.0], [0.0, 0.0], [0.0, 0.1], [0.0, 0.0]],
+        ]
+    )
     return outputs, torch.tensor([0, 0, 1, 1])
 
 
@@ -35,8 +38,8 @@ def test_oct_patterns():
     # per-step correctness patterns (accumulated argmax): FTT -> 2, TFT -> 3, TTT -> 1, TTF -> T=3
     right, wrong = [1.0, 0.0], [-1.0, 0.0]
     patterns = [[wrong, right, right], [right, wrong, right], [right, right, right], [right, right, wrong]]
-    Y = torch.tensor(patterns).transpose(0, 1)                      # [T, N, 2] accumulated
-    outputs = torch.cat([Y[:1], Y[1:] - Y[:-1]])                    # per-step outputs
+    Y = torch.tensor(patterns).transpose(0, 1)  # [T, N, 2] accumulated
+    outputs = torch.cat([Y[:1], Y[1:] - Y[:-1]])  # per-step outputs
     targets = torch.zeros(4, dtype=torch.long)
     assert optimal_cutoff_timestep(outputs, targets).tolist() == [2, 3, 1, 3]
 

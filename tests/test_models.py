@@ -1,4 +1,5 @@
 """Models: shapes, architecture tables, parameter counts (hand-computed), streaming equality."""
+
 from __future__ import annotations
 
 import pytest
@@ -13,10 +14,10 @@ torch.set_num_threads(1)  # the CI box has 2 shared cores; threads spinning agai
 
 # name, input_shape (C, H, W), T, N: small enough for a CPU test, large enough for every pooling stage
 CASES = [
-    ("digits_snn", (1, 8, 8), 4, 3),       # digits frames
-    ("digits_snn", (2, 16, 16), 10, 3),    # ndigits events
-    ("fashion_snn", (1, 28, 28), 4, 2),    # fashion-mnist frames
-    ("fashion_snn", (2, 34, 34), 3, 2),    # nfashion events
+    ("digits_snn", (1, 8, 8), 4, 3),  # digits frames
+    ("digits_snn", (2, 16, 16), 10, 3),  # ndigits events
+    ("fashion_snn", (1, 28, 28), 4, 2),  # fashion-mnist frames
+    ("fashion_snn", (2, 34, 34), 3, 2),  # nfashion events
     ("resnet19", (3, 32, 32), 2, 2),
     ("vggsnn", (2, 48, 48), 2, 2),
     ("sew_resnet34", (3, 32, 32), 2, 1),
@@ -61,7 +62,7 @@ def test_streaming_one_step_at_a_time_equals_full_forward(name, shape, T, N):
     with torch.no_grad():
         full = model(inputs)
         with streaming(model):
-            streamed = torch.cat([model(inputs[t:t + 1]) for t in range(T)])
+            streamed = torch.cat([model(inputs[t : t + 1]) for t in range(T)])
     assert not torch.allclose(full[0], full[-1]), "no temporal dynamics: the test would prove nothing"
     torch.testing.assert_close(streamed, full, rtol=1e-5, atol=1e-5)
 
@@ -86,6 +87,7 @@ def test_bad_input_shape_is_a_clear_error():
 
 # ---------------------------------------------------------------- architecture tables (docstrings)
 
+
 def test_digits_snn_table_and_parameter_count():
     model = get_model("digits_snn", 10, (1, 8, 8), 4)
     assert [(c.in_channels, c.out_channels) for c in convs(model, 3)] == [(1, 32), (32, 64)]
@@ -108,14 +110,17 @@ def test_fashion_snn_table_and_parameter_count():
 def test_resnet19_table():
     model = get_model("resnet19", 10, (3, 32, 32), 4)
     main_path = [c.out_channels for c in convs(model, 3)]
-    assert main_path == [64] + [128] * 6 + [256] * 6 + [512] * 4          # stem + 3/3/2 blocks of 2 convs
-    assert [(c.in_channels, c.out_channels, c.stride[0]) for c in convs(model, 1)] == \
-        [(64, 128, 1), (128, 256, 2), (256, 512, 2)]                       # shortcut projections
+    assert main_path == [64] + [128] * 6 + [256] * 6 + [512] * 4  # stem + 3/3/2 blocks of 2 convs
+    assert [(c.in_channels, c.out_channels, c.stride[0]) for c in convs(model, 1)] == [
+        (64, 128, 1),
+        (128, 256, 2),
+        (256, 512, 2),
+    ]  # shortcut projections
     assert all(c.bias is None for c in convs(model))
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    assert [(l.in_features, l.out_features) for l in linears] == [(512, 256), (256, 10)]
+    assert [(fc.in_features, fc.out_features) for fc in linears] == [(512, 256), (256, 10)]
     assert len(main_path) + len(linears) == 19
-    assert len(lif_layers(model)) == 1 + 2 * 8 + 1                          # stem, two per block, fc1
+    assert len(lif_layers(model)) == 1 + 2 * 8 + 1  # stem, two per block, fc1
     stem = 3 * 64 * 9 + 128
     stage1 = (64 * 128 * 9 + 256) + (128 * 128 * 9 + 256) + (64 * 128 + 256) + 2 * 2 * (128 * 128 * 9 + 256)
     stage2 = (128 * 256 * 9 + 512) + (256 * 256 * 9 + 512) + (128 * 256 + 512) + 2 * 2 * (256 * 256 * 9 + 512)
@@ -130,8 +135,16 @@ def test_resnet19_table():
 def test_vggsnn_table():
     model = get_model("vggsnn", 10, (2, 48, 48), 10)
     assert [(c.in_channels, c.out_channels) for c in convs(model, 3)] == [
-        (2, 64), (64, 128), (128, 256), (256, 256), (256, 512), (512, 512), (512, 512), (512, 512)]
-    assert all(c.bias is not None for c in convs(model))                    # TET's Layer keeps the conv bias
+        (2, 64),
+        (64, 128),
+        (128, 256),
+        (256, 256),
+        (256, 512),
+        (512, 512),
+        (512, 512),
+        (512, 512),
+    ]
+    assert all(c.bias is not None for c in convs(model))  # TET's Layer keeps the conv bias
     assert sum(isinstance(m, nn.AvgPool2d) for m in model.modules()) == 4
     assert len(lif_layers(model)) == 8
     assert (model.classifier.in_features, model.classifier.out_features) == (512 * 3 * 3, 10)
@@ -145,10 +158,10 @@ def test_sew_resnet34_table():
     model = get_model("sew_resnet34", 1000, (3, 224, 224), 4)
     assert [(c.out_channels, c.stride[0]) for c in convs(model, 7)] == [(64, 2)]
     main_path = [c.out_channels for c in convs(model, 3)]
-    assert main_path == [64] * 6 + [128] * 8 + [256] * 12 + [512] * 6     # 3/4/6/3 blocks of 2 convs
+    assert main_path == [64] * 6 + [128] * 8 + [256] * 12 + [512] * 6  # 3/4/6/3 blocks of 2 convs
     assert [(c.in_channels, c.out_channels) for c in convs(model, 1)] == [(64, 128), (128, 256), (256, 512)]
-    assert 1 + len(main_path) + 1 == 34                                     # stem + convs + fc
-    assert len(lif_layers(model)) == 1 + 2 * 16 + 3                         # stem, two per block, shortcuts
+    assert 1 + len(main_path) + 1 == 34  # stem + convs + fc
+    assert len(lif_layers(model)) == 1 + 2 * 16 + 3  # stem, two per block, shortcuts
     assert (model.fc.in_features, model.fc.out_features) == (512, 1000)
     # same convs, BNs and fc as torchvision's ResNet-34; the LIFs have no parameters
     reference = torchvision.models.resnet34(weights=None)

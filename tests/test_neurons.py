@@ -1,9 +1,9 @@
 """LIF neuron: trajectories and gradients worked out by hand, and snnTorch as the reference."""
+
 import snntorch as snn
 import torch
 
-from aoi.neurons import (LIF, append_samples, keep_samples, lif_layers, reset_state, set_recording,
-                         streaming)
+from aoi.neurons import LIF, append_samples, keep_samples, lif_layers, reset_state, set_recording, streaming
 
 
 def column(values):
@@ -115,7 +115,7 @@ def test_streaming_equals_full_forward_and_drops_samples():
     x = torch.rand(6, 5, 7) * 2
     full = model(x)
     with streaming(model):
-        steps = [model(x[t:t + 1]) for t in range(6)]
+        steps = [model(x[t : t + 1]) for t in range(6)]
     assert torch.equal(torch.cat(steps), full)
     with streaming(model):
         head = model(x[:3])
@@ -142,16 +142,15 @@ def test_recording_toggle_and_reset():
     model(torch.ones(2, 1, 2))
     assert all(lif.membrane.shape == lif.soft_spikes.shape == (2, 1, 2) for lif in lif_layers(model))
     reset_state(model)
-    assert all(lif.spikes is None and lif.membrane is None and lif.soft_spikes is None
-               for lif in lif_layers(model))
+    assert all(lif.spikes is None and lif.membrane is None and lif.soft_spikes is None for lif in lif_layers(model))
 
 
 def test_appended_samples_start_at_rest():
     lif = LIF()
     with streaming(lif):
-        lif(torch.full((1, 1, 1), 0.8))            # one sample, membrane 0.8 carried
+        lif(torch.full((1, 1, 1), 0.8))  # one sample, membrane 0.8 carried
         append_samples(lif, 1)
-        out = lif(torch.full((1, 2, 1), 0.6))      # 0.4 + 0.6 = 1.0 (no spike), 0 + 0.6
+        out = lif(torch.full((1, 2, 1), 0.6))  # 0.4 + 0.6 = 1.0 (no spike), 0 + 0.6
     assert lif.state is None
     assert out.flatten().tolist() == [0.0, 0.0]
     with streaming(lif):
@@ -170,7 +169,7 @@ def test_cpu_kernel_equals_pytorch_loop(monkeypatch):
     w_s, w_m = torch.randn_like(x), torch.randn_like(x)
     results = []
     for use_kernel in (True, False):
-        monkeypatch.setattr(neurons, "_use_cpu_kernel", lambda t: use_kernel)
+        monkeypatch.setattr(neurons, "_use_cpu_kernel", lambda t, use=use_kernel: use)
         xi = x.clone().requires_grad_()
         spikes, soft, potential, last = neurons.lif_multistep(xi, m0, tau=0.3, theta=0.8, width=0.7, record=True)
         ((spikes * w_s).sum() + (soft * w_m).sum()).backward()

@@ -1,4 +1,5 @@
 """Profiles: every shipped profile loads, seeds and epsilon are fixed, the grids have the right runs."""
+
 import pytest
 
 from aoi.profiles import load_profile, profile_names, run_grid, run_params
@@ -23,8 +24,14 @@ def test_default_grid_is_2_datasets_x_3_methods_x_3_seeds():
     grid = run_grid(profile)
     assert len(grid) == 18
     keys = {(p["dataset"], p["T"], p["method"], p["alpha"]) for p in grid}
-    assert keys == {("digits", 4, "tet", 0.0), ("digits", 4, "str", 0.1), ("digits", 4, "str", 0.01),
-                    ("ndigits", 10, "tet", 0.0), ("ndigits", 10, "str", 0.5), ("ndigits", 10, "str", 0.05)}
+    assert keys == {
+        ("digits", 4, "tet", 0.0),
+        ("digits", 4, "str", 0.1),
+        ("digits", 4, "str", 0.01),
+        ("ndigits", 10, "tet", 0.0),
+        ("ndigits", 10, "str", 0.5),
+        ("ndigits", 10, "str", 0.05),
+    }
     assert sorted(p["seed"] for p in grid if p["dataset"] == "digits" and p["method"] == "tet") == [0, 1, 2]
 
 
@@ -32,12 +39,22 @@ def test_paper_profile_follows_method_md():
     profile = load_profile("paper")
     datasets = profile["datasets"]
     assert [(d, e["model"], e["T"], e["epochs"], e["batch_size"]) for d, e in datasets.items()] == [
-        ("cifar10", "resnet19", 4, 300, 128), ("cifar100", "resnet19", 4, 300, 128),
-        ("imagenet", "sew_resnet34", 4, 100, 128), ("cifar10dvs", "vggsnn", 10, 100, 128),
-        ("ncaltech101", "vggsnn", 10, 100, 128), ("dvsgesture", "vggsnn", 16, 100, 32)]
+        ("cifar10", "resnet19", 4, 300, 128),
+        ("cifar100", "resnet19", 4, 300, 128),
+        ("imagenet", "sew_resnet34", 4, 100, 128),
+        ("cifar10dvs", "vggsnn", 10, 100, 128),
+        ("ncaltech101", "vggsnn", 10, 100, 128),
+        ("dvsgesture", "vggsnn", 16, 100, 32),
+    ]
     alphas = {d: [m["alpha"] for m in e["methods"] if m["method"] == "str"] for d, e in datasets.items()}
-    assert alphas == {"cifar10": [0.1], "cifar100": [0.05], "imagenet": [0.05],
-                      "cifar10dvs": [0.5], "ncaltech101": [0.5], "dvsgesture": [0.5]}
+    assert alphas == {
+        "cifar10": [0.1],
+        "cifar100": [0.05],
+        "imagenet": [0.05],
+        "cifar10dvs": [0.5],
+        "ncaltech101": [0.5],
+        "dvsgesture": [0.5],
+    }
     assert len(run_grid(profile)) == 6 * 2 * 3
 
 
@@ -66,19 +83,22 @@ def test_unknown_dataset_is_a_clear_error():
         run_params(load_profile("smoke"), "cifar10", "tet", None, 0)
 
 
-@pytest.mark.parametrize("change, message", [
-    ("epsilon: 0.03", "must be one of 'epsilons'"),
-    ("seeds: [0, one]", "list of integers"),
-    ("methods: [{method: str}]", "needs a positive alpha"),
-    ("methods: [{method: sgd}]", "unknown method"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ("epsilon: 0.03", "must be one of 'epsilons'"),
+        ("seeds: [0, one]", "list of integers"),
+        ("methods: [{method: str}]", "needs a positive alpha"),
+        ("methods: [{method: sgd}]", "unknown method"),
+    ],
+)
 def test_bad_profiles_fail_with_one_line(tmp_path, change, message):
     good = {"epsilon": "epsilon: 0.01", "seeds": "seeds: [0]", "methods": "methods: [{method: tet}]"}
     key = change.split(":")[0]
     good[key] = change
-    text = f"""{good['epsilon']}
+    text = f"""{good["epsilon"]}
 epsilons: [0.0, 0.01]
-{good['seeds']}
+{good["seeds"]}
 datasets:
   digits:
     model: digits_snn
@@ -86,7 +106,7 @@ datasets:
     epochs: 1
     batch_size: 8
     lr: 0.1
-    {good['methods']}
+    {good["methods"]}
 """
     path = tmp_path / "bad.yaml"
     path.write_text(text)
@@ -97,5 +117,6 @@ datasets:
 @pytest.mark.parametrize("name", ["smoke", "default", "fashion", "paper"])
 def test_every_run_of_every_profile_is_a_valid_train_config(name):
     from aoi.train import TrainConfig
+
     names = [TrainConfig(**params).run_name() for params in run_grid(load_profile(name))]
     assert len(set(names)) == len(names)  # one run directory per run

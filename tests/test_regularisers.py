@@ -1,12 +1,12 @@
 """STR: spatial-temporal factor and loss on cases worked out by hand."""
+
 import math
 
 import pytest
 import torch
 
 from aoi.neurons import LIF, set_recording
-from aoi.regularisers import (collect_factors, cosine_similarity_per_step, last_steps,
-                              spatial_temporal_factor, str_loss)
+from aoi.regularisers import collect_factors, cosine_similarity_per_step, last_steps, spatial_temporal_factor, str_loss
 
 
 def hand_stf():

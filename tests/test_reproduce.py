@@ -1,4 +1,5 @@
 """aoi.reproduce: the grid, skipping finished runs, --only, failures; one real run end to end."""
+
 import json
 
 import pytest
@@ -66,10 +67,11 @@ def test_dry_run_lists_the_grid(tiny, capsys):
 def test_plan_status_skips_finished_resumes_and_restarts_changed(tiny):
     profile_path, runs, results = tiny
     mark_finished(profile_path, runs, results, NAMES[0])
-    mark_finished(profile_path, runs, results, NAMES[1], epochs=5)          # parameters changed since
+    mark_finished(profile_path, runs, results, NAMES[1], epochs=5)  # parameters changed since
     (runs / "tiny" / NAMES[2]).mkdir(parents=True)
-    (runs / "tiny" / NAMES[2] / "config.json").write_text(                 # interrupted: no final.json
-        json.dumps({"config": run_params(load_profile(profile_path), "digits", "str", 0.5, 0)}))
+    (runs / "tiny" / NAMES[2] / "config.json").write_text(  # interrupted: no final.json
+        json.dumps({"config": run_params(load_profile(profile_path), "digits", "str", 0.5, 0)})
+    )
     profile = load_profile(profile_path)
     statuses = {run.name: run.status for run in reproduce.plan(profile, runs, results)}
     assert statuses == {NAMES[0]: "finished", NAMES[1]: "changed", NAMES[2]: "resume", NAMES[3]: "new"}
@@ -105,8 +107,10 @@ def test_a_failed_run_is_reported_and_the_others_go_on(tiny, monkeypatch, capsys
             output.write_text("{}")
             raise RuntimeError("cell 3 failed\nValueError: boom")
         if notebook.name == "evaluate.ipynb":
-            name = f"{parameters['dataset']}/T{parameters['T']}-{parameters['method']}" \
-                   f"{'-a%g' % parameters['alpha'] if parameters['alpha'] else ''}-s{parameters['seed']}"
+            name = (
+                f"{parameters['dataset']}/T{parameters['T']}-{parameters['method']}"
+                f"{'-a' + format(parameters['alpha'], 'g') if parameters['alpha'] else ''}-s{parameters['seed']}"
+            )
             mark_finished(profile, runs, results, name)
 
     monkeypatch.setattr(reproduce, "execute_notebook", fake_execute)
@@ -115,17 +119,26 @@ def test_a_failed_run_is_reported_and_the_others_go_on(tiny, monkeypatch, capsys
     failed_record = runs / "tiny" / "digits" / "T2-str-a0.5-s0" / "train.ipynb"
     assert f"in {failed_record}" in err and "ValueError: boom" in err
     assert "FAILED" in out
-    compute = [(nb, p["dataset"], p["method"], p["alpha"], p["seed"]) for nb, _, p in calls if nb in
-               ("train.ipynb", "evaluate.ipynb")]
+    compute = [
+        (nb, p["dataset"], p["method"], p["alpha"], p["seed"])
+        for nb, _, p in calls
+        if nb in ("train.ipynb", "evaluate.ipynb")
+    ]
     # every run trains first; then the evaluations (timings) run one at a time, the failed run left out
-    assert compute == [("train.ipynb", "digits", "tet", None, 0), ("train.ipynb", "digits", "tet", None, 1),
-                       ("train.ipynb", "digits", "str", 0.5, 0), ("train.ipynb", "digits", "str", 0.5, 1),
-                       ("evaluate.ipynb", "digits", "tet", None, 0), ("evaluate.ipynb", "digits", "tet", None, 1),
-                       ("evaluate.ipynb", "digits", "str", 0.5, 1)]
+    assert compute == [
+        ("train.ipynb", "digits", "tet", None, 0),
+        ("train.ipynb", "digits", "tet", None, 1),
+        ("train.ipynb", "digits", "str", 0.5, 0),
+        ("train.ipynb", "digits", "str", 0.5, 1),
+        ("evaluate.ipynb", "digits", "tet", None, 0),
+        ("evaluate.ipynb", "digits", "tet", None, 1),
+        ("evaluate.ipynb", "digits", "str", 0.5, 1),
+    ]
     assert calls[4][1] == runs / "tiny" / "digits" / "T2-tet-s0" / "evaluate.ipynb"  # the record of the run
-    presentation = [(nb, output) for nb, output, _ in calls[len(compute):]]
-    assert presentation == [(f"{n}.ipynb", results / "tiny" / "notebooks" / f"{n}.ipynb")
-                            for n in ("figure", "tables", "stf")]
+    presentation = [(nb, output) for nb, output, _ in calls[len(compute) :]]
+    assert presentation == [
+        (f"{n}.ipynb", results / "tiny" / "notebooks" / f"{n}.ipynb") for n in ("figure", "tables", "stf")
+    ]
 
     calls.clear()  # a rerun only does the failed run (and the presentation)
     assert reproduce.main(["--profile", profile, *roots(runs, results)]) == 1
@@ -136,9 +149,14 @@ def test_a_failed_run_is_reported_and_the_others_go_on(tiny, monkeypatch, capsys
 def test_the_default_profile_rebuilds_the_notebooks_in_place_only_on_the_repository_results(tmp_path):
     outputs = reproduce.presentation_outputs("default", reproduce.REPO_ROOT / "results")
     assert outputs["figure"] == reproduce.NOTEBOOK_DIR / "figure.ipynb"
-    assert reproduce.presentation_outputs("default", tmp_path)["tables"] == tmp_path / "default" / "notebooks" / "tables.ipynb"
-    assert reproduce.presentation_outputs("smoke", reproduce.REPO_ROOT / "results")["stf"] == \
-        reproduce.REPO_ROOT / "results" / "smoke" / "notebooks" / "stf.ipynb"
+    assert (
+        reproduce.presentation_outputs("default", tmp_path)["tables"]
+        == tmp_path / "default" / "notebooks" / "tables.ipynb"
+    )
+    assert (
+        reproduce.presentation_outputs("smoke", reproduce.REPO_ROOT / "results")["stf"]
+        == reproduce.REPO_ROOT / "results" / "smoke" / "notebooks" / "stf.ipynb"
+    )
 
 
 def test_one_real_run_end_to_end(tiny, capsys):
@@ -149,7 +167,8 @@ def test_one_real_run_end_to_end(tiny, capsys):
     assert {"train.ipynb", "evaluate.ipynb", "final.json", "logits_test.npz"} <= {p.name for p in run.iterdir()}
     metrics = json.loads((results / "tiny" / "runs" / "digits" / "T2-tet-s0" / "metrics.json").read_text())
     assert metrics["params"]["limit_test"] == 16 and metrics["test_samples"] == 16
-    assert {"figure_accuracy.png", "figure_rules.pdf", "figure_stf.png", "table_summary.md"} <= \
-        {p.name for p in (results / "tiny").iterdir()}
+    assert {"figure_accuracy.png", "figure_rules.pdf", "figure_stf.png", "table_summary.md"} <= {
+        p.name for p in (results / "tiny").iterdir()
+    }
     assert reproduce.main(["--profile", profile, "--only", "tet-s0", "--dry-run", *roots(runs, results)]) == 0
     assert "finished" in capsys.readouterr().out.splitlines()[-1]

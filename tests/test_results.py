@@ -1,4 +1,5 @@
 """aoi.results: paths, provenance merge, the finished-run check, the per-run analysis, loading."""
+
 import json
 import math
 
@@ -11,8 +12,18 @@ from aoi import results
 from aoi.neurons import LIF
 from aoi.train import TrainConfig
 
-PARAMS = {"dataset": "digits", "model": "digits_snn", "T": 3, "method": "str", "alpha": 0.1, "seed": 1,
-          "epochs": 1, "batch_size": 2, "lr": 0.1, "device": "cpu"}
+PARAMS = {
+    "dataset": "digits",
+    "model": "digits_snn",
+    "T": 3,
+    "method": "str",
+    "alpha": 0.1,
+    "seed": 1,
+    "epochs": 1,
+    "batch_size": 2,
+    "lr": 0.1,
+    "device": "cpu",
+}
 
 
 def test_roots_come_from_arguments_then_environment_then_the_repository(monkeypatch, tmp_path):
@@ -61,12 +72,12 @@ def finished_run(tmp_path, params=PARAMS, metrics=True):
 def test_a_run_is_finished_only_with_final_json_and_metrics_of_the_same_parameters(tmp_path):
     run, out = finished_run(tmp_path)
     assert results.is_finished(run, out, PARAMS)
-    assert not results.is_finished(run, out, {**PARAMS, "lr": 0.2})   # parameters changed
+    assert not results.is_finished(run, out, {**PARAMS, "lr": 0.2})  # parameters changed
     (out / "metrics.json").unlink()
-    assert not results.is_finished(run, out, PARAMS)                  # not analysed
+    assert not results.is_finished(run, out, PARAMS)  # not analysed
     run, out = finished_run(tmp_path)
     (run / "final.json").unlink()
-    assert not results.is_finished(run, out, PARAMS)                  # training interrupted
+    assert not results.is_finished(run, out, PARAMS)  # training interrupted
 
 
 class LinearOnFrames(nn.Module):
@@ -82,9 +93,13 @@ class LinearOnFrames(nn.Module):
 
 # Per-step logits [T=3, N=3, K=3] (hand-made): sample 0 is confident and right at step 1; sample 1
 # is wrong at step 1 and confident and right from step 2; sample 2 is never confident, wrong at T.
-OUTPUTS = torch.tensor([[[10., 0, 0], [1, 0, 0], [0, 1, 0]],
-                        [[10., 0, 0], [0, 10, 0], [0, 0, 0]],
-                        [[10., 0, 0], [0, 0, 0], [0, 0, 0.5]]])
+OUTPUTS = torch.tensor(
+    [
+        [[10.0, 0, 0], [1, 0, 0], [0, 1, 0]],
+        [[10.0, 0, 0], [0, 10, 0], [0, 0, 0]],
+        [[10.0, 0, 0], [0, 0, 0], [0, 0, 0.5]],
+    ]
+)
 TARGETS = torch.tensor([0, 1, 2])
 
 
@@ -97,8 +112,9 @@ def analysed(tmp_path, monkeypatch):
     monkeypatch.setattr(results, "load_logits", lambda run_dir, split="test": (OUTPUTS, TARGETS))
     monkeypatch.setattr(results, "load_model", lambda run_dir, device: (LinearOnFrames().to(device).eval(), config))
     monkeypatch.setattr(results, "test_inputs", lambda run_dir: dataset)
-    metrics = results.analyse_run(run, out, 0.01, [0.0, 0.01, 0.5], "smoke", stf_samples=3, timing_samples=3,
-                                  timing_repeats=1, device="cpu")
+    metrics = results.analyse_run(
+        run, out, 0.01, [0.0, 0.01, 0.5], "smoke", stf_samples=3, timing_samples=3, timing_repeats=1, device="cpu"
+    )
     return metrics, out
 
 
@@ -108,7 +124,7 @@ def test_analyse_run_computes_the_hand_checked_numbers(analysed):
     assert [r["accuracy"] for r in metrics["accuracy_per_step"]] == pytest.approx([1 / 3, 2 / 3, 2 / 3])
     assert metrics["accuracy"] == pytest.approx(2 / 3)
     cutoff = metrics["cutoff"]
-    assert cutoff["exit_histogram"] == [1, 1, 1]          # exits at 1, 2, 3
+    assert cutoff["exit_histogram"] == [1, 1, 1]  # exits at 1, 2, 3
     assert cutoff["mean_exit_step"] == pytest.approx(2.0) and cutoff["speedup"] == pytest.approx(1.5)
     assert cutoff["accuracy"] == pytest.approx(2 / 3) and cutoff["accuracy_drop"] == pytest.approx(0.0)
     assert metrics["oct"] == {"mean": pytest.approx(2.0), "histogram": [1, 1, 1]}
@@ -127,8 +143,13 @@ def test_analyse_run_merges_provenance_and_writes_small_files(analysed):
     assert metrics["params"]["alpha"] == 0.1 and metrics["profile"] == "smoke"
     assert metrics["provenance"]["final"]["wall_seconds"] == 12.5
     assert set(metrics["provenance"]["analysis"]) >= {"git_commit", "versions", "machine", "analysed_at"}
-    assert sorted(p.name for p in out.iterdir()) == ["cutoff_curve.csv", "metrics.json", "per_step.csv",
-                                                     "rules.csv", "stf.csv"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "cutoff_curve.csv",
+        "metrics.json",
+        "per_step.csv",
+        "rules.csv",
+        "stf.csv",
+    ]
     stored = json.loads((out / "metrics.json").read_text())
     assert stored["cutoff"]["exit_histogram"] == [1, 1, 1]
     assert next(r for r in stored["rules"] if r["rule"] == "oct")["parameter"] is None  # NaN -> null
@@ -143,6 +164,7 @@ def test_stf_records_match_a_hand_computed_layer():
 
     def cos(u, v):
         return sum(a * b for a, b in zip(u, v)) / math.sqrt(sum(a * a for a in u) * sum(b * b for b in v))
+
     expected = [cos((1, 0.2), (1, 0.25)), cos((1, 0.3), (1, 0.25))]
     cs, stf = results.stf_records(model, inputs, beta=0.3)
     assert [row["t"] for row in cs] == [1, 2] and {row["layer"] for row in cs} == {1}
@@ -155,8 +177,7 @@ def test_loading_gives_tidy_frames(analysed, tmp_path):
     metrics, _ = analysed
     root = tmp_path / "results"
     for seed in (0, 1):
-        run = {**metrics, "params": {**metrics["params"], "seed": seed},
-               "run_name": f"digits/T3-str-a0.1-s{seed}"}
+        run = {**metrics, "params": {**metrics["params"], "seed": seed}, "run_name": f"digits/T3-str-a0.1-s{seed}"}
         path = results.run_results_dir("smoke", run["run_name"], root) / "metrics.json"
         path.parent.mkdir(parents=True)
         path.write_text(json.dumps(run, default=str))
@@ -174,16 +195,28 @@ def test_loading_gives_tidy_frames(analysed, tmp_path):
 
 def test_the_papers_numbers_are_shipped():
     reported, per_step = results.load_paper()
-    assert len(reported) == 24 and set(reported["dataset"]) == {"cifar10", "cifar100", "imagenet", "cifar10dvs",
-                                                               "ncaltech101", "dvsgesture"}
-    row = reported[(reported["dataset"] == "cifar10dvs") & (reported["method"] == "str")
-                   & (reported["cutoff"] == "yes")].iloc[0]
+    assert len(reported) == 24 and set(reported["dataset"]) == {
+        "cifar10",
+        "cifar100",
+        "imagenet",
+        "cifar10dvs",
+        "ncaltech101",
+        "dvsgesture",
+    }
+    row = reported[
+        (reported["dataset"] == "cifar10dvs") & (reported["method"] == "str") & (reported["cutoff"] == "yes")
+    ].iloc[0]
     assert (row.accuracy_mean, row.accuracy_std) == (82.08, 0.48)
     assert len(per_step) == 2 * (3 * 4 + 2 * 10 + 16)
 
 
 def test_profile_datasets_frame_lists_the_paper_references():
     from aoi.profiles import load_profile
+
     frame = results.profile_datasets_frame(load_profile("default"))
-    assert frame.values.tolist() == [["digits", "cifar10"], ["ndigits", "cifar10dvs"], ["ndigits", "ncaltech101"],
-                                     ["ndigits", "dvsgesture"]]
+    assert frame.values.tolist() == [
+        ["digits", "cifar10"],
+        ["ndigits", "cifar10dvs"],
+        ["ndigits", "ncaltech101"],
+        ["ndigits", "dvsgesture"],
+    ]

@@ -1,4 +1,5 @@
 """Training engine: files, exact resume, determinism, divergence, bad checkpoints, STR gradients."""
+
 from __future__ import annotations
 
 import csv
@@ -54,13 +55,16 @@ def test_config_defaults_and_run_name():
     assert TrainConfig.from_dict(config.asdict()) == config
 
 
-@pytest.mark.parametrize("bad, message", [
-    (dict(method="str"), "method 'str' needs alpha > 0"),
-    (dict(alpha=0.5), "use method 'str'"),
-    (dict(method="rate"), "method must be one of"),
-    (dict(model="nope"), "unknown model 'nope'"),
-    (dict(epochs=0), "epochs must be >= 1"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (dict(method="str"), "method 'str' needs alpha > 0"),
+        (dict(alpha=0.5), "use method 'str'"),
+        (dict(method="rate"), "method must be one of"),
+        (dict(model="nope"), "unknown model 'nope'"),
+        (dict(epochs=0), "epochs must be >= 1"),
+    ],
+)
 def test_bad_config_is_a_clear_error(bad, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig(dataset="digits", **bad)
@@ -69,8 +73,20 @@ def test_bad_config_is_a_clear_error(bad, message):
 def test_run_files(straight):
     config, run_dir, final = straight
     rows = read_log(run_dir)
-    assert list(rows[0]) == ["epoch", "lr", "loss", "tet_loss", "str_loss", "train_acc", "test_acc",
-                             "test_acc_t1", "test_acc_t2", "test_acc_t3", "test_acc_t4", "seconds"]
+    assert list(rows[0]) == [
+        "epoch",
+        "lr",
+        "loss",
+        "tet_loss",
+        "str_loss",
+        "train_acc",
+        "test_acc",
+        "test_acc_t1",
+        "test_acc_t2",
+        "test_acc_t3",
+        "test_acc_t4",
+        "seconds",
+    ]
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     # cosine annealing to 0 over 3 epochs: lr_e = 0.1 * (1 + cos(pi * (e - 1) / 3)) / 2
     assert [float(r["lr"]) for r in rows] == pytest.approx([0.1, 0.075, 0.025])
@@ -186,8 +202,8 @@ def test_str_term_is_nonzero_and_changes_the_gradient():
     regulariser = str_loss(outputs, targets, collect_factors(model, config.beta), config.window)
     assert regulariser.item() > 0 and math.isfinite(regulariser.item())
     conv = model.features[0].conv_bn.module[0].weight
-    grad_str, = torch.autograd.grad(regulariser, conv, retain_graph=True)
-    grad_tet, = torch.autograd.grad(tet_loss(outputs, targets), conv)
+    (grad_str,) = torch.autograd.grad(regulariser, conv, retain_graph=True)
+    (grad_tet,) = torch.autograd.grad(tet_loss(outputs, targets), conv)
     assert grad_str.abs().sum() > 0
     assert not torch.allclose(grad_tet, grad_tet + config.alpha * grad_str)
 

@@ -7,6 +7,7 @@ Modules: registry (the table, get_dataset), base (shared types), splits, cache, 
 (direct encoding, event binning), simulator (saccade event camera), simulated (its cached
 datasets), digits, fashion, images (torchvision), events + tonic_readers (tonic).
 """
+
 from aoi.data.base import AoiDataset, DatasetInfo, DatasetNotFoundError
 from aoi.data.registry import DATASETS, dataset_info, get_dataset
 

@@ -1,11 +1,12 @@
 """What every loader shares: DatasetInfo, the dataset object returned to users, the data root,
 and the one-line error for missing files."""
+
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -50,7 +51,7 @@ class AoiDataset(Dataset):
         """Integer label of every sample, in dataset order (no loading)."""
         return np.asarray(self.source.labels)[self.indices]
 
-    def subset(self, positions) -> "AoiDataset":
+    def subset(self, positions) -> AoiDataset:
         """A dataset of the samples at `positions` (indices into this dataset)."""
         return AoiDataset(self.source, self.info, self.T, self.provenance, self.indices[positions])
 

@@ -1,4 +1,5 @@
 """Disk caches keyed by a hash of every parameter that shapes their content; atomic writes."""
+
 from __future__ import annotations
 
 import hashlib

@@ -1,5 +1,6 @@
 """scikit-learn's bundled handwritten digits (1,797 real 8x8 images): `digits` (direct encoding)
 and `ndigits` (the same images recorded by the saccade event-camera simulator)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -33,8 +34,11 @@ def load_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _provenance(train, test) -> dict:
-    return {"split_rule": SPLIT_RULE, "num_files": len(train) + len(test),
-            "split_hash": split_hash(map(str, train), map(str, test))}
+    return {
+        "split_rule": SPLIT_RULE,
+        "num_files": len(train) + len(test),
+        "split_hash": split_hash(map(str, train), map(str, test)),
+    }
 
 
 def build_digits(info: DatasetInfo, split: str, T: int, root: Path, augment: bool) -> AoiDataset:
@@ -46,6 +50,10 @@ def build_digits(info: DatasetInfo, split: str, T: int, root: Path, augment: boo
 def build_ndigits(info: DatasetInfo, split: str, T: int, root: Path, augment: bool) -> AoiDataset:
     images, labels, train, test = load_split()
     source = SimulatedEventSource(images, labels, NDIGITS_PARAMS, root / "ndigits", T, "ndigits")
-    provenance = {**_provenance(train, test), "simulator": source.cache_params["simulator"],
-                  "cache_key": source.cache_key, "cache_dir": str(source.folder)}
+    provenance = {
+        **_provenance(train, test),
+        "simulator": source.cache_params["simulator"],
+        "cache_key": source.cache_key,
+        "cache_dir": str(source.folder),
+    }
     return AoiDataset(source, info, T, provenance, train if split == "train" else test)

@@ -1,4 +1,5 @@
 """Turning one sample into timesteps: direct encoding of images and event binning."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -8,6 +8,7 @@ up to 25 px at the recording's resolution, scaled to the 48x48 frames (9 px for 
 Splits: CIFAR10-DVS and N-Caltech101 stratified 9:1 on sorted file names (splits.py); DVS128
 Gesture the standard user split (users 24-29 test). Labels: index in the sorted class names.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -42,17 +43,32 @@ class EventLayout:
 
 LAYOUTS = {
     "cifar10dvs": EventLayout(
-        "CIFAR10DVS", "", ".aedat4", (128, 128, 2), None,
+        "CIFAR10DVS",
+        "",
+        ".aedat4",
+        (128, 128, 2),
+        None,
         "<root>/CIFAR10DVS/<class>/*.aedat4 for all 10 classes (airplane ... truck)",
-        "the CIFAR10-DVS figshare release (Li et al. 2017), converted to AEDAT4 as in tonic"),
+        "the CIFAR10-DVS figshare release (Li et al. 2017), converted to AEDAT4 as in tonic",
+    ),
     "ncaltech101": EventLayout(
-        "NCALTECH101", "Caltech101", ".bin", (240, 180, 2), None,
+        "NCALTECH101",
+        "Caltech101",
+        ".bin",
+        (240, 180, 2),
+        None,
         "<root>/NCALTECH101/Caltech101/<class>/image_NNNN.bin",
-        "Garrick Orchard's N-Caltech101 page (Caltech101.zip)"),
+        "Garrick Orchard's N-Caltech101 page (Caltech101.zip)",
+    ),
     "dvsgesture": EventLayout(
-        "DVSGesture", "", ".npy", (128, 128, 2), 1_300_000,
+        "DVSGesture",
+        "",
+        ".npy",
+        (128, 128, 2),
+        1_300_000,
         "<root>/DVSGesture/ibmGesture{Train,Test}/userNN_<lighting>/<label>.npy (tonic's preprocessed npy)",
-        "IBM Research's DVS128 Gesture release, converted to tonic's npy layout"),
+        "IBM Research's DVS128 Gesture release, converted to tonic's npy layout",
+    ),
 }
 
 
@@ -79,21 +95,34 @@ def translate(frames: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
     """frames [..., H, W] moved down by dy and right by dx pixels, zero fill."""
     h, w = frames.shape[-2:]
     out = torch.zeros_like(frames)
-    out[..., max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = (
-        frames[..., max(-dy, 0) : h - max(dy, 0), max(-dx, 0) : w - max(dx, 0)])
+    out[..., max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = frames[
+        ..., max(-dy, 0) : h - max(dy, 0), max(-dx, 0) : w - max(dx, 0)
+    ]
     return out
 
 
 class EventFileSource:
     """Recordings read by a tonic dataset; item j -> (frames [T, P, H', W'] float32, label)."""
 
-    def __init__(self, reader, positions, names, labels, spec: EventLayout, T: int,
-                 size: tuple[int, int], cache_dir: Path, augment: bool):
+    def __init__(
+        self,
+        reader,
+        positions,
+        names,
+        labels,
+        spec: EventLayout,
+        T: int,
+        size: tuple[int, int],
+        cache_dir: Path,
+        augment: bool,
+    ):
         self.reader, self.positions, self.names = reader, list(positions), list(names)
         self.labels = np.asarray(labels, dtype=np.int64)
         self.spec, self.T, self.size, self.cache_dir = spec, T, size, cache_dir
         width, height, _ = spec.sensor_size
-        self.max_shift = (round(TRANSLATE_PX * size[0] / height), round(TRANSLATE_PX * size[1] / width)) if augment else None
+        self.max_shift = (
+            (round(TRANSLATE_PX * size[0] / height), round(TRANSLATE_PX * size[1] / width)) if augment else None
+        )
 
     def frames(self, j: int) -> torch.Tensor:
         """The resized frames of recording j (from the cache when present)."""
@@ -142,15 +171,29 @@ def build_events(info: DatasetInfo, split: str, T: int, root: Path, augment: boo
         digest = split_hash([names[p] for p in train], [names[p] for p in test])
         rule = "stratified 9:1 on sorted file names per class (every 10th, from the first, to test)"
     size = info.input_shape[1:]
-    cache_params = {"format": CACHE_FORMAT, "dataset": info.name, "T": T, "sensor_size": spec.sensor_size,
-                    "size": size, "window_us": spec.window_us, "resize": "bilinear-antialias"}
+    cache_params = {
+        "format": CACHE_FORMAT,
+        "dataset": info.name,
+        "T": T,
+        "sensor_size": spec.sensor_size,
+        "size": size,
+        "window_us": spec.window_us,
+        "resize": "bilinear-antialias",
+    }
     cache_dir = root / "cache" / info.name / params_key(cache_params)
     if not has_params(cache_dir, cache_params):
         write_params(cache_dir, cache_params)
-    source = EventFileSource(reader, positions, [names[p] for p in positions], labels, spec, T, size,
-                             cache_dir, augment)
-    provenance = {"split_rule": rule, "split_hash": digest, "num_files": len(names),
-                  "num_classes_found": len(set(labels)),
-                  "cache_key": cache_dir.name, "cache_dir": str(cache_dir), "cache_params": cache_params,
-                  "folder": str(base)}
+    source = EventFileSource(
+        reader, positions, [names[p] for p in positions], labels, spec, T, size, cache_dir, augment
+    )
+    provenance = {
+        "split_rule": rule,
+        "split_hash": digest,
+        "num_files": len(names),
+        "num_classes_found": len(set(labels)),
+        "cache_key": cache_dir.name,
+        "cache_dir": str(cache_dir),
+        "cache_params": cache_params,
+        "folder": str(base),
+    }
     return AoiDataset(source, info, T, provenance)

@@ -5,6 +5,7 @@ The idx files (plain or .gz) are looked for in `<root>/fashion-mnist/`, in torch
 `<root>/fashion-mnist/FashionMNIST/raw/`, and where Debian's `dataset-fashion-mnist` package puts
 them; when absent, torchvision downloads them into the second place.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -18,8 +19,10 @@ from aoi.data.encoding import ImageArraySource
 from aoi.data.simulated import SimulatedEventSource
 from aoi.data.simulator import SaccadeParams
 
-FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-         "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
 SYSTEM_FOLDERS = (Path("/usr/share/datasets/fashion-mnist"),)
 NFASHION_PARAMS = SaccadeParams(sensor_size=34, image_size=28, image_offset_px=1)
 LAYOUT = "<root>/fashion-mnist/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]"
@@ -53,8 +56,11 @@ def load(root: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
         from torchvision.datasets import FashionMNIST
 
         folder = root / "fashion-mnist"
-        download_or_raise(lambda: FashionMNIST(folder, train=split == "train", download=True),
-                          folder, missing("fashion-mnist", LAYOUT, WHERE))
+        download_or_raise(
+            lambda: FashionMNIST(folder, train=split == "train", download=True),
+            folder,
+            missing("fashion-mnist", LAYOUT, WHERE),
+        )
         paths = find_files(root, split)
     images, labels = read_idx(paths[0]), read_idx(paths[1])
     return images.astype(np.float32) / 255.0, labels.astype(np.int64)
@@ -73,6 +79,10 @@ def build_fashion(info: DatasetInfo, split: str, T: int, root: Path, augment: bo
 def build_nfashion(info: DatasetInfo, split: str, T: int, root: Path, augment: bool) -> AoiDataset:
     images, labels = load(root, split)
     source = SimulatedEventSource(images, labels, NFASHION_PARAMS, root / "nfashion", T, f"nfashion {split}")
-    provenance = {**_provenance(root, split), "simulator": source.cache_params["simulator"],
-                  "cache_key": source.cache_key, "cache_dir": str(source.folder)}
+    provenance = {
+        **_provenance(root, split),
+        "simulator": source.cache_params["simulator"],
+        "cache_key": source.cache_key,
+        "cache_dir": str(source.folder),
+    }
     return AoiDataset(source, info, T, provenance)

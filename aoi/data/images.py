@@ -1,5 +1,6 @@
 """The paper's image datasets through torchvision: CIFAR-10, CIFAR-100 and ImageNet, direct
 encoding (each image repeated T times), with the TET training augmentations."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -44,15 +45,25 @@ def cifar_transform(name: str, augment: bool) -> tv.Compose:
     normalise = [tv.ToTensor(), tv.Normalize(*CIFAR_STATS[name])]
     if not augment:
         return tv.Compose(normalise)
-    return tv.Compose([tv.RandomCrop(32, padding=4), tv.RandomHorizontalFlip(),
-                       tv.AutoAugment(tv.AutoAugmentPolicy.CIFAR10), *normalise, Cutout(CUTOUT_PX)])
+    return tv.Compose(
+        [
+            tv.RandomCrop(32, padding=4),
+            tv.RandomHorizontalFlip(),
+            tv.AutoAugment(tv.AutoAugmentPolicy.CIFAR10),
+            *normalise,
+            Cutout(CUTOUT_PX),
+        ]
+    )
 
 
 def imagenet_transform(augment: bool) -> tv.Compose:
     """Train: RandomResizedCrop 224, flip, ColorJitter(0.2, 0.2, 0.2, 0.1); test: Resize 256,
     CenterCrop 224; both then ToTensor, Normalize."""
-    head = ([tv.RandomResizedCrop(224), tv.RandomHorizontalFlip(), tv.ColorJitter(0.2, 0.2, 0.2, 0.1)]
-            if augment else [tv.Resize(256), tv.CenterCrop(224)])
+    head = (
+        [tv.RandomResizedCrop(224), tv.RandomHorizontalFlip(), tv.ColorJitter(0.2, 0.2, 0.2, 0.1)]
+        if augment
+        else [tv.Resize(256), tv.CenterCrop(224)]
+    )
     return tv.Compose([*head, tv.ToTensor(), tv.Normalize(*IMAGENET_STATS)])
 
 
@@ -82,8 +93,12 @@ def build_cifar(info: DatasetInfo, split: str, T: int, root: Path, augment: bool
         dataset = cls(folder, train=split == "train", transform=cifar_transform(info.name, augment))
     except RuntimeError as exc:  # torchvision's md5 check failed
         raise type(error)(f"{error} [present but incomplete or corrupted: {exc}]") from exc
-    return AoiDataset(TorchvisionSource(dataset, T), info, T,
-                      {"folder": str(folder / cls.base_folder), "split_rule": "official train/test batches"})
+    return AoiDataset(
+        TorchvisionSource(dataset, T),
+        info,
+        T,
+        {"folder": str(folder / cls.base_folder), "split_rule": "official train/test batches"},
+    )
 
 
 def build_imagenet(info: DatasetInfo, split: str, T: int, root: Path, augment: bool) -> AoiDataset:
@@ -92,9 +107,16 @@ def build_imagenet(info: DatasetInfo, split: str, T: int, root: Path, augment: b
 
     folder = root / "imagenet" / ("train" if split == "train" else "val")
     if not folder.is_dir() or not any(p.is_dir() for p in folder.iterdir()):
-        raise missing("imagenet", "<root>/imagenet/{train,val}/<wnid>/*.JPEG (val sorted into wnid folders)",
-                      "https://image-net.org (ILSVRC2012)")
+        raise missing(
+            "imagenet",
+            "<root>/imagenet/{train,val}/<wnid>/*.JPEG (val sorted into wnid folders)",
+            "https://image-net.org (ILSVRC2012)",
+        )
     dataset = ImageFolder(folder, transform=imagenet_transform(augment))
     info = dataclasses.replace(info, num_classes=len(dataset.classes))
-    return AoiDataset(TorchvisionSource(dataset, T), info, T,
-                      {"folder": str(folder), "num_files": len(dataset), "split_rule": "official train/val"})
+    return AoiDataset(
+        TorchvisionSource(dataset, T),
+        info,
+        T,
+        {"folder": str(folder), "num_files": len(dataset), "split_rule": "official train/val"},
+    )

@@ -3,6 +3,7 @@
 DatasetInfo values live here so `dataset_info` needs no import of torchvision or tonic and no
 disk access; each dataset's loader is imported only when it is built.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -17,33 +18,95 @@ _EVENT_AUG = "random translation up to 25 px at the recording's resolution (scal
 _EVENT_SOURCE = "tonic reader over files placed by hand under the data root; 48x48 after resize"
 
 _TABLE = (  # (info, "module:builder")
-    (DatasetInfo("digits", 10, (1, 8, 8), 4, "frame",
-                 "scikit-learn's bundled handwritten digits, 1,797 real 8x8 images, 75/25 stratified split"),
-     "digits:build_digits"),
-    (DatasetInfo("ndigits", 10, (2, 16, 16), 10, "event",
-                 "the digits recorded by aoi's saccade event-camera simulator on a 16x16 sensor"),
-     "digits:build_ndigits"),
-    (DatasetInfo("fashion-mnist", 10, (1, 28, 28), 4, "frame",
-                 "Fashion-MNIST, 70,000 real 28x28 images, official 60k/10k split (torchvision)"),
-     "fashion:build_fashion"),
-    (DatasetInfo("nfashion", 10, (2, 34, 34), 10, "event",
-                 "Fashion-MNIST recorded by aoi's saccade event-camera simulator on a 34x34 sensor"),
-     "fashion:build_nfashion"),
-    (DatasetInfo("cifar10", 10, (3, 32, 32), 4, "frame", "CIFAR-10 (torchvision)", _CIFAR_AUG),
-     "images:build_cifar"),
-    (DatasetInfo("cifar100", 100, (3, 32, 32), 4, "frame", "CIFAR-100 (torchvision)", _CIFAR_AUG),
-     "images:build_cifar"),
-    (DatasetInfo("imagenet", 1000, (3, 224, 224), 4, "frame", "ImageNet ILSVRC2012 (torchvision ImageFolder)",
-                 "RandomResizedCrop 224, HorizontalFlip, ColorJitter(0.2, 0.2, 0.2, 0.1)"),
-     "images:build_imagenet"),
-    (DatasetInfo("cifar10dvs", 10, (2, 48, 48), 10, "event", f"CIFAR10-DVS, 128x128; {_EVENT_SOURCE}", _EVENT_AUG),
-     "events:build_events"),
-    (DatasetInfo("ncaltech101", 101, (2, 48, 48), 10, "event",
-                 f"N-Caltech101, 101 folders incl. BACKGROUND_Google, 240x180 sensor; {_EVENT_SOURCE}", _EVENT_AUG),
-     "events:build_events"),
-    (DatasetInfo("dvsgesture", 11, (2, 48, 48), 16, "event",
-                 f"DVS128 Gesture, first 1.3 s, 128x128; {_EVENT_SOURCE}", _EVENT_AUG),
-     "events:build_events"),
+    (
+        DatasetInfo(
+            "digits",
+            10,
+            (1, 8, 8),
+            4,
+            "frame",
+            "scikit-learn's bundled handwritten digits, 1,797 real 8x8 images, 75/25 stratified split",
+        ),
+        "digits:build_digits",
+    ),
+    (
+        DatasetInfo(
+            "ndigits",
+            10,
+            (2, 16, 16),
+            10,
+            "event",
+            "the digits recorded by aoi's saccade event-camera simulator on a 16x16 sensor",
+        ),
+        "digits:build_ndigits",
+    ),
+    (
+        DatasetInfo(
+            "fashion-mnist",
+            10,
+            (1, 28, 28),
+            4,
+            "frame",
+            "Fashion-MNIST, 70,000 real 28x28 images, official 60k/10k split (torchvision)",
+        ),
+        "fashion:build_fashion",
+    ),
+    (
+        DatasetInfo(
+            "nfashion",
+            10,
+            (2, 34, 34),
+            10,
+            "event",
+            "Fashion-MNIST recorded by aoi's saccade event-camera simulator on a 34x34 sensor",
+        ),
+        "fashion:build_nfashion",
+    ),
+    (DatasetInfo("cifar10", 10, (3, 32, 32), 4, "frame", "CIFAR-10 (torchvision)", _CIFAR_AUG), "images:build_cifar"),
+    (
+        DatasetInfo("cifar100", 100, (3, 32, 32), 4, "frame", "CIFAR-100 (torchvision)", _CIFAR_AUG),
+        "images:build_cifar",
+    ),
+    (
+        DatasetInfo(
+            "imagenet",
+            1000,
+            (3, 224, 224),
+            4,
+            "frame",
+            "ImageNet ILSVRC2012 (torchvision ImageFolder)",
+            "RandomResizedCrop 224, HorizontalFlip, ColorJitter(0.2, 0.2, 0.2, 0.1)",
+        ),
+        "images:build_imagenet",
+    ),
+    (
+        DatasetInfo("cifar10dvs", 10, (2, 48, 48), 10, "event", f"CIFAR10-DVS, 128x128; {_EVENT_SOURCE}", _EVENT_AUG),
+        "events:build_events",
+    ),
+    (
+        DatasetInfo(
+            "ncaltech101",
+            101,
+            (2, 48, 48),
+            10,
+            "event",
+            f"N-Caltech101, 101 folders incl. BACKGROUND_Google, 240x180 sensor; {_EVENT_SOURCE}",
+            _EVENT_AUG,
+        ),
+        "events:build_events",
+    ),
+    (
+        DatasetInfo(
+            "dvsgesture",
+            11,
+            (2, 48, 48),
+            16,
+            "event",
+            f"DVS128 Gesture, first 1.3 s, 128x128; {_EVENT_SOURCE}",
+            _EVENT_AUG,
+        ),
+        "events:build_events",
+    ),
 )
 
 DATASETS = MappingProxyType({info.name: info for info, _ in _TABLE})
@@ -57,8 +120,15 @@ def dataset_info(name: str) -> DatasetInfo:
     return DATASETS[name]
 
 
-def get_dataset(name: str, split: str, T: int | None = None, root: str | os.PathLike | None = None,
-                augment: bool | None = None, limit: int | None = None, seed: int = 0) -> AoiDataset:
+def get_dataset(
+    name: str,
+    split: str,
+    T: int | None = None,
+    root: str | os.PathLike | None = None,
+    augment: bool | None = None,
+    limit: int | None = None,
+    seed: int = 0,
+) -> AoiDataset:
     """Dataset `name`, split "train" or "test": ds[i] -> (float32 [T, C, H, W], int label).
 
     T: timesteps (default info.default_T). root: data root (default $AOI_DATA, else ./data).
@@ -84,6 +154,7 @@ def get_dataset(name: str, split: str, T: int | None = None, root: str | os.Path
     dataset = build(info, split, T, resolve_root(root), augment)
     if limit is not None:
         dataset = dataset.subset(stratified_order(dataset.labels, seed)[:limit])
-    dataset.provenance.update(dataset=name, split=split, T=T, augment=augment, limit=limit, seed=seed,
-                              num_samples=len(dataset))
+    dataset.provenance.update(
+        dataset=name, split=split, T=T, augment=augment, limit=limit, seed=seed, num_samples=len(dataset)
+    )
     return dataset

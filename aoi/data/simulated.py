@@ -5,6 +5,7 @@ p.npy (bool) holding every sample's events back to back, offsets.npy (int64 [N +
 params.json, written last. The key hashes the simulator parameters and the images' bytes, so
 a changed parameter or image never serves a stale cache.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -28,8 +29,13 @@ FIELDS = {"x": np.uint8, "y": np.uint8, "t": np.int32, "p": bool}
 def cache_params(images: np.ndarray, params: SaccadeParams) -> dict:
     """Everything the cached events depend on."""
     digest = hashlib.sha256(np.ascontiguousarray(images).tobytes()).hexdigest()
-    return {"format": CACHE_FORMAT, "simulator": asdict(params), "images_sha256": digest,
-            "images_shape": list(images.shape), "images_dtype": str(images.dtype)}
+    return {
+        "format": CACHE_FORMAT,
+        "simulator": asdict(params),
+        "images_sha256": digest,
+        "images_shape": list(images.shape),
+        "images_dtype": str(images.dtype),
+    }
 
 
 def generate(images: np.ndarray, params: SaccadeParams, folder: Path, desc: str) -> None:

@@ -7,6 +7,7 @@ time its log intensity rises (falls) by the contrast threshold since its last ev
 reference log intensity); a pixel is silent for a refractory period after each event, and
 background noise events arrive at a small uniform rate. Times are in microseconds.
 """
+
 from __future__ import annotations
 
 import math
@@ -96,12 +97,16 @@ def _render(canvas: np.ndarray, dx: float, dy: float) -> np.ndarray:
 
 def _place_on_sensor(images: np.ndarray, params: SaccadeParams) -> np.ndarray:
     """Images [N, H, W] in [0, 1] resized and placed at the start position: [N, S, S]."""
-    resized = F.interpolate(
-        torch.as_tensor(images, dtype=torch.float32)[:, None],
-        size=(params.image_size, params.image_size),
-        mode="bilinear",
-        align_corners=False,
-    )[:, 0].clamp(0, 1).numpy()
+    resized = (
+        F.interpolate(
+            torch.as_tensor(images, dtype=torch.float32)[:, None],
+            size=(params.image_size, params.image_size),
+            mode="bilinear",
+            align_corners=False,
+        )[:, 0]
+        .clamp(0, 1)
+        .numpy()
+    )
     canvas = np.zeros((len(images), params.sensor_size, params.sensor_size), np.float32)
     o, s = params.image_offset_px, params.image_size
     canvas[:, o : o + s, o : o + s] = resized

@@ -1,4 +1,5 @@
 """Deterministic splits and sample orders, and the hash that identifies a split."""
+
 from __future__ import annotations
 
 import hashlib

@@ -5,6 +5,7 @@ downloads (from links that are now broken) when it fails. aoi checks the files i
 (see events.py), so here that check always passes and `download` refuses. The class names
 must equal tonic's: tonic names the dataset folder after the class.
 """
+
 from __future__ import annotations
 
 import tonic.datasets
@@ -29,4 +30,5 @@ class NCALTECH101(_Offline, tonic.datasets.NCALTECH101):
 
 
 class DVSGesture(_Offline, tonic.datasets.DVSGesture):
-    """tonic.datasets.DVSGesture reading `<save_to>/DVSGesture/ibmGesture{Train,Test}/userNN_<light>/<label>.npy` only."""
+    """tonic.datasets.DVSGesture reading only
+    `<save_to>/DVSGesture/ibmGesture{Train,Test}/userNN_<light>/<label>.npy`."""

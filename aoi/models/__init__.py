@@ -10,6 +10,7 @@ each works with `aoi.neurons.streaming` (one [1, N, ...] step at a time) in eval
 
 `DEFAULT_MODEL` maps each dataset name to the model the paper (or our CPU profiles) use.
 """
+
 from __future__ import annotations
 
 from types import MappingProxyType
@@ -20,26 +21,30 @@ from aoi.models.resnet import ResNet19, SEWResNet34
 from aoi.models.small import ConvSNN, digits_snn, fashion_snn
 from aoi.models.vgg import VGGSNN
 
-MODELS = MappingProxyType({
-    "resnet19": ResNet19,
-    "vggsnn": VGGSNN,
-    "sew_resnet34": SEWResNet34,
-    "digits_snn": digits_snn,
-    "fashion_snn": fashion_snn,
-})
+MODELS = MappingProxyType(
+    {
+        "resnet19": ResNet19,
+        "vggsnn": VGGSNN,
+        "sew_resnet34": SEWResNet34,
+        "digits_snn": digits_snn,
+        "fashion_snn": fashion_snn,
+    }
+)
 
-DEFAULT_MODEL = MappingProxyType({
-    "digits": "digits_snn",
-    "ndigits": "digits_snn",
-    "fashion-mnist": "fashion_snn",
-    "nfashion": "fashion_snn",
-    "cifar10": "resnet19",
-    "cifar100": "resnet19",
-    "imagenet": "sew_resnet34",
-    "cifar10dvs": "vggsnn",
-    "ncaltech101": "vggsnn",
-    "dvsgesture": "vggsnn",
-})
+DEFAULT_MODEL = MappingProxyType(
+    {
+        "digits": "digits_snn",
+        "ndigits": "digits_snn",
+        "fashion-mnist": "fashion_snn",
+        "nfashion": "fashion_snn",
+        "cifar10": "resnet19",
+        "cifar100": "resnet19",
+        "imagenet": "sew_resnet34",
+        "cifar10dvs": "vggsnn",
+        "ncaltech101": "vggsnn",
+        "dvsgesture": "vggsnn",
+    }
+)
 
 
 def get_model(name: str, num_classes: int, input_shape, T: int) -> nn.Module:
@@ -57,4 +62,4 @@ def get_model(name: str, num_classes: int, input_shape, T: int) -> nn.Module:
     return model
 
 
-__all__ = ["DEFAULT_MODEL", "MODELS", "ConvSNN", "ResNet19", "SEWResNet34", "VGGSNN", "get_model"]
+__all__ = ["DEFAULT_MODEL", "MODELS", "VGGSNN", "ConvSNN", "ResNet19", "SEWResNet34", "get_model"]

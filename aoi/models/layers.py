@@ -5,6 +5,7 @@ Every stateless layer (convolution, batch norm, pooling) runs ONCE over the time
 therefore depends on time only through its LIFs, which is what lets `aoi.neurons.streaming`
 run it one step at a time with the same result as a full [T, N, ...] forward.
 """
+
 from __future__ import annotations
 
 import torch
@@ -25,13 +26,16 @@ class TimeFolded(nn.Module):
         return self.module(x.flatten(0, 1)).unflatten(0, (T, N))
 
 
-def conv_bn(in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
-            bias: bool = False) -> TimeFolded:
+def conv_bn(
+    in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1, bias: bool = False
+) -> TimeFolded:
     """Conv2d (padding kernel_size // 2) followed by BatchNorm2d, time-folded: [T, N, C, H, W] -> [T, N, C', H', W']."""
-    return TimeFolded(nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, kernel_size, stride, kernel_size // 2, bias=bias),
-        nn.BatchNorm2d(out_channels),
-    ))
+    return TimeFolded(
+        nn.Sequential(
+            nn.Conv2d(in_channels, out_channels, kernel_size, stride, kernel_size // 2, bias=bias),
+            nn.BatchNorm2d(out_channels),
+        )
+    )
 
 
 def avg_pool(kernel_size: int = 2) -> TimeFolded:
@@ -42,8 +46,7 @@ def avg_pool(kernel_size: int = 2) -> TimeFolded:
 class ConvBNLIF(nn.Module):
     """conv-BN-LIF: [T, N, C, H, W] currents in, [T, N, C', H', W'] spikes out."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
-                 bias: bool = False):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1, bias: bool = False):
         super().__init__()
         self.conv_bn = conv_bn(in_channels, out_channels, kernel_size, stride, bias)
         self.lif = LIF()

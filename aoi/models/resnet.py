@@ -4,13 +4,13 @@ Both take [T, N, C, H, W] inputs and return per-step logits [T, N, K]. Every LIF
 module (TET's code reuses one stateless ``LIFSpike`` at several places; ours carry state and
 record for STR, so each site gets its own), hence they work with `aoi.neurons.streaming`.
 """
+
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from aoi.models.layers import (ConvBNLIF, TimeFolded, check_input_shape, conv_bn, global_avg_pool,
-                               kaiming_init_convs)
+from aoi.models.layers import ConvBNLIF, TimeFolded, check_input_shape, conv_bn, global_avg_pool, kaiming_init_convs
 from aoi.neurons import LIF
 
 
@@ -46,10 +46,12 @@ class BasicBlock(nn.Module):
 
 def residual_stage(in_channels: int, out_channels: int, blocks: int, stride: int, sew: bool) -> nn.Sequential:
     """``blocks`` BasicBlocks; the first one changes channels and applies ``stride``."""
-    return nn.Sequential(*[
-        BasicBlock(in_channels if i == 0 else out_channels, out_channels, stride if i == 0 else 1, sew)
-        for i in range(blocks)
-    ])
+    return nn.Sequential(
+        *[
+            BasicBlock(in_channels if i == 0 else out_channels, out_channels, stride if i == 0 else 1, sew)
+            for i in range(blocks)
+        ]
+    )
 
 
 class ResNet19(nn.Module):

@@ -5,6 +5,7 @@ readout applied to the spikes at every step (no neuron on the output: the logits
 Frame inputs (1 channel, direct encoding) and event inputs (2 polarities) alike: the first
 convolution takes ``input_shape[0]`` channels.
 """
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """VGGSNN, TET's network for event data (Deng et al. 2022, ``models/VGG_models.py``)."""
+
 from __future__ import annotations
 
 import torch

@@ -6,6 +6,7 @@ to train: ``{method: tet}`` or ``{method: str, alpha: A}``), ``seeds``, the stat
 and ``analysis`` sizes. One run is one (dataset, method, alpha, seed); `run_grid` lists them as
 TrainConfig keyword dicts.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -29,8 +30,10 @@ def load_profile(name: str) -> dict:
     """
     path = Path(name) if str(name).endswith((".yaml", ".yml")) else PROFILE_DIR / f"{name}.yaml"
     if not path.is_file():
-        raise ValueError(f"unknown profile {name!r}: known profiles are {', '.join(profile_names())} "
-                         f"(or pass the path of a .yaml file)")
+        raise ValueError(
+            f"unknown profile {name!r}: known profiles are {', '.join(profile_names())} "
+            f"(or pass the path of a .yaml file)"
+        )
     profile = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     profile["name"] = path.stem
     _check(profile, path)
@@ -39,6 +42,7 @@ def load_profile(name: str) -> dict:
 
 def _check(profile: dict, path: Path) -> None:
     """Raise a one-line ValueError for the first thing wrong in ``profile``."""
+
     def fail(what: str):
         raise ValueError(f"profile {path}: {what}")
 
@@ -69,8 +73,14 @@ def _check(profile: dict, path: Path) -> None:
                 fail(f"dataset {dataset!r}: unknown method {kind!r} (use tet or str)")
 
 
-def run_params(profile: dict, dataset: str | None = None, method: str = "tet", alpha: float | None = None,
-               seed: int | None = None, T: int | None = None) -> dict:
+def run_params(
+    profile: dict,
+    dataset: str | None = None,
+    method: str = "tet",
+    alpha: float | None = None,
+    seed: int | None = None,
+    T: int | None = None,
+) -> dict:
     """TrainConfig keyword values of one run of ``profile``.
 
     None picks the profile's first dataset, first seed, the first STR alpha of the dataset (for
@@ -88,9 +98,14 @@ def run_params(profile: dict, dataset: str | None = None, method: str = "tet", a
             raise ValueError(f"profile {profile['name']!r} has no STR run for {dataset!r}: pass alpha")
         alpha = alphas[0]
     entry = {k: v for k, v in datasets[dataset].items() if k not in ("methods", "paper")}
-    params = {**profile.get("train", {}), **entry, "dataset": dataset, "method": method,
-              "alpha": float(alpha) if method == "str" else 0.0,
-              "seed": int(profile["seeds"][0] if seed is None else seed)}
+    params = {
+        **profile.get("train", {}),
+        **entry,
+        "dataset": dataset,
+        "method": method,
+        "alpha": float(alpha) if method == "str" else 0.0,
+        "seed": int(profile["seeds"][0] if seed is None else seed),
+    }
     if T is not None:
         params["T"] = int(T)
     return params
@@ -98,7 +113,9 @@ def run_params(profile: dict, dataset: str | None = None, method: str = "tet", a
 
 def run_grid(profile: dict) -> list[dict]:
     """Every run of ``profile`` as TrainConfig keyword dicts, by dataset, method, then seed."""
-    return [run_params(profile, dataset, m["method"], m.get("alpha"), seed)
-            for dataset, entry in profile["datasets"].items()
-            for m in entry["methods"]
-            for seed in profile["seeds"]]
+    return [
+        run_params(profile, dataset, m["method"], m.get("alpha"), seed)
+        for dataset, entry in profile["datasets"].items()
+        for m in entry["methods"]
+        for seed in profile["seeds"]
+    ]
