@@ -16,37 +16,25 @@ import sys
 import typing
 
 REPRODUCE = "reproduce"
-FIELD_HELP = {
-    "model": "model name (default: the dataset's, aoi.models.DEFAULT_MODEL)",
-    "T": "timesteps (default: the dataset's)",
-    "method": "tet or str (TET + alpha * STR)",
-    "alpha": "STR weight: 0 for tet, > 0 for str",
-    "beta": "STR reference: fraction of the final steps averaged",
-    "window": "STR mask: fraction of the final steps that must be predicted right",
-    "lamb": "TET: weight of the MSE term",
-    "means": "TET: target of the MSE term",
-    "epochs": "epochs (cosine annealing to 0 over them)",
-    "batch_size": "global batch size (split across torchrun processes)",
-    "lr": "SGD learning rate",
-    "momentum": "SGD momentum",
-    "weight_decay": "SGD weight decay",
-    "seed": "seed of initialisation, shuffling and augmentation",
-    "limit_train": "use only this many training samples",
-    "limit_test": "use only this many test samples",
-    "num_workers": "DataLoader worker processes",
-    "device": "auto (CUDA if available), cpu, cuda, cuda:1, ...",
-}
+TRUE, FALSE = ("true", "1", "yes"), ("false", "0", "no")
+
+
+def _boolean(text: str) -> bool:
+    """A command-line boolean: true/1/yes or false/0/no (any case)."""
+    if text.lower() in TRUE + FALSE:
+        return text.lower() in TRUE
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 def _train_config_fields():
-    """(name, type, default) of every TrainConfig field, types as plain Python callables."""
-    from aoi.train import TrainConfig
+    """(name, type, default, help) of every TrainConfig field, types as plain Python callables."""
+    from aoi.config import TrainConfig
 
     hints = typing.get_type_hints(TrainConfig)
     for field in dataclasses.fields(TrainConfig):
         base = next((t for t in typing.get_args(hints[field.name]) if t is not type(None)), hints[field.name])
         default = None if field.default is dataclasses.MISSING else field.default
-        yield field.name, base, default
+        yield field.name, _boolean if base is bool else base, default, field.metadata["help"]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -60,13 +48,13 @@ def _parser() -> argparse.ArgumentParser:
         help="train one run (resumes from its checkpoint)",
         description="Train one TET or TET+STR run; every TrainConfig field is a flag.",
     )
-    for name, kind, default in _train_config_fields():
+    for name, kind, default, help_text in _train_config_fields():
         flag = "--" + name.replace("_", "-")
         if name == "dataset":
-            train.add_argument(flag, required=True, help="dataset name, e.g. digits, ndigits, cifar10")
+            train.add_argument(flag, required=True, help=help_text)
         else:
-            help_text = FIELD_HELP[name] + ("" if name in ("model", "T") else f" (default: {default})")
-            train.add_argument(flag, type=kind, default=default, help=help_text)
+            shown = "" if default is None else f" (default: {default})"
+            train.add_argument(flag, type=kind, default=default, help=help_text + shown)
     train.add_argument("--run-dir", help="output folder (default: runs/<run name>)")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -76,7 +64,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Write RUN_DIR/logits_<split>.npz from the run's final model.",
     )
     evaluate.add_argument("run_dir")
-    evaluate.add_argument("--splits", nargs="+", default=["test", "train"], choices=["test", "train"])
+    evaluate.add_argument(
+        "--splits", nargs="+", choices=["test", "train", "val"], help="default: test, train, and val if held out"
+    )
     evaluate.add_argument("--device", default="auto")
     evaluate.add_argument("--no-progress", action="store_true")
 
@@ -92,21 +82,24 @@ def main(argv: list[str] | None = None) -> int:
 
         return reproduce.main(argv[1:]) or 0
     args = _parser().parse_args(argv)
-    from aoi.train import CheckpointError, RunMismatch, TrainingDiverged
+    from aoi.checkpoint import CheckpointError
+    from aoi.files import UnreadableFile
+    from aoi.train import RunMismatch, TrainingDiverged
 
     try:
         _run(args)
-    except (FileNotFoundError, RunMismatch, CheckpointError, TrainingDiverged) as exc:
+    except (FileNotFoundError, RunMismatch, CheckpointError, TrainingDiverged, UnreadableFile) as exc:
         raise SystemExit(f"aoi {args.command}: {exc}") from None
     return 0
 
 
 def _run(args: argparse.Namespace) -> None:
     if args.command == "train":
-        from aoi.train import TrainConfig, train
+        from aoi.config import TrainConfig
+        from aoi.train import train
 
         try:
-            config = TrainConfig(**{name: getattr(args, name) for name, _, _ in _train_config_fields()})
+            config = TrainConfig(**{name: getattr(args, name) for name, *_ in _train_config_fields()})
         except ValueError as exc:
             raise SystemExit(f"aoi train: {exc}") from None
         run_dir = args.run_dir or f"runs/{config.run_name()}"
@@ -116,7 +109,7 @@ def _run(args: argparse.Namespace) -> None:
     elif args.command == "evaluate":
         from aoi.evaluate import evaluate
 
-        evaluate(args.run_dir, splits=tuple(args.splits), progress=not args.no_progress, device=args.device)
+        evaluate(args.run_dir, splits=args.splits, progress=not args.no_progress, device=args.device)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """Per-step logits of a trained run, saved so every cutoff analysis can be redone without the model.
 
 ``run_dir/logits_<split>.npz`` (compressed): ``outputs`` float32 [T, N, K] (per-step logits O_t
-of the final model, eval mode) and ``targets`` int64 [N]. The train split is read without
-augmentation (for Top-K threshold calibration), with the run's ``limit_train`` subset; the test
-split with the run's ``limit_test``. Recomputed only when missing or older than the checkpoint.
+of the final model, eval mode) and ``targets`` int64 [N]. Splits: ``test`` (with the run's
+``limit_test``), ``train`` (without augmentation, with the run's ``limit_train`` subset: Top-K
+threshold calibration) and, when the run holds data out (``validation`` > 0), ``val`` (model
+selection). Recomputed only when missing or older than the checkpoint.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from aoi.atomic import atomic_path
+from aoi.checkpoint import load_checkpoint
+from aoi.config import TrainConfig, build_model
 from aoi.data import get_dataset
+from aoi.data.batches import time_major_batches
 from aoi.distributed import resolve_device
-from aoi.train import TrainConfig, build_model, load_checkpoint, time_major_batches
+from aoi.files import atomic_path
 
-SPLITS = ("test", "train")
+SPLITS = ("test", "train", "val")
 
 
 def _finished_checkpoint(run_dir: Path) -> Path:
@@ -43,17 +46,19 @@ def load_model(run_dir: str | os.PathLike, device: str | torch.device = "cpu") -
     return model.to(device).eval(), config
 
 
-def _split_inputs(config: TrainConfig, split: str) -> Dataset:
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    limit = config.limit_test if split == "test" else config.limit_train
-    return get_dataset(config.dataset, split, T=config.T, augment=False, limit=limit, seed=config.seed)
+def run_splits(config: TrainConfig) -> tuple[str, ...]:
+    """The splits a run has logits for: test, train, and val when it holds data out."""
+    return SPLITS if config.validation else SPLITS[:2]
 
 
-def test_inputs(run_dir: str | os.PathLike) -> Dataset:
-    """The run's test set (same T, limit and seed as in training; no augmentation)."""
-    config = TrainConfig.from_dict(load_checkpoint(_finished_checkpoint(Path(run_dir)))["config"])
-    return _split_inputs(config, "test")
+def split_dataset(config: TrainConfig, split: str) -> Dataset:
+    """A split of the run's data as in training (same T, limit, seed and held-out part), no augmentation."""
+    if split not in run_splits(config):
+        raise ValueError(f"split must be one of {run_splits(config)} for this run, got {split!r}")
+    limit = {"test": config.limit_test, "train": config.limit_train, "val": None}[split]
+    return get_dataset(
+        config.dataset, split, T=config.T, augment=False, limit=limit, seed=config.seed, validation=config.validation
+    )
 
 
 @torch.no_grad()
@@ -71,38 +76,25 @@ def collect_outputs(
 
 
 def evaluate(
-    run_dir: str | os.PathLike,
-    splits=SPLITS,
-    progress: bool = True,
-    device: str = "auto",
-    batch_size: int | None = None,
+    run_dir: str | os.PathLike, splits=None, progress: bool = True, device: str = "auto", batch_size: int | None = None
 ) -> None:
-    """Write ``run_dir/logits_<split>.npz`` for each split (skipped when newer than the checkpoint).
-
-    ``batch_size`` defaults to the run's training batch size.
-    """
+    """Write ``run_dir/logits_<split>.npz`` for each split (default: `run_splits`; skipped when
+    newer than the checkpoint). ``batch_size`` defaults to the run's training batch size."""
     run_dir = Path(run_dir)
     checkpoint = _finished_checkpoint(run_dir)
-    todo = [s for s in splits if not _is_fresh(run_dir / f"logits_{s}.npz", checkpoint)]
-    if not todo:
-        return
     torch_device = resolve_device(device)
     model, config = load_model(run_dir, torch_device)
-    for split in todo:
+    for split in splits or run_splits(config):
+        path = run_dir / f"logits_{split}.npz"
+        if path.exists() and path.stat().st_mtime >= checkpoint.stat().st_mtime:
+            continue
+        dataset = split_dataset(config, split)
+        desc = f"{config.run_name()} {split}"
         outputs, targets = collect_outputs(
-            model,
-            _split_inputs(config, split),
-            batch_size or config.batch_size,
-            torch_device,
-            progress,
-            desc=f"{config.run_name()} {split}",
+            model, dataset, batch_size or config.batch_size, torch_device, progress, desc
         )
-        with atomic_path(run_dir / f"logits_{split}.npz") as tmp, open(tmp, "wb") as f:
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.savez_compressed(f, outputs=outputs.numpy(), targets=targets.numpy())
-
-
-def _is_fresh(path: Path, checkpoint: Path) -> bool:
-    return path.exists() and path.stat().st_mtime >= checkpoint.stat().st_mtime
 
 
 def load_logits(run_dir: str | os.PathLike, split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:

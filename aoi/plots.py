@@ -3,7 +3,7 @@
 Inputs are the frames of `aoi.results` (``records_frame``, ``summary_frame``): one row per run
 (and per step / epsilon / rule / layer), accuracies as fractions. Figures show percent, mean
 over seeds with a +-std band. Each function returns a matplotlib Figure or a DataFrame; saving
-goes through `save_figure` / `aoi.results.write_csv` (atomic).
+goes through `save_figure` / `aoi.files.write_csv` (atomic).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.figure import Figure
 
-from aoi.atomic import atomic_path, write_text
+from aoi.files import atomic_path, write_text
 
 TET_COLOR = "#e6841e"  # the paper's orange
 STR_COLORS = ("#2e8b2e", "#1f5fa8", "#8c3fa0", "#7a7a7a")  # the paper's green first, then others
@@ -282,7 +282,7 @@ def stf_figure(cosine: pd.DataFrame, stf: pd.DataFrame) -> Figure:
 
 
 def run_figure(metrics: dict) -> Figure:
-    """One run at a glance (metrics.json of `aoi.results.analyse_run`): accuracy per step and the
+    """One run at a glance (metrics.json of `aoi.analysis.analyse_run`): accuracy per step and the
     cutoff curve; the exit-step histogram at the stated epsilon beside the OCT histogram."""
     T = metrics["T"]
     steps = pd.DataFrame(metrics["accuracy_per_step"])

@@ -1,9 +1,10 @@
 """The Spatial-Temporal Regulariser (STR).
 
 The paper's exact STR formula is not published anywhere we can reach. This module follows the
-authors' released code path (the RCS regulariser of their SNNCutoff toolkit, METHOD.md "STR"):
+authors' released code path (the RCS regulariser of their SNNCutoff toolkit, docs/method.md "STR"):
 
-    r_t    = s_t + ReLU(m_t)                       per layer; m_t post-reset membrane / theta
+    r_t    = s_t + ReLU(m_t / theta)               per layer, m_t the post-reset membrane (the
+                                                   soft spikes, computed by the LIF: aoi.lif_scan)
     r_d    = mean of r_t over the last int(beta*T) steps (all if 0), gradient stopped
     cs_t   = cos(r_t, r_d) over all non-time, non-batch dims, norms sqrt(sum x^2 + 1e-5)
     STF    = 1 / (mean_t cs_t + 1e-5)                                   [N] per layer
@@ -52,7 +53,7 @@ def soft_spike_similarity(soft_spikes: torch.Tensor, beta: float = 0.3) -> torch
     """cs_t: cosine similarity of each step's soft spikes r_t to the late-step reference r_d.
 
     Args:
-        soft_spikes: r = s + ReLU(m), [T, N, ...].
+        soft_spikes: r = s + ReLU(m / theta), [T, N, ...].
         beta: fraction of the final steps averaged into the reference r_d (gradient stopped).
     Returns:
         [T, N].
@@ -63,20 +64,14 @@ def soft_spike_similarity(soft_spikes: torch.Tensor, beta: float = 0.3) -> torch
     return _CosineToReference.apply(r, r_ref)
 
 
-def cosine_similarity_per_step(spikes: torch.Tensor, membrane: torch.Tensor, beta: float = 0.3) -> torch.Tensor:
-    """cs_t [T, N] from spikes s [T, N, ...] (0/1) and the post-reset membrane in units of the
-    threshold [T, N, ...]: `soft_spike_similarity` of r = s + ReLU(m)."""
-    return soft_spike_similarity(spikes + torch.relu(membrane), beta)
-
-
 def stf_from_similarity(similarity: torch.Tensor) -> torch.Tensor:
     """STF = 1 / (mean_t cs_t + 1e-5), [T, N] -> [N]."""
     return 1.0 / (similarity.mean(0) + FACTOR_EPS)
 
 
-def spatial_temporal_factor(spikes: torch.Tensor, membrane: torch.Tensor, beta: float = 0.3) -> torch.Tensor:
-    """STF of one layer, [N]. Arguments as `cosine_similarity_per_step`."""
-    return stf_from_similarity(cosine_similarity_per_step(spikes, membrane, beta))
+def spatial_temporal_factor(soft_spikes: torch.Tensor, beta: float = 0.3) -> torch.Tensor:
+    """STF of one layer, [N], from its soft spikes r [T, N, ...] (`soft_spike_similarity`)."""
+    return stf_from_similarity(soft_spike_similarity(soft_spikes, beta))
 
 
 def collect_factors(model: nn.Module, beta: float = 0.3) -> torch.Tensor:
@@ -92,7 +87,7 @@ def collect_factors(model: nn.Module, beta: float = 0.3) -> torch.Tensor:
                 "no recorded LIF state: call aoi.neurons.set_recording(model, True) "
                 "before the forward whose STR you want"
             )
-        factors.append(stf_from_similarity(soft_spike_similarity(lif.soft_spikes, beta)))
+        factors.append(spatial_temporal_factor(lif.soft_spikes, beta))
     if not factors:
         raise ValueError("model has no aoi.neurons.LIF layers: STR needs spiking layers")
     return torch.stack(factors, dim=1)

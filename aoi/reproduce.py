@@ -4,7 +4,7 @@ Each run executes ``notebooks/train.ipynb`` then ``notebooks/evaluate.ipynb`` wi
 keeping the executed copies in the run directory as its record (``runs/<profile>/<run_name>/``).
 Training runs ``--jobs`` at a time; the evaluations then run one at a time with every core, so
 the wall-clock timings of streaming inference are taken on an otherwise idle machine.
-A run is skipped when it is finished with unchanged parameters (`aoi.results.is_finished`); a
+A run is skipped when it is finished with unchanged parameters (`aoi.layout.is_finished`); a
 run whose parameters changed, or every run with ``--force``, starts again from scratch; an
 interrupted run resumes from its checkpoint. Then the presentation notebooks (figure, tables,
 stf) are executed: in place in ``notebooks/`` for the default profile (their committed outputs
@@ -25,20 +25,19 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from aoi.atomic import atomic_path
-from aoi.profiles import load_profile, profile_names, run_grid
-from aoi.results import (
+from aoi.files import atomic_path, read_json
+from aoi.layout import (
     REPO_ROOT,
     is_finished,
     params_match,
     profile_results_dir,
-    read_json,
     results_root,
     run_dir,
     run_name,
     run_results_dir,
     runs_root,
 )
+from aoi.profiles import load_profile, profile_names, run_grid
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 COMPUTE_NOTEBOOKS = ("train", "evaluate")

@@ -23,9 +23,10 @@ import pandas as pd
 import torch
 
 from aoi.anytime import time_inference
-from aoi.evaluate import load_model, test_inputs
+from aoi.config import TrainConfig
+from aoi.evaluate import load_model, split_dataset
 from aoi.profiles import load_profile
-from aoi.train import TrainConfig, train
+from aoi.train import train
 
 FALLBACK_EPSILON = 0.1
 
@@ -87,7 +88,7 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory() as workdir:
         run = trained_run(Path(args.run_dir or workdir), args.epochs)
         model, config = load_model(run)
-        dataset = test_inputs(run)
+        dataset = split_dataset(config, "test")
     frames = torch.stack([dataset[i][0] for i in range(len(dataset))]).transpose(0, 1).contiguous()  # [T, N, ...]
     T, N = frames.shape[:2]
     print(

@@ -14,8 +14,8 @@ import torch
 
 import aoi.evaluate as evaluation
 from aoi.__main__ import main
+from aoi.config import TrainConfig
 from aoi.metrics import accuracy_per_step
-from aoi.train import TrainConfig
 
 torch.set_num_threads(1)  # the CI box has 2 shared cores; threads spinning against each other cost 10x
 
@@ -101,7 +101,9 @@ def test_tiny_train_then_evaluate(tmp_path, capsys):
 
     model, loaded_config = evaluation.load_model(run_dir)
     assert not model.training and loaded_config == TrainConfig(**config)
-    dataset = evaluation.test_inputs(run_dir)
+    dataset = evaluation.split_dataset(
+        TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text())["config"]), "test"
+    )
     assert len(dataset) == 80
     inputs = torch.stack([dataset[i][0] for i in range(5)], dim=1)  # [T, 5, C, H, W]
     with torch.no_grad():

@@ -5,6 +5,7 @@ import hashlib
 import numpy as np
 import pytest
 import torch
+from sklearn.datasets import load_digits
 
 from aoi.data import DATASETS, DatasetInfo, dataset_info, get_dataset
 from aoi.data.splits import nine_to_one_split, split_hash, stratified_order
@@ -44,7 +45,9 @@ def test_unknown_name_lists_the_known_ones():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"split": "val"}, "use one of train, test"),
+        ({"split": "validation"}, "use one of train, val, test"),
+        ({"split": "val"}, "> 0 for split 'val'"),
+        ({"validation": 1.0}, "validation must be in"),
         ({"T": 0}, "positive integer"),
         ({"augment": True}, "no augmentation"),
         ({"limit": 0}, "limit"),
@@ -60,7 +63,8 @@ def test_digits_split_sizes_stratification_and_samples(tmp_path):
     train = get_dataset("digits", "train", root=tmp_path)
     test = get_dataset("digits", "test", root=tmp_path, T=3)
     assert (len(train), len(test)) == (1347, 450)
-    assert np.array_equal(np.bincount(test.labels), np.bincount(test.labels, minlength=10))
+    per_class = np.bincount(load_digits().target)  # 178, 182, 177, ...: a quarter of each class is tested
+    assert np.abs(np.bincount(test.labels, minlength=10) - per_class / 4).max() <= 1
     assert np.abs(np.bincount(train.labels) / 1347 - np.bincount(test.labels) / 450).max() < 0.01
     frames, label = test[0]
     assert frames.shape == (3, 1, 8, 8) and frames.dtype == torch.float32 and isinstance(label, int)
@@ -98,3 +102,16 @@ def test_nine_to_one_split_uses_sorted_names_not_listing_order():
     shuffled = names[::-1]
     _, test2 = nine_to_one_split(shuffled, [n.split("/")[0] for n in shuffled])
     assert [shuffled[i] for i in test2] == ["cat/00", "cat/10", "dog/a"]
+
+
+def test_validation_is_held_out_of_training_stratified_and_the_same_for_every_seed(tmp_path):
+    train = get_dataset("digits", "train", root=tmp_path, validation=0.2)
+    val = get_dataset("digits", "val", root=tmp_path, validation=0.2, seed=5)
+    full = get_dataset("digits", "train", root=tmp_path)
+    per_class = np.bincount(full.labels)
+    assert np.array_equal(np.bincount(val.labels), np.round(0.2 * per_class).astype(int))
+    assert sorted([*train.indices, *val.indices]) == sorted(full.indices)  # a partition of the training data
+    assert set(train.indices).isdisjoint(val.indices)
+    assert train.provenance["validation_hash"] == val.provenance["validation_hash"]
+    assert np.array_equal(get_dataset("digits", "val", root=tmp_path, validation=0.2).indices, val.indices)
+    assert not val.provenance["augment"]

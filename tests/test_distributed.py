@@ -11,9 +11,11 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+import aoi.checkpoint as checkpoints
 import aoi.train as training
+from aoi.config import TrainConfig, build_model
 from aoi.distributed import Topology
-from aoi.train import TrainConfig, train
+from aoi.train import train
 
 CONFIG = dict(
     dataset="digits", epochs=2, batch_size=32, limit_train=64, limit_test=30, device="cpu", method="str", alpha=0.5
@@ -45,14 +47,14 @@ def _worker(rank: int, world_size: int, port: int, run_dir: str, out_dir: str, k
         GLOO_SOCKET_IFNAME="lo",
     )
     if kill_after_epoch:
-        save = training.save_torch
+        save = checkpoints.save_torch
 
         def save_then_die(obj, path):
             save(obj, path)
             if obj["epoch"] == kill_after_epoch:
                 raise Killed
 
-        training.save_torch = save_then_die
+        checkpoints.save_torch = save_then_die
     final = train(TrainConfig(**CONFIG), run_dir, progress=False)
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
         json.dump(final, f)
@@ -73,9 +75,9 @@ def test_two_processes_train_one_run(ddp_run):
 
     # both processes end with identical weights, and they are the checkpoint's
     config = TrainConfig(**CONFIG)
-    model = training.build_model(config)
+    model = build_model(config)
     model.load_state_dict(torch.load(run_dir / "checkpoint.pt", weights_only=True)["model"])
-    assert finals[0]["weights_sha256"] == finals[1]["weights_sha256"] == training.weights_sha256(model)
+    assert finals[0]["weights_sha256"] == finals[1]["weights_sha256"] == checkpoints.weights_sha256(model)
     # metrics are reduced over both processes: the same on each (but the clock), written once
     untimed = [{k: v for k, v in final["metrics"].items() if k != "seconds"} for final in finals]
     assert untimed[0] == untimed[1]
@@ -93,7 +95,7 @@ def test_two_processes_train_one_run(ddp_run):
 def test_global_batch_must_split_evenly_across_processes(tmp_path):
     config = TrainConfig(**{**CONFIG, "batch_size": 33})
     with pytest.raises(ValueError, match="batch_size 33 is not divisible by the 2 processes"):
-        training._train(config, tmp_path, False, Topology(rank=0, world_size=2), torch.device("cpu"))
+        training._Session.start(config, tmp_path, Topology(rank=0, world_size=2), torch.device("cpu"))
 
 
 def test_every_process_resumes_from_the_checkpoint(ddp_run, tmp_path):

@@ -1,5 +1,6 @@
 """LIF neuron: trajectories and gradients worked out by hand, and snnTorch as the reference."""
 
+import pytest
 import snntorch as snn
 import torch
 
@@ -35,13 +36,27 @@ def test_triangle_surrogate_by_hand():
 def test_gradient_through_time_and_detached_reset():
     # no spike at t=1: u2 = 0.5*0.8 + 0.8 = 1.2, ds2/du2 = 0.8, ds2/dx1 = 0.8 * tau
     x = column([0.8, 0.8]).requires_grad_()
-    LIF()(x)[1].sum().backward()
+    LIF(detach_reset=True)(x)[1].sum().backward()
     assert torch.allclose(x.grad[:, 0], torch.tensor([0.4, 0.8]))
     # spike at t=1: m1 = 0, u2 = 0.8, ds2/du2 = 0.8; the reset (1 - s1) is detached,
     # so nothing flows from s2 back to x1
     x = column([1.5, 0.8]).requires_grad_()
-    LIF()(x)[1].sum().backward()
+    LIF(detach_reset=True)(x)[1].sum().backward()
     assert torch.allclose(x.grad[:, 0], torch.tensor([0.0, 0.8]))
+
+
+def test_gradient_through_the_reset():
+    # spike at t=1 (u1 = 1.5): m1 = u1 (1 - s1), u2 = tau m1 + x2 = 0.8, ds2/du2 = 0.8.
+    # dL/dm1 = tau * 0.8 = 0.4 flows into s1 with factor -u1 = -1.5: dL/ds1 = -0.6,
+    # times ds1/du1 = max(0, 1 - |1.5 - 1|) = 0.5: dL/dx1 = -0.3 (the factor (1 - s1) is 0)
+    x = column([1.5, 0.8]).requires_grad_()
+    LIF(detach_reset=False)(x)[1].sum().backward()
+    assert torch.allclose(x.grad[:, 0], torch.tensor([-0.3, 0.8]))
+    # no spike at t=1 (u1 = 0.8): dL/dm1 = 0.4 reaches u1 directly (1 - s1 = 1) and through s1:
+    # 0.4 - 0.8 * 0.4 * ds1/du1 (= 0.8) = 0.4 - 0.256 = 0.144
+    x = column([0.8, 0.8]).requires_grad_()
+    LIF(detach_reset=False)(x)[1].sum().backward()
+    assert torch.allclose(x.grad[:, 0], torch.tensor([0.144, 0.8]))
 
 
 def test_width_scales_surrogate():
@@ -56,7 +71,7 @@ def test_fused_equals_snntorch_leaky_forward_and_backward():
     w_s, w_r = torch.randn_like(x), torch.randn_like(x)
     grads, outs = [], []
     for fused in (True, False):
-        lif = LIF(tau=0.5, threshold=1.0, fused=fused)
+        lif = LIF(tau=0.5, threshold=1.0, fused=fused, detach_reset=True)
         lif.record = True
         xi = x.clone().requires_grad_()
         s = lif(xi)
@@ -67,6 +82,11 @@ def test_fused_equals_snntorch_leaky_forward_and_backward():
     assert torch.allclose(outs[0][1], outs[1][1], atol=1e-6)
     assert torch.allclose(outs[0][2], outs[1][2], atol=1e-6)
     assert torch.allclose(grads[0], grads[1], atol=1e-5)
+
+
+def test_snntorch_path_needs_the_detached_reset():
+    with pytest.raises(ValueError, match="detach_reset=True"):
+        LIF(fused=False)
 
 
 def test_soft_spikes_by_hand():
@@ -99,7 +119,7 @@ def test_snntorch_leaky_is_the_paper_neuron():
 def test_reference_path_leaves_snntorch_registry_alone():
     before = len(snn.SpikingNeuron.instances)
     for _ in range(3):
-        LIF(fused=False)(torch.ones(2, 1, 3))
+        LIF(fused=False, detach_reset=True)(torch.ones(2, 1, 3))
     assert len(snn.SpikingNeuron.instances) == before
 
 
@@ -157,24 +177,3 @@ def test_appended_samples_start_at_rest():
         lif(torch.full((1, 1, 1), 0.8))
         append_samples(lif, 2)
         assert torch.allclose(lif.state.flatten(), torch.tensor([0.8, 0.0, 0.0]))
-
-
-def test_cpu_kernel_equals_pytorch_loop(monkeypatch):
-    """The two implementations of the fused scan (compiled CPU kernel, PyTorch loop used on GPUs)."""
-    import aoi.neurons as neurons
-
-    torch.manual_seed(2)
-    x = torch.randn(6, 3, 4, 5) * 1.5
-    m0 = torch.rand(3, 4, 5)
-    w_s, w_m = torch.randn_like(x), torch.randn_like(x)
-    results = []
-    for use_kernel in (True, False):
-        monkeypatch.setattr(neurons, "_use_cpu_kernel", lambda t, use=use_kernel: use)
-        xi = x.clone().requires_grad_()
-        spikes, soft, potential, last = neurons.lif_multistep(xi, m0, tau=0.3, theta=0.8, width=0.7, record=True)
-        ((spikes * w_s).sum() + (soft * w_m).sum()).backward()
-        results.append((spikes, soft, last, xi.grad, potential))
-    (s1, m1, l1, g1, u1), (s2, m2, l2, g2, u2) = results
-    assert torch.equal(s1, s2) and torch.allclose(u1, u2, atol=1e-6)
-    assert torch.allclose(m1, m2, atol=1e-6) and torch.allclose(l1, l2, atol=1e-6)
-    assert torch.allclose(g1, g2, atol=1e-5)

@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import sys
 
-from aoi.results import REPO_ROOT
+from aoi.layout import REPO_ROOT
 
 NOTEBOOKS = REPO_ROOT / "notebooks"
 

@@ -116,7 +116,7 @@ datasets:
 
 @pytest.mark.parametrize("name", ["smoke", "default", "fashion", "paper"])
 def test_every_run_of_every_profile_is_a_valid_train_config(name):
-    from aoi.train import TrainConfig
+    from aoi.config import TrainConfig
 
     names = [TrainConfig(**params).run_name() for params in run_grid(load_profile(name))]
     assert len(set(names)) == len(names)  # one run directory per run

@@ -6,49 +6,41 @@ import pytest
 import torch
 
 from aoi.neurons import LIF, set_recording
-from aoi.regularisers import collect_factors, cosine_similarity_per_step, last_steps, spatial_temporal_factor, str_loss
+from aoi.regularisers import collect_factors, last_steps, soft_spike_similarity, spatial_temporal_factor, str_loss
 
 
 def hand_stf():
-    """T=2, N=1, two features: s = [1,0],[0,1]; post-reset m = [0,0.5],[0,0].
-    r_1 = [1, 0.5], r_2 = [0, 1], r_d = mean over all steps (int(0.3*2) = 0) = [0.5, 0.75]."""
-    spikes = torch.tensor([[[1.0, 0.0]], [[0.0, 1.0]]])
-    membrane = torch.tensor([[[0.0, 0.5]], [[0.0, 0.0]]])
+    """T=2, N=1, two features: s = [1,0],[0,1]; post-reset m / theta = [0,0.5],[0,0], so the soft
+    spikes are r_1 = [1, 0.5], r_2 = [0, 1], r_d = mean over all steps (int(0.3*2) = 0) = [0.5, 0.75]."""
+    soft = torch.tensor([[[1.0, 0.5]], [[0.0, 1.0]]])
     norm_d = math.sqrt(0.25 + 0.5625 + 1e-5)
     cs1 = (0.5 + 0.375) / (math.sqrt(1.25 + 1e-5) * norm_d)
     cs2 = 0.75 / (math.sqrt(1.0 + 1e-5) * norm_d)
-    return spikes, membrane, (cs1, cs2), 1 / ((cs1 + cs2) / 2 + 1e-5)
+    return soft, (cs1, cs2), 1 / ((cs1 + cs2) / 2 + 1e-5)
 
 
 def test_cosine_and_factor_by_hand():
-    spikes, membrane, cs, stf = hand_stf()
-    assert torch.allclose(cosine_similarity_per_step(spikes, membrane)[:, 0], torch.tensor(cs))
-    assert math.isclose(spatial_temporal_factor(spikes, membrane).item(), stf, rel_tol=1e-6)
-
-
-def test_negative_membrane_is_clipped():
-    spikes, membrane, _, stf = hand_stf()
-    membrane = membrane.clone()
-    membrane[1, 0, 0] = -3.0  # ReLU removes it
-    assert math.isclose(spatial_temporal_factor(spikes, membrane).item(), stf, rel_tol=1e-6)
+    soft, cs, stf = hand_stf()
+    assert torch.allclose(soft_spike_similarity(soft)[:, 0], torch.tensor(cs))
+    assert math.isclose(spatial_temporal_factor(soft).item(), stf, rel_tol=1e-6)
 
 
 def test_reference_window_uses_last_steps():
     # T=4, beta=0.5: r_d = mean of steps 3, 4 = [1, 0]; steps 1, 2 are orthogonal to it
     spikes = torch.tensor([[0.0, 1.0], [0.0, 1.0], [1.0, 0.0], [1.0, 0.0]])[:, None]
-    cs = cosine_similarity_per_step(spikes, torch.zeros_like(spikes), beta=0.5)[:, 0]
+    cs = soft_spike_similarity(spikes, beta=0.5)[:, 0]
     same = 1 / (1 + 1e-5)  # r_t = r_d = [1, 0]: 1 / (sqrt(1 + e) * sqrt(1 + e))
     assert torch.allclose(cs, torch.tensor([0.0, 0.0, same, same]), atol=1e-7)
     assert last_steps(4, 0.5) == 2 and last_steps(4, 0.2) == 4 and last_steps(10, 0.3) == 3
 
 
 def test_reference_is_detached():
-    spikes, membrane, _, _ = hand_stf()
-    membrane = membrane.clone().requires_grad_()
-    cs = cosine_similarity_per_step(spikes, membrane)
-    # d cs_2 / d m_1 would be nonzero only through r_d; r_2 does not depend on m_1
+    soft, _, _ = hand_stf()
+    soft = soft.clone().requires_grad_()
+    cs = soft_spike_similarity(soft)
+    # d cs_2 / d r_1 would be nonzero only through r_d; r_2 does not depend on r_1
     cs[1].sum().backward()
-    assert torch.count_nonzero(membrane.grad[0]) == 0
+    assert torch.count_nonzero(soft.grad[0]) == 0
 
 
 def per_step_logits(correct_pattern):

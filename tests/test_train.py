@@ -9,11 +9,14 @@ import math
 import pytest
 import torch
 
+import aoi.checkpoint as checkpoints
 import aoi.train as training
+from aoi.checkpoint import CheckpointError
+from aoi.config import TrainConfig, build_model
 from aoi.losses import tet_loss
 from aoi.neurons import set_recording
 from aoi.regularisers import collect_factors, str_loss
-from aoi.train import CheckpointError, RunMismatch, TrainConfig, TrainingDiverged, train
+from aoi.train import RunMismatch, TrainingDiverged, train
 
 torch.set_num_threads(1)  # the CI box has 2 shared cores; threads spinning against each other cost 10x
 
@@ -99,7 +102,7 @@ def test_run_files(straight):
     stored = json.loads((run_dir / "config.json").read_text())
     assert stored["config"] == config.asdict()
     provenance = stored["provenance"]
-    assert {"git_commit", "versions", "data", "machine", "started_at"} <= set(provenance)
+    assert {"git_commit", "versions", "data", "machine", "at"} <= set(provenance)
     assert provenance["versions"]["torch"] == torch.__version__.split("+")[0]
 
     checkpoint = torch.load(run_dir / "checkpoint.pt", weights_only=True)
@@ -112,9 +115,9 @@ def test_run_files(straight):
     assert on_disk == final
     assert final["metrics"]["test_acc"] == pytest.approx(float(rows[-1]["test_acc"]))
     assert final["wall_seconds"] == pytest.approx(sum(float(r["seconds"]) for r in rows))
-    model = training.build_model(config)
+    model = build_model(config)
     model.load_state_dict(checkpoint["model"])
-    assert final["weights_sha256"] == training.weights_sha256(model)
+    assert final["weights_sha256"] == checkpoints.weights_sha256(model)
 
 
 def test_resume_after_a_kill_gives_the_same_run(straight, tmp_path, monkeypatch):
@@ -127,14 +130,14 @@ def test_resume_after_a_kill_gives_the_same_run(straight, tmp_path, monkeypatch)
         if obj["epoch"] == 2:
             raise KeyboardInterrupt  # killed right after the epoch-2 checkpoint
 
-    training_save = training.save_torch
-    monkeypatch.setattr(training, "save_torch", save_then_die)
+    training_save = checkpoints.save_torch
+    monkeypatch.setattr(checkpoints, "save_torch", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         train(config, tmp_path, progress=False)
     assert saves == [1, 2] and not (tmp_path / "final.json").exists()
     assert len(read_log(tmp_path)) == 1  # killed before log.csv caught up: resume rewrites it from the checkpoint
 
-    monkeypatch.setattr(training, "save_torch", training_save)
+    monkeypatch.setattr(checkpoints, "save_torch", training_save)
     train(config, tmp_path, progress=False)
     assert_same_weights(weights(tmp_path), weights(straight_dir))
     assert without_seconds(read_log(tmp_path)) == without_seconds(read_log(straight_dir))
@@ -151,7 +154,7 @@ def test_same_seed_same_run_other_seed_other_run(straight, tmp_path):
 
 def test_finished_run_is_returned_without_training(straight, monkeypatch):
     config, run_dir, final = straight
-    monkeypatch.setattr(training, "_train", lambda *a, **k: pytest.fail("a finished run was trained again"))
+    monkeypatch.setattr(training._Session, "start", lambda *a, **k: pytest.fail("a finished run was trained again"))
     assert train(config, run_dir, progress=False) == final
 
 
@@ -193,7 +196,7 @@ def test_nan_loss_stops_the_run_naming_epoch_and_batch(tmp_path, monkeypatch):
 def test_str_term_is_nonzero_and_changes_the_gradient():
     torch.manual_seed(0)
     config = TrainConfig(method="str", alpha=0.5, **TINY)
-    model = training.build_model(config)
+    model = build_model(config)
     inputs, targets = 3 * torch.rand(4, 32, 1, 8, 8), torch.randint(0, 10, (32,))
     set_recording(model, True)
     outputs = model(inputs)

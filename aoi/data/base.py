@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-SPLITS = ("train", "test")
+SPLITS = ("train", "val", "test")  # "val": held out of the training data (get_dataset's validation)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aoi.atomic import atomic_path, write_json
+from aoi.files import atomic_path, write_json
 
 
 def params_key(params: dict) -> str:

@@ -11,7 +11,7 @@ import os
 from types import MappingProxyType
 
 from aoi.data.base import SPLITS, AoiDataset, DatasetInfo, resolve_root
-from aoi.data.splits import stratified_order
+from aoi.data.splits import split_hash, stratified_holdout, stratified_order
 
 _CIFAR_AUG = "RandomCrop(32, padding=4), HorizontalFlip, AutoAugment(CIFAR10), Normalize, Cutout 16px"
 _EVENT_AUG = "random translation up to 25 px at the recording's resolution (scaled), same for all frames"
@@ -128,14 +128,18 @@ def get_dataset(
     augment: bool | None = None,
     limit: int | None = None,
     seed: int = 0,
+    validation: float = 0.0,
 ) -> AoiDataset:
-    """Dataset `name`, split "train" or "test": ds[i] -> (float32 [T, C, H, W], int label).
+    """Dataset `name`, split "train", "val" or "test": ds[i] -> (float32 [T, C, H, W], int label).
 
     T: timesteps (default info.default_T). root: data root (default $AOI_DATA, else ./data).
     augment: training augmentation (default: split == "train" for datasets that have one;
     True for a dataset without one is an error). limit: keep the first `limit` samples of a
     class-balanced order seeded by `seed` (each class shuffled, classes interleaved
     round-robin; splits.stratified_order); `seed` affects nothing else, the data are fixed.
+    validation: the fraction of the training data held out, stratified and the same for every
+    seed (splits.stratified_holdout): "train" is the rest, "val" the held-out part (no
+    augmentation by default); the split's hash is recorded in the provenance.
     """
     info = dataset_info(name)
     if split not in SPLITS:
@@ -149,9 +153,15 @@ def get_dataset(
         raise ValueError(f"dataset {name!r} has no augmentation; pass augment=None or False")
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
+    if not 0 <= validation < 1 or (split == "val" and validation == 0):
+        raise ValueError(f"validation must be in [0, 1) (and > 0 for split 'val'), got {validation!r}")
     module, builder = _BUILDERS[name].split(":")
     build = getattr(importlib.import_module(f"aoi.data.{module}"), builder)
-    dataset = build(info, split, T, resolve_root(root), augment)
+    dataset = build(info, "test" if split == "test" else "train", T, resolve_root(root), augment)
+    if split != "test" and validation:
+        kept, held = stratified_holdout(dataset.labels, validation)
+        dataset = dataset.subset(held if split == "val" else kept)
+        dataset.provenance.update(validation=validation, validation_hash=split_hash(map(str, kept), map(str, held)))
     if limit is not None:
         dataset = dataset.subset(stratified_order(dataset.labels, seed)[:limit])
     dataset.provenance.update(

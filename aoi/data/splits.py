@@ -44,3 +44,18 @@ def stratified_order(labels, seed: int) -> np.ndarray:
     queues = [rng.permutation(np.flatnonzero(labels == c)) for c in np.unique(labels)]
     longest = max((len(q) for q in queues), default=0)
     return np.array([q[r] for r in range(longest) for q in queues if r < len(q)], dtype=np.int64)
+
+
+VALIDATION_SEED = 0  # one held-out set per dataset and fraction, the same for every run and seed
+
+
+def stratified_holdout(labels, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Split positions [0, N) into (kept, held out): from each class, round(fraction * class size)
+    positions chosen by a numpy Generator seeded with VALIDATION_SEED. Both sorted."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(VALIDATION_SEED)
+    held = [
+        rng.permutation(np.flatnonzero(labels == c))[: round(fraction * np.sum(labels == c))] for c in np.unique(labels)
+    ]
+    held = np.sort(np.concatenate(held)) if held else np.zeros(0, dtype=np.int64)
+    return np.setdiff1d(np.arange(len(labels)), held), held

@@ -20,6 +20,7 @@ from torch import nn
 from aoi.models.resnet import ResNet19, SEWResNet34
 from aoi.models.small import ConvSNN, digits_snn, fashion_snn
 from aoi.models.vgg import VGGSNN
+from aoi.neurons import lif_layers
 
 MODELS = MappingProxyType(
     {
@@ -47,17 +48,30 @@ DEFAULT_MODEL = MappingProxyType(
 )
 
 
-def get_model(name: str, num_classes: int, input_shape, T: int) -> nn.Module:
+WIDENABLE = ("vggsnn", "digits_snn", "fashion_snn")  # models whose channel counts scale with ``width``
+
+
+def get_model(
+    name: str, num_classes: int, input_shape, T: int, detach_reset: bool = False, width: float = 1.0
+) -> nn.Module:
     """Build model ``name`` for ``num_classes`` classes and inputs [T, N, *input_shape].
 
     The models themselves accept any number of steps; ``T`` (the configured number of
-    timesteps) is checked and kept as ``model.T``.
+    timesteps) is checked and kept as ``model.T``. ``detach_reset`` sets the reset gradient of
+    every LIF (`aoi.lif_scan`); ``width`` scales every channel count (models in ``WIDENABLE``).
     """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}")
     if int(num_classes) < 1 or int(T) < 1:
         raise ValueError(f"num_classes and T must be >= 1, got num_classes={num_classes}, T={T}")
-    model = MODELS[name](int(num_classes), tuple(input_shape))
+    options = {}
+    if width != 1.0:
+        if name not in WIDENABLE:
+            raise ValueError(f"model {name!r} has a fixed width; width={width} works for {', '.join(WIDENABLE)}")
+        options["width"] = float(width)
+    model = MODELS[name](int(num_classes), tuple(input_shape), **options)
+    for lif in lif_layers(model):
+        lif.detach_reset = bool(detach_reset)
     model.T = int(T)
     return model
 

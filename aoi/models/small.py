@@ -22,23 +22,23 @@ class ConvSNN(nn.Module):
         (C_last * (H // 2^S) * (W // 2^S) + 1) * K for S stages.
     """
 
-    def __init__(self, num_classes: int, input_shape, channels=(32, 64)):
+    def __init__(self, num_classes: int, input_shape, channels=(32, 64), width: float = 1.0):
         super().__init__()
-        in_channels, height, width = check_input_shape(input_shape, "ConvSNN", min_size=2 ** len(channels))
+        in_channels, height, width_px = check_input_shape(input_shape, "ConvSNN", min_size=2 ** len(channels))
         layers, previous = [], in_channels
-        for out in channels:
+        for out in (max(1, round(c * width)) for c in channels):
             layers += [ConvBNLIF(previous, out), avg_pool(2)]
             previous = out
         self.features = nn.Sequential(*layers)
         shrink = 2 ** len(channels)
-        self.readout = nn.Linear(previous * (height // shrink) * (width // shrink), num_classes)
+        self.readout = nn.Linear(previous * (height // shrink) * (width_px // shrink), num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """[T, N, C, H, W] -> logits [T, N, K]."""
         return self.readout(self.features(x).flatten(2))
 
 
-def digits_snn(num_classes: int, input_shape=(1, 8, 8)) -> ConvSNN:
+def digits_snn(num_classes: int, input_shape=(1, 8, 8), width: float = 1.0) -> ConvSNN:
     """For digits (1x8x8 frames) and ndigits (2xHxW events):
 
     | layer   | 1x8x8 input            | output    |
@@ -49,10 +49,10 @@ def digits_snn(num_classes: int, input_shape=(1, 8, 8)) -> ConvSNN:
 
     digits, K = 10: 288 + 64 + 18432 + 128 + 2570 = 21,482 parameters.
     """
-    return ConvSNN(num_classes, input_shape, channels=(32, 64))
+    return ConvSNN(num_classes, input_shape, channels=(32, 64), width=width)
 
 
-def fashion_snn(num_classes: int, input_shape=(1, 28, 28)) -> ConvSNN:
+def fashion_snn(num_classes: int, input_shape=(1, 28, 28), width: float = 1.0) -> ConvSNN:
     """For fashion-mnist (1x28x28 frames) and nfashion (2x34x34 events):
 
     | layer   | 1x28x28 input          | output    |
@@ -64,4 +64,4 @@ def fashion_snn(num_classes: int, input_shape=(1, 28, 28)) -> ConvSNN:
 
     fashion-mnist, K = 10: 288 + 64 + 18432 + 128 + 73728 + 256 + 11530 = 104,426 parameters.
     """
-    return ConvSNN(num_classes, input_shape, channels=(32, 64, 128))
+    return ConvSNN(num_classes, input_shape, channels=(32, 64, 128), width=width)

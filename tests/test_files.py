@@ -1,11 +1,11 @@
-"""Atomic writes: the destination is either the old file or the complete new one."""
+"""Files: atomic writes (the destination is either the old file or the complete new one), JSON."""
 
 import json
 
 import pytest
 import torch
 
-from aoi.atomic import atomic_path, save_torch, write_json, write_text
+from aoi.files import UnreadableFile, atomic_path, read_json, save_torch, write_json, write_text
 
 
 def test_write_replaces_whole_file(tmp_path):
@@ -40,3 +40,15 @@ def test_written_files_get_ordinary_permissions(tmp_path):
     finally:
         os.umask(umask)
     assert (tmp_path / "p.txt").stat().st_mode & 0o777 == 0o644
+
+
+def test_json_stores_nan_and_infinity_as_null(tmp_path):
+    write_json(tmp_path / "m.json", {"a": float("nan"), "b": [1.5, float("inf")], "c": {"d": -float("inf")}})
+    assert json.loads((tmp_path / "m.json").read_text()) == {"a": None, "b": [1.5, None], "c": {"d": None}}
+
+
+def test_read_json_missing_is_none_and_corrupt_names_the_file(tmp_path):
+    assert read_json(tmp_path / "absent.json") is None
+    (tmp_path / "half.json").write_text('{"x": ')
+    with pytest.raises(UnreadableFile, match="half.json is unreadable .*delete it"):
+        read_json(tmp_path / "half.json")

@@ -1,0 +1,84 @@
+"""Where a study's files go, what its runs are called, and whether a run is finished.
+
+    runs/<profile>/<run_name>/          checkpoint, logits, config.json, final.json, log.csv,
+                                        the executed notebooks (not in git)
+    results/<profile>/runs/<run_name>/  metrics.json and small CSVs of one run (`aoi.analysis`)
+    results/<profile>/                  figures and tables of the whole profile
+    results/paper/                      the paper's own numbers (reported.csv, per_timestep_approx.csv)
+
+Roots come from the arguments, else $AOI_RUNS / $AOI_RESULTS, else ``runs/`` and ``results/``
+in the repository. Pure Python: planning a study (``./reproduce.sh --dry-run``) imports no torch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from aoi.files import read_json
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PAPER_DIR = REPO_ROOT / "results" / "paper"
+
+
+def run_name(params: dict) -> str:
+    """``<dataset>/T<T>-<method>[-a<alpha>][-w<width>][-detached]-s<seed>`` of TrainConfig values.
+
+    E.g. ``ndigits/T10-str-a0.5-s0``; ``-w2`` for a model of twice the width, ``-detached``
+    for snnTorch's reset gradient (`aoi.lif_scan`).
+    """
+    alpha = f"-a{float(params['alpha']):g}" if params["method"] == "str" else ""
+    width = f"-w{float(params['width']):g}" if params.get("width", 1.0) != 1.0 else ""
+    detached = "-detached" if params.get("detach_reset", False) else ""
+    return f"{params['dataset']}/T{params['T']}-{params['method']}{alpha}{width}{detached}-s{params['seed']}"
+
+
+def runs_root(root: str | os.PathLike | None = None) -> Path:
+    """Root of the run directories: ``root``, else $AOI_RUNS, else ``<repo>/runs``."""
+    return Path(root or os.environ.get("AOI_RUNS") or REPO_ROOT / "runs")
+
+
+def results_root(root: str | os.PathLike | None = None) -> Path:
+    """Root of the results: ``root``, else $AOI_RESULTS, else ``<repo>/results``."""
+    return Path(root or os.environ.get("AOI_RESULTS") or REPO_ROOT / "results")
+
+
+def run_dir(profile: str, name: str, root=None) -> Path:
+    """``runs/<profile>/<run_name>``: checkpoints, logits and executed notebooks of one run."""
+    return runs_root(root) / profile / name
+
+
+def profile_results_dir(profile: str, root=None) -> Path:
+    """``results/<profile>``: figures and tables of a profile."""
+    return results_root(root) / profile
+
+
+def run_results_dir(profile: str, name: str, root=None) -> Path:
+    """``results/<profile>/runs/<run_name>``: metrics.json and CSVs of one run."""
+    return profile_results_dir(profile, root) / "runs" / name
+
+
+def canonical(params: dict) -> dict:
+    """``params`` as JSON would give them back (so a stored and a fresh dict compare equal)."""
+    return json.loads(json.dumps(params, sort_keys=True, default=str))
+
+
+def params_match(stored: dict | None, params: dict) -> bool:
+    """True when every value of ``params`` equals the stored one (stored may hold more keys)."""
+    if not stored:
+        return False
+    stored, params = canonical(stored), canonical(params)
+    return all(stored.get(key) == value for key, value in params.items())
+
+
+def is_finished(run_directory: Path, results_directory: Path, params: dict) -> bool:
+    """A run is finished when training wrote final.json, the analysis wrote metrics.json, and
+    both were made with ``params`` (TrainConfig values)."""
+    config = read_json(Path(run_directory) / "config.json") or {}
+    metrics = read_json(Path(results_directory) / "metrics.json") or {}
+    return (
+        (Path(run_directory) / "final.json").is_file()
+        and params_match(config.get("config", config), params)
+        and params_match(metrics.get("params"), params)
+    )
