@@ -28,6 +28,8 @@ import numba
 import numpy as np
 import torch
 
+from aoi import lif_triton
+
 _ZERO, _ONE = np.float32(0.0), np.float32(1.0)  # the CPU kernels compute in float32, as PyTorch does
 _BLOCK = 4096  # elements per kernel task: the state of a block stays in cache and the inner loop vectorises
 
@@ -113,6 +115,8 @@ def _scan_forward(x, m0, tau, theta, record):
         _scan_forward_cpu(x2.numpy(), m2.numpy(), np.float32(tau), np.float32(theta), record, *arrays)
         soft = soft.view(x.shape) if record else x.new_empty(0)
         return u.view(x.shape), spikes.view(x.shape), soft, last.view(m0.shape)
+    if lif_triton.available(x):
+        return lif_triton.scan_forward(x, m0, tau, theta, record)
     u = torch.empty_like(x)
     m = m0
     for t in range(x.shape[0]):
@@ -136,6 +140,8 @@ def _scan_backward(u, grad_spikes, grad_soft, tau, theta, width, detach_reset):
             u2.numpy(), gs.numpy(), gr.numpy(), has_grad_soft, *constants, grad_x.numpy(), grad_m0.numpy()
         )
         return grad_x.view(u.shape), grad_m0.view(u.shape[1:])
+    if lif_triton.available(u):
+        return lif_triton.scan_backward(u, grad_spikes, grad_soft, tau, theta, width, detach_reset)
     return _scan_backward_loop(u, grad_spikes, grad_soft if has_grad_soft else None, tau, theta, width, detach_reset)
 
 

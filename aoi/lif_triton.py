@@ -1,6 +1,6 @@
 """Triton kernels for the LIF scan: all T steps of the hard-reset LIF, forward and backward.
 
-Same contract as ``aoi.neurons._scan_forward`` / ``_scan_backward`` (per element, t = 1..T):
+Same contract as ``aoi.lif_scan._scan_forward`` / ``_scan_backward`` (which call these on CUDA) (per element, t = 1..T):
 
     u_t = x_t + tau * m_{t-1}              pre-reset potential (input units)
     s_t = 1 if u_t > theta else 0          spike

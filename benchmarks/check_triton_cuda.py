@@ -14,7 +14,7 @@ and sum in float32 without FMA, so u and the spikes should agree exactly.
 
 Timing (CUDA events after warm-up, median of ``--repeats``; ms): forward without and with the
 soft spikes, and forward + backward (gradients of spikes and soft spikes, reset detached), for the
-Triton kernels, that plain per-step loop, and `aoi.neurons.lif_multistep` as currently dispatched.
+Triton kernels, that plain per-step loop, and `aoi.lif_scan.lif_multistep` as dispatched (Triton on CUDA).
 
 Prints one table and writes it to ``--out`` (default results/benchmarks/triton_cuda.csv on a GPU;
 with --interpret-tiny only when --out is given). Without a CUDA device (and without
@@ -33,9 +33,10 @@ import pandas as pd
 import torch
 
 from aoi import lif_triton
-from aoi.neurons import lif_multistep
-from aoi.results import REPO_ROOT, write_csv
-from aoi.train import git_commit, package_version
+from aoi.files import write_csv
+from aoi.layout import REPO_ROOT
+from aoi.lif_scan import lif_multistep
+from aoi.provenance import git_commit, package_version
 
 TAU, THETA, WIDTH = 0.5, 1.0, 1.0
 LAYERS = {"vggsnn conv1": (10, 64, 64, 48, 48), "resnet19 stage1": (4, 128, 128, 32, 32)}
