@@ -56,7 +56,14 @@ def analyse_run(
     model, config = load_model(run_directory, device)
     dataset = split_dataset(config, "test")
     outputs, targets = load_logits(run_directory, "test")
-    scores = cutoff_metrics(outputs, targets, epsilon, epsilons)
+    synops, macs = operation_counts(model, dataset, config.batch_size)  # same samples, same order as the logits
+    if synops.shape[1] != targets.shape[0]:
+        raise ValueError(
+            f"{run_directory}: the test set has {synops.shape[1]} samples, the saved logits {targets.shape[0]}: "
+            f"rerun `python -m aoi evaluate {run_directory}`"
+        )
+    scores = cutoff_metrics(outputs, targets, epsilon, epsilons, synops, macs)
+    exit_steps = scores.pop("exit_steps")
     train_record = read_json(run_directory / "config.json") or {}
     if not train_record.get("config"):
         raise ValueError(f"{run_directory / 'config.json'} holds no 'config': was the run trained with aoi.train?")
@@ -71,7 +78,7 @@ def analyse_run(
         **scores,
         "validation": _validation(run_directory, config, epsilon, epsilons),
         "rules": compare_rules(outputs, targets, *load_logits(run_directory, "train"), epsilons).to_dict("records"),
-        "operations": operation_metrics(model, dataset, config.batch_size, scores["exit_steps"]),
+        "operations": operation_metrics(synops, macs, exit_steps),
         "timing": _timing(model, dataset, epsilon, timing_samples, timing_repeats, config.batch_size, device),
         "cosine_similarity": cs_rows,
         "stf": stf_rows,
@@ -81,18 +88,21 @@ def analyse_run(
             "analysis": provenance(device),
         },
     }
-    del metrics["exit_steps"]
     _write(results_directory, metrics)
     return metrics
 
 
-def cutoff_metrics(outputs: torch.Tensor, targets: torch.Tensor, epsilon: float, epsilons) -> dict:
+def cutoff_metrics(
+    outputs: torch.Tensor, targets: torch.Tensor, epsilon: float, epsilons, synops=None, macs=None
+) -> dict:
     """What the logits [T, N, K] say at each fixed step and under the confidence cutoff.
 
     Returns:
         accuracy (at T), accuracy_per_step (records t, accuracy), cutoff (accuracy, mean_exit_step,
         speedup, accuracy_drop, exit_histogram at ``epsilon``), oct (mean, histogram), curve
-        (records of the ``epsilons`` sweep) and exit_steps ([N] tensor, for the operation counts).
+        (records of the ``epsilons`` sweep, `aoi.metrics.cutoff_curve`; with the per-step
+        operation counts ``synops``, ``macs`` [T, N] also the mean SOPs and energy (pJ) per sample
+        until exit) and exit_steps ([N] tensor at ``epsilon``).
     """
     T = outputs.shape[0]
     per_step = accuracy_per_step(outputs, targets)
@@ -112,9 +122,21 @@ def cutoff_metrics(outputs: torch.Tensor, targets: torch.Tensor, epsilon: float,
             "exit_histogram": _histogram(cutoff.exit_steps, T),
         },
         "oct": {"mean": float(oct_steps.float().mean()), "histogram": _histogram(oct_steps, T)},
-        "curve": cutoff_curve(outputs, targets, epsilons).to_dict("records"),
+        "curve": _curve(outputs, targets, epsilons, synops, macs),
         "exit_steps": cutoff.exit_steps,
     }
+
+
+def _curve(outputs: torch.Tensor, targets: torch.Tensor, epsilons, synops, macs) -> list[dict]:
+    """`aoi.metrics.cutoff_curve` records, each with ``sops`` and ``energy_pj`` per sample when counts are given."""
+    curve = cutoff_curve(outputs, targets, epsilons).to_dict("records")
+    if synops is not None:
+        for row in curve:
+            exits = confidence_cutoff(outputs, row["epsilon"]).exit_steps
+            used_synops, used_macs = sum_until_exit(synops, exits), sum_until_exit(macs, exits)
+            row["sops"] = float(used_synops.double().mean())
+            row["energy_pj"] = float(energy_pj(used_synops, used_macs).mean())
+    return curve
 
 
 def _validation(run_directory: Path, config, epsilon: float, epsilons) -> dict | None:
@@ -127,14 +149,8 @@ def _validation(run_directory: Path, config, epsilon: float, epsilons) -> dict |
     return {"samples": int(targets.shape[0]), **scores}
 
 
-def operation_metrics(model, dataset, batch_size: int, exit_steps: torch.Tensor) -> dict:
-    """Mean SOPs, MACs and energy (pJ) per sample of ``dataset``, at full T and until ``exit_steps`` [N]."""
-    synops, macs = operation_counts(model, dataset, batch_size)  # same samples, same order as the logits
-    if synops.shape[1] != exit_steps.shape[0]:
-        raise ValueError(
-            f"the test set has {synops.shape[1]} samples, the saved logits {exit_steps.shape[0]}: "
-            "rerun `python -m aoi evaluate RUN_DIR`"
-        )
+def operation_metrics(synops: torch.Tensor, macs: torch.Tensor, exit_steps: torch.Tensor) -> dict:
+    """Mean SOPs, MACs and energy (pJ) per sample from counts [T, N], at full T and until ``exit_steps`` [N]."""
     synops_full, macs_full = synops.sum(0), macs.sum(0)
     synops_cut, macs_cut = sum_until_exit(synops, exit_steps), sum_until_exit(macs, exit_steps)
     return {

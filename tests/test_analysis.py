@@ -96,6 +96,8 @@ def test_analyse_run_computes_the_hand_checked_numbers(analysed):
     assert metrics["timing"]["samples"] == 3 and metrics["timing"]["mean_exit_step"] == pytest.approx(model_exits)
     curve = {row["epsilon"]: row for row in metrics["curve"]}
     assert curve[0.0]["mean_exit_step"] == 3.0 and curve[0.01]["mean_exit_step"] == pytest.approx(2.0)
+    assert curve[0.0]["sops"] == pytest.approx(36) and curve[0.01]["energy_pj"] == pytest.approx(0.9 * 24)
+    assert "exit_steps" not in metrics
     assert {row["rule"] for row in metrics["rules"]} == {"confidence", "topk", "fixed", "oct"}
 
 
