@@ -2,7 +2,8 @@
 
 Every field is a command-line flag of ``python -m aoi train`` (its help is the field's
 ``metadata["help"]``) and a key of a profile's run (`aoi.profiles`). A run's directory name
-comes from its values (`aoi.layout.run_name`).
+comes from its values (`aoi.layout.run_name`). Importing this module imports no torch (the
+dataset and model registries are read when a config is built), so planning a study stays light.
 """
 
 from __future__ import annotations
@@ -11,10 +12,8 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from aoi.data import dataset_info
 from aoi.layout import run_name
 from aoi.methods import check_method
-from aoi.models import DEFAULT_MODEL, MODELS, get_model
 
 
 def _field(default, help: str):
@@ -53,6 +52,9 @@ class TrainConfig:
     device: str = _field("auto", "auto (CUDA if available), cpu, cuda, cuda:1, ...")
 
     def __post_init__(self):
+        from aoi.data import dataset_info
+        from aoi.models import DEFAULT_MODEL
+
         if self.model is None:
             if self.dataset not in DEFAULT_MODEL:
                 raise ValueError(f"no default model for dataset {self.dataset!r}: pass model=...")
@@ -64,6 +66,8 @@ class TrainConfig:
             raise ValueError("invalid TrainConfig: " + "; ".join(problems))
 
     def _problems(self) -> list[str]:
+        from aoi.models import MODELS
+
         problems = check_method(self.method, self.alpha)
         if self.model not in MODELS:
             problems.append(f"unknown model {self.model!r} (known: {', '.join(sorted(MODELS))})")
@@ -108,8 +112,11 @@ class TrainConfig:
         return cls(**values)
 
 
-def build_model(config: TrainConfig):
+def build_model(config: TrainConfig):  # -> torch.nn.Module
     """The (freshly initialised) model of ``config``, for its dataset's classes and input shape."""
+    from aoi.data import dataset_info
+    from aoi.models import get_model
+
     info = dataset_info(config.dataset)
     return get_model(
         config.model, info.num_classes, info.input_shape, config.T, detach_reset=config.detach_reset, width=config.width

@@ -1,6 +1,6 @@
 """Synaptic operations, multiply-accumulates and energy, counted per sample and per timestep.
 
-Convention (METHOD.md, "Energy accounting convention"; 45 nm figures of Horowitz, 2014):
+Convention (docs/method.md, "Energy accounting"; 45 nm figures of Horowitz, 2014):
 
     E = E_MAC_PJ x MACs + E_AC_PJ x SOPs        (picojoules)
 
@@ -17,7 +17,7 @@ model built from them is covered, residual ones included), per sample and per st
   (sum of the inputs) x out_features. Binary event frames are thus SOPs like any spikes.
 - *real-valued input* (a direct-encoded image, a globally averaged feature vector):
   dense MACs = output elements x fan-in (C_in / groups x kh x kw for a conv, in_features for a
-  linear), zero padding included. In the paper's frame models this is the first layer, METHOD.md's
+  linear), zero padding included. In the paper's frame models this is the first layer, docs/method.md's
   "MACs of the first (non-spiking input) layer"; any later layer fed real values is charged the
   same honest way.
 - *average-pooled spikes* (an `nn.AvgPool2d` of spikes feeding a later layer, as in VGGSNN and

@@ -57,23 +57,47 @@ def LinearOnFrames_model(inputs):
         return LinearOnFrames().eval()(inputs)
 
 
-@pytest.fixture
-def analysed(tmp_path, monkeypatch):
-    config = TrainConfig(**{**PARAMS, "batch_size": 2})
+def analyse(tmp_path, monkeypatch, timing_samples=3, **changes):
+    """analyse_run on the hand-made logits (the validation split: the first two samples of them)."""
+    config = TrainConfig(**{**PARAMS, "batch_size": 2, **changes})
     run, out = tmp_path / "run", tmp_path / "out"
     run.mkdir()
     (run / "config.json").write_text(json.dumps({"config": config.asdict(), "provenance": {}}))
     (run / "final.json").write_text(json.dumps({"config": config.asdict(), "wall_seconds": 12.5}))
     dataset = [(torch.ones(3, 1, 2, 2), int(y)) for y in TARGETS]
-    monkeypatch.setattr(analysis, "load_logits", lambda run_dir, split="test": (OUTPUTS, TARGETS))
+    logits = {"test": (OUTPUTS, TARGETS), "train": (OUTPUTS, TARGETS), "val": (OUTPUTS[:, :2], TARGETS[:2])}
+    monkeypatch.setattr(analysis, "load_logits", lambda run_dir, split="test": logits[split])
     torch.manual_seed(0)
     model = LinearOnFrames().eval()
     monkeypatch.setattr(analysis, "load_model", lambda run_dir, device: (model.to(device), config))
     monkeypatch.setattr(analysis, "split_dataset", lambda config, split: dataset)
     metrics = analysis.analyse_run(
-        run, out, 0.01, [0.0, 0.01, 0.5], "smoke", stf_samples=3, timing_samples=3, timing_repeats=1, device="cpu"
+        run,
+        out,
+        0.01,
+        [0.0, 0.01, 0.5],
+        "smoke",
+        stf_samples=3,
+        timing_samples=timing_samples,
+        timing_repeats=1,
+        device="cpu",
     )
     return metrics, out
+
+
+@pytest.fixture
+def analysed(tmp_path, monkeypatch):
+    return analyse(tmp_path, monkeypatch)
+
+
+def test_held_out_runs_are_scored_on_their_validation_logits(tmp_path, monkeypatch):
+    metrics, _ = analyse(tmp_path, monkeypatch, timing_samples=0, validation=0.2)
+    # samples 0 and 1: right from step 1 and from step 2, confident at 1 and 2 (epsilon 0.01)
+    validation = metrics["validation"]
+    assert validation["samples"] == 2 and validation["accuracy"] == 1.0
+    assert validation["cutoff"]["mean_exit_step"] == pytest.approx(1.5) and validation["cutoff"]["accuracy"] == 1.0
+    assert metrics["timing"] is None  # 0 timing samples: not measured
+    assert metrics["accuracy"] == pytest.approx(2 / 3)  # the test numbers are still the test set's
 
 
 def test_analyse_run_computes_the_hand_checked_numbers(analysed):
@@ -97,7 +121,7 @@ def test_analyse_run_computes_the_hand_checked_numbers(analysed):
     curve = {row["epsilon"]: row for row in metrics["curve"]}
     assert curve[0.0]["mean_exit_step"] == 3.0 and curve[0.01]["mean_exit_step"] == pytest.approx(2.0)
     assert curve[0.0]["sops"] == pytest.approx(36) and curve[0.01]["energy_pj"] == pytest.approx(0.9 * 24)
-    assert "exit_steps" not in metrics
+    assert "exit_steps" not in metrics and metrics["validation"] is None
     assert {row["rule"] for row in metrics["rules"]} == {"confidence", "topk", "fixed", "oct"}
 
 

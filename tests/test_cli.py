@@ -37,9 +37,14 @@ def test_train_help_has_a_flag_per_config_field(capsys):
     assert "--run-dir" in out
 
 
-def test_bad_flag_value_is_a_one_line_error():
+def test_bad_flag_value_is_a_one_line_error(capsys):
     with pytest.raises(SystemExit, match="method 'str' needs alpha > 0"):
         main(["train", "--dataset", "digits", "--method", "str"])
+    with pytest.raises(SystemExit, match="alpha must be a finite number >= 0, got nan"):
+        main(["train", "--dataset", "digits", "--method", "str", "--alpha", "nan"])
+    with pytest.raises(SystemExit):
+        main(["train", "--dataset", "digits", "--detach-reset", "maybe"])
+    assert "--detach-reset: expected true or false, got 'maybe'" in capsys.readouterr().err
 
 
 def test_tiny_train_then_evaluate(tmp_path, capsys):

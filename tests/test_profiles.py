@@ -88,8 +88,11 @@ def test_unknown_dataset_is_a_clear_error():
     [
         ("epsilon: 0.03", "must be one of 'epsilons'"),
         ("seeds: [0, one]", "list of integers"),
-        ("methods: [{method: str}]", "needs a positive alpha"),
-        ("methods: [{method: sgd}]", "unknown method"),
+        ("methods: [{method: str}]", "method 'str' needs alpha > 0"),
+        ("methods: [{method: sgd}]", "method must be one of"),
+        ("methods: [{method: str, alpha: [0.1, -1]}]", "alpha must be a finite number >= 0, got -1"),
+        ("methods: [{method: tet, detach_reset: [false, maybe]}]", "detach_reset must be true or false"),
+        ("methods: [{method: tet, widht: 2}]", "unknown keys \\['widht'\\]"),
     ],
 )
 def test_bad_profiles_fail_with_one_line(tmp_path, change, message):
@@ -120,3 +123,20 @@ def test_every_run_of_every_profile_is_a_valid_train_config(name):
 
     names = [TrainConfig(**params).run_name() for params in run_grid(load_profile(name))]
     assert len(set(names)) == len(names)  # one run directory per run
+
+
+def test_list_values_in_a_method_entry_stand_for_each_value(tmp_path):
+    text = """epsilon: 0.01
+epsilons: [0.0, 0.01]
+seeds: [0, 1]
+datasets:
+  digits: {model: digits_snn, T: 4, epochs: 1, batch_size: 8, lr: 0.1,
+           methods: [{method: tet, detach_reset: [false, true]},
+                     {method: str, alpha: [0.002, 0.5], width: [1.0, 2.0]}]}
+"""
+    path = tmp_path / "grid.yaml"
+    path.write_text(text)
+    grid = run_grid(load_profile(str(path)))
+    runs = {(p["method"], p["alpha"], p.get("detach_reset", False), p.get("width", 1.0), p["seed"]) for p in grid}
+    assert len(grid) == len(runs) == (2 + 2 * 2) * 2
+    assert ("tet", 0.0, True, 1.0, 1) in runs and ("str", 0.5, False, 2.0, 0) in runs

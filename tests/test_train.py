@@ -14,7 +14,7 @@ import aoi.train as training
 from aoi.checkpoint import CheckpointError
 from aoi.config import TrainConfig, build_model
 from aoi.losses import tet_loss
-from aoi.neurons import set_recording
+from aoi.neurons import lif_layers, set_recording
 from aoi.regularisers import collect_factors, str_loss
 from aoi.train import RunMismatch, TrainingDiverged, train
 
@@ -56,6 +56,16 @@ def test_config_defaults_and_run_name():
     assert config.run_name() == "digits/T4-str-a0.5-s0"
     assert TrainConfig(dataset="digits", seed=2).run_name() == "digits/T4-tet-s2"
     assert TrainConfig.from_dict(config.asdict()) == config
+    assert TrainConfig(dataset="ndigits", detach_reset=True, width=2).run_name() == "ndigits/T10-tet-w2-detached-s0"
+
+
+def test_the_reset_gradient_and_width_reach_the_model():
+    model = build_model(TrainConfig(dataset="digits", detach_reset=True, width=2.0))
+    assert all(lif.detach_reset for lif in lif_layers(model))
+    assert [conv.out_channels for conv in model.modules() if isinstance(conv, torch.nn.Conv2d)] == [64, 128]
+    assert not any(lif.detach_reset for lif in lif_layers(build_model(TrainConfig(dataset="digits"))))
+    with pytest.raises(ValueError, match="fixed width"):
+        build_model(TrainConfig(dataset="cifar10", width=2.0))
 
 
 @pytest.mark.parametrize(
@@ -66,6 +76,11 @@ def test_config_defaults_and_run_name():
         (dict(method="rate"), "method must be one of"),
         (dict(model="nope"), "unknown model 'nope'"),
         (dict(epochs=0), "epochs must be >= 1"),
+        (dict(method="str", alpha=-0.1), "alpha must be a finite number >= 0"),
+        (dict(method="str", alpha=float("inf")), "alpha must be a finite number >= 0"),
+        (dict(detach_reset="no"), "detach_reset must be true or false"),
+        (dict(width=0.0), "width must be a finite number > 0"),
+        (dict(validation=1.0), r"validation must be in \[0, 1\)"),
     ],
 )
 def test_bad_config_is_a_clear_error(bad, message):
