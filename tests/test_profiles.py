@@ -6,10 +6,10 @@ from aoi.profiles import load_profile, profile_names, run_grid, run_params
 
 
 def test_shipped_profiles():
-    assert profile_names() == ["default", "fashion", "paper", "smoke"]
+    assert profile_names() == ["default", "fashion", "paper", "smoke", "sweep"]
 
 
-@pytest.mark.parametrize("name", ["smoke", "default", "fashion", "paper"])
+@pytest.mark.parametrize("name", ["smoke", "default", "fashion", "paper", "sweep"])
 def test_every_profile_loads_with_fixed_seeds_and_epsilon(name):
     profile = load_profile(name)
     assert profile["name"] == name
@@ -74,7 +74,7 @@ def test_run_params_defaults_pick_the_first_dataset_seed_and_alpha():
 
 
 def test_unknown_profile_lists_the_known_ones():
-    with pytest.raises(ValueError, match="known profiles are default, fashion, paper, smoke"):
+    with pytest.raises(ValueError, match="known profiles are default, fashion, paper, smoke, sweep"):
         load_profile("nope")
 
 
@@ -117,7 +117,7 @@ datasets:
         load_profile(str(path))
 
 
-@pytest.mark.parametrize("name", ["smoke", "default", "fashion", "paper"])
+@pytest.mark.parametrize("name", ["smoke", "default", "fashion", "paper", "sweep"])
 def test_every_run_of_every_profile_is_a_valid_train_config(name):
     from aoi.config import TrainConfig
 
@@ -140,3 +140,12 @@ datasets:
     runs = {(p["method"], p["alpha"], p.get("detach_reset", False), p.get("width", 1.0), p["seed"]) for p in grid}
     assert len(grid) == len(runs) == (2 + 2 * 2) * 2
     assert ("tet", 0.0, True, 1.0, 1) in runs and ("str", 0.5, False, 2.0, 0) in runs
+
+
+def test_sweep_spans_the_toolkits_and_the_legends_alpha_under_both_gradients():
+    grid = run_grid(load_profile("sweep"))
+    ndigits = {(p["alpha"], p["detach_reset"]) for p in grid if p["dataset"] == "ndigits"}
+    alphas = sorted({alpha for alpha, _ in ndigits})
+    assert alphas == [0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]  # 0: TET
+    assert ndigits == {(alpha, detach) for alpha in alphas for detach in (False, True)}
+    assert all(p["validation"] == 0.1 for p in grid) and len(grid) == (22 + 10) * 3
