@@ -316,10 +316,28 @@ def set_recording(model: nn.Module, record: bool = True) -> None:
             lif.spikes = lif.soft_spikes = lif.potential = None
 
 
+def check_state_managed(model: nn.Module) -> None:
+    """Raise ValueError if ``model`` holds a module with hidden state that aoi does not carry,
+    slice per sample and reset (an snnTorch neuron, a torch RNN, a SpikingJelly memory module):
+    run step by step, such a module would keep wrong state without any error."""
+    for name, module in model.named_modules():
+        if isinstance(module, (snn.SpikingNeuron, nn.RNNBase, nn.RNNCellBase)) or any(
+            base.__name__ == "MemoryModule" for base in type(module).__mro__
+        ):
+            where = f"layer {name}" if name else "the model"
+            raise ValueError(
+                f"{where} ({type(module).__name__}) keeps hidden state that aoi.neurons.streaming and "
+                "aoi.anytime.predict cannot carry, slice per sample or reset: build the network from "
+                "aoi.neurons.LIF (an snnTorch nn.Sequential: aoi.interop.from_snntorch(net))"
+            )
+
+
 @contextlib.contextmanager
 def streaming(model: nn.Module) -> Iterator[nn.Module]:
     """Run ``model`` one timestep at a time: inside the block every `LIF` carries its state
-    from one forward to the next, starting from zero. Feed inputs of shape [1, N, ...]."""
+    from one forward to the next, starting from zero. Feed inputs of shape [1, N, ...].
+    Refuses a model with hidden state of its own (`check_state_managed`)."""
+    check_state_managed(model)
     layers = lif_layers(model)
     for lif in layers:
         lif.reset()
