@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def pins_from_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    requirements = project["dependencies"] + project["optional-dependencies"]["test"]
+    requirements = project["dependencies"] + [r for extra in project["optional-dependencies"].values() for r in extra]
     return dict(re.fullmatch(r"([A-Za-z0-9_.-]+)==(\S+)", r).groups() for r in requirements)
 
 
@@ -36,6 +36,11 @@ def test_every_dependency_is_pinned_exactly():
 
 def test_environment_yml_matches_pyproject():
     assert pins_from_environment() == pins_from_pyproject()
+
+
+def test_the_test_command_installs_every_extra():
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert f'pip install --quiet -e ".[{",".join(extras)}]"' in (ROOT / "reproduce.sh").read_text()
 
 
 def test_torch_pins_are_the_ones_that_install_from_disk():
