@@ -117,12 +117,14 @@ class _Exporter:
     def conv(self, name, conv: nn.Conv2d, bn: nn.BatchNorm2d | None, sources, shape):
         if conv.padding_mode != "zeros":
             raise ValueError(f"to_nir: {name} pads with {conv.padding_mode!r}; NIR's Conv2d pads with zeros")
-        weight = conv.weight.detach().double() * self.scale_of(name, sources, weighted=True)
-        bias = conv.bias.detach().double() if conv.bias is not None else weight.new_zeros(conv.out_channels)
+        weight = conv.weight.detach().cpu().double() * self.scale_of(name, sources, weighted=True)
+        bias = conv.bias.detach().cpu().double() if conv.bias is not None else weight.new_zeros(conv.out_channels)
         if bn is not None:
-            gain = bn.weight.detach().double() / (bn.running_var.double() + bn.eps).sqrt()
+            statistics = (bn.running_mean, bn.running_var, bn.weight, bn.bias)
+            mean, var, gamma, beta = (t.detach().cpu().double() for t in statistics)
+            gain = gamma / (var + bn.eps).sqrt()
             weight = weight * gain[:, None, None, None]
-            bias = (bias - bn.running_mean.double()) * gain + bn.bias.detach().double()
+            bias = (bias - mean) * gain + beta
         padding = conv.padding if isinstance(conv.padding, str) else tuple(conv.padding)
         node = nir.Conv2d(
             input_shape=tuple(shape[1:]),
@@ -136,10 +138,10 @@ class _Exporter:
         return self.add(name, node, sources)
 
     def linear(self, name, linear: nn.Linear, sources):
-        weight = (linear.weight.detach() * self.scale_of(name, sources, weighted=True)).numpy()
+        weight = (linear.weight.detach().cpu() * self.scale_of(name, sources, weighted=True)).numpy()
         if linear.bias is None:
             return self.add(name, nir.Linear(weight=weight), sources)
-        return self.add(name, nir.Affine(weight=weight, bias=linear.bias.detach().numpy()), sources)
+        return self.add(name, nir.Affine(weight=weight, bias=linear.bias.detach().cpu().numpy()), sources)
 
     def avg_pool(self, name, kernel, stride, sources, divisor: int):
         """Window sums / ``divisor``: AvgPool2d (divisor = window area, pool "avg"), else SumPool2d
