@@ -309,7 +309,13 @@ def reset_state(model: nn.Module) -> None:
 
 
 def set_recording(model: nn.Module, record: bool = True) -> None:
-    """Make every `LIF` of ``model`` keep (or drop) its spikes, soft spikes and membrane for STR."""
+    """Make every `LIF` of ``model`` keep (or drop) its spikes, soft spikes and membrane for STR.
+    Raises ValueError when asked to record a model without any `LIF` (nothing would be kept)."""
+    if record and not lif_layers(model):
+        raise ValueError(
+            f"{type(model).__name__} has no aoi.neurons.LIF layer to record for STR "
+            "(an snnTorch nn.Sequential: convert it with aoi.interop.from_snntorch(net))"
+        )
     for lif in lif_layers(model):
         lif.record = record
         if not record:

@@ -146,6 +146,12 @@ def test_layers_without_an_exact_aoi_equivalent_are_named_with_the_reason(layer,
     assert "\n" not in str(error.value)
 
 
+def test_recording_a_network_without_aoi_neurons_is_refused():
+    with pytest.raises(ValueError, match="Sequential has no aoi.neurons.LIF layer to record .*from_snntorch"):
+        set_recording(snntorch_net(), True)
+    set_recording(snntorch_net(), False)  # dropping recorded state: nothing to do, no error
+
+
 def test_only_sequential_networks_with_neurons_are_converted():
     with pytest.raises(ValueError, match="converts an nn.Sequential called once per step, got TimeLoop"):
         from_snntorch(TimeLoop(snntorch_net()))
