@@ -3,7 +3,7 @@
 #   ./reproduce.sh                 run the study on the default profile (embedded data, 2 CPU cores)
 #   ./reproduce.sh test            run the whole test suite (unit tests + notebooks on the smoke profile)
 #   ./reproduce.sh --help          list the options
-# Both create .venv on first use (python3 -m venv; pip install -e ".[test]") and reuse it after.
+# Both create .venv on first use (python3 -m venv; pip install -e ".[test,nir]") and reuse it after.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -33,7 +33,7 @@ ensure_env() {
     echo "[aoi] setting up .venv (first use: a few minutes)" >&2
     [ -x .venv/bin/python ] || "$py" -m venv .venv
     .venv/bin/python -m pip install --quiet --upgrade pip >/dev/null 2>&1 || true
-    .venv/bin/python -m pip install --quiet -e ".[test]"
+    .venv/bin/python -m pip install --quiet -e ".[test,nir]"
     touch "$stamp"
   fi
   export PATH="$PWD/.venv/bin:$PATH"

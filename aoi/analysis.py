@@ -198,8 +198,10 @@ def stf_records(model, inputs: torch.Tensor, beta: float) -> tuple[list[dict], l
 
     Returns:
         (cs records: layer (1-based), t (1-based), cosine_similarity averaged over samples;
-         stf records: layer, stf averaged over samples).
+         stf records: layer, stf averaged over samples); empty for a model without LIF layers.
     """
+    if not lif_layers(model):
+        return [], []
     set_recording(model, True)
     try:
         with torch.no_grad():

@@ -158,17 +158,41 @@ def reset_state(model: nn.Module) -> None:
 
 
 def set_recording(model: nn.Module, record: bool = True) -> None:
-    """Make every `LIF` of ``model`` keep (or drop) its spikes, soft spikes and membrane for STR."""
+    """Make every `LIF` of ``model`` keep (or drop) its spikes, soft spikes and membrane for STR.
+    Raises ValueError when asked to record a model without any `LIF` (nothing would be kept)."""
+    if record and not lif_layers(model):
+        raise ValueError(
+            f"{type(model).__name__} has no aoi.neurons.LIF layer to record for STR "
+            "(an snnTorch nn.Sequential: convert it with aoi.interop.from_snntorch(net))"
+        )
     for lif in lif_layers(model):
         lif.record = record
         if not record:
             lif.spikes = lif.soft_spikes = lif.potential = None
 
 
+def check_state_managed(model: nn.Module) -> None:
+    """Raise ValueError if ``model`` holds a module with hidden state that aoi does not carry,
+    slice per sample and reset (an snnTorch neuron, a torch RNN, a SpikingJelly memory module):
+    run step by step, such a module would keep wrong state without any error."""
+    for name, module in model.named_modules():
+        if isinstance(module, (snn.SpikingNeuron, nn.RNNBase, nn.RNNCellBase)) or any(
+            base.__name__ == "MemoryModule" for base in type(module).__mro__
+        ):
+            where = f"layer {name}" if name else "the model"
+            raise ValueError(
+                f"{where} ({type(module).__name__}) keeps hidden state that aoi.neurons.streaming and "
+                "aoi.anytime.predict cannot carry, slice per sample or reset: build the network from "
+                "aoi.neurons.LIF (an snnTorch nn.Sequential: aoi.interop.from_snntorch(net))"
+            )
+
+
 @contextlib.contextmanager
 def streaming(model: nn.Module) -> Iterator[nn.Module]:
     """Run ``model`` one timestep at a time: inside the block every `LIF` carries its state
-    from one forward to the next, starting from zero. Feed inputs of shape [1, N, ...]."""
+    from one forward to the next, starting from zero. Feed inputs of shape [1, N, ...].
+    Refuses a model with hidden state of its own (`check_state_managed`)."""
+    check_state_managed(model)
     layers = lif_layers(model)
     for lif in layers:
         lif.reset()

@@ -21,6 +21,7 @@ EXPECTED = {  # name: (num_classes, input_shape, default_T, kind)
     "cifar10dvs": (10, (2, 48, 48), 10, "event"),
     "ncaltech101": (101, (2, 48, 48), 10, "event"),
     "dvsgesture": (11, (2, 48, 48), 16, "event"),
+    "nmnist": (10, (2, 34, 34), 10, "event"),
 }
 
 

@@ -10,9 +10,14 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def pins_from_pyproject():
+INSTALLED_EXTRAS = ("test", "nir")  # what the test command installs (reproduce.sh)
+
+
+def pins_from_pyproject(extras=None):
+    """{package: version} of the dependencies and of ``extras`` (default: every extra)."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    requirements = project["dependencies"] + project["optional-dependencies"]["test"]
+    optional = project["optional-dependencies"]
+    requirements = project["dependencies"] + [r for extra in (extras or optional) for r in optional[extra]]
     return dict(re.fullmatch(r"([A-Za-z0-9_.-]+)==(\S+)", r).groups() for r in requirements)
 
 
@@ -42,7 +47,11 @@ def test_environment_yml_matches_pyproject():
     assert pins_from_environment() == pins_from_pyproject()
 
 
+def test_the_test_command_installs_the_test_and_nir_extras():
+    assert f'pip install --quiet -e ".[{",".join(INSTALLED_EXTRAS)}]"' in (ROOT / "reproduce.sh").read_text()
+
+
 def test_the_installed_packages_are_the_pinned_ones():
-    pins = pins_from_pyproject()
+    pins = pins_from_pyproject(INSTALLED_EXTRAS)
     installed = {name: importlib.metadata.version(name) for name in pins}
     assert installed == pins

@@ -1,12 +1,15 @@
-"""The paper's event-camera datasets, read with tonic: CIFAR10-DVS, N-Caltech101, DVS128 Gesture.
+"""Event-camera datasets read with tonic: the paper's CIFAR10-DVS, N-Caltech101, DVS128 Gesture,
+and N-MNIST.
 
 Each recording becomes T event-count frames over its duration (tonic's ToFrame; DVS128 Gesture:
-its first 1.3 s), resized to 48x48 (bilinear with antialiasing, like TET's Resize(48)) and
-cached per file under `<root>/cache/<name>/<key>/`, the key hashing every setting that shapes
-the frames. Training adds a random translation of the frames, the same for all T, zero fill:
-up to 25 px at the recording's resolution, scaled to the 48x48 frames (9 px for 128x128).
-Splits: CIFAR10-DVS and N-Caltech101 stratified 9:1 on sorted file names (splits.py); DVS128
-Gesture the standard user split (users 24-29 test). Labels: index in the sorted class names.
+its first 1.3 s), resized to 48x48 (bilinear with antialiasing, like TET's Resize(48); N-MNIST
+keeps its 34x34) and cached per file under `<root>/cache/<name>/<key>/`, the key hashing every
+setting that shapes the frames. Training adds a random translation of the frames, the same for
+all T, zero fill: up to 25 px at the recording's resolution, scaled to the 48x48 frames (9 px for
+128x128); N-MNIST has none. Splits: CIFAR10-DVS and N-Caltech101 stratified 9:1 on sorted file
+names (splits.py); DVS128 Gesture the standard user split (users 24-29 test); N-MNIST its official
+Train/Test folders. Labels: index in the sorted class names (DVS128 Gesture, N-MNIST: tonic's).
+`EventFileSource`, `cache_params` and `open_cache` also serve `aoi.data.tonic_datasets.from_tonic`.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from aoi.data.splits import nine_to_one_split, split_hash
 
 CACHE_FORMAT = 1  # bump whenever the frames change for the same parameters
 TRANSLATE_PX = 25  # maximum random shift at the recording's resolution
+NINE_TO_ONE_RULE = "stratified 9:1 on sorted file names per class (every 10th, from the first, to test)"
 CIFAR10DVS_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
@@ -39,6 +43,9 @@ class EventLayout:
     window_us: int | None  # keep only the first window_us microseconds (None: all)
     layout: str  # the expected layout, for the error message
     where: str  # where to get the files
+    split_folders: tuple[str, str] | None = None  # (train, test) folders of a release that holds its split
+    split_rule: str = NINE_TO_ONE_RULE
+    files: str = ""  # glob (under each checked folder) of the files that must be there; "": **/*<suffix>
 
 
 LAYOUTS = {
@@ -68,6 +75,20 @@ LAYOUTS = {
         1_300_000,
         "<root>/DVSGesture/ibmGesture{Train,Test}/userNN_<lighting>/<label>.npy (tonic's preprocessed npy)",
         "IBM Research's DVS128 Gesture release, converted to tonic's npy layout",
+        ("ibmGestureTrain", "ibmGestureTest"),
+        "standard user split (users 24-29 test)",
+    ),
+    "nmnist": EventLayout(
+        "NMNIST",
+        "",
+        ".bin",
+        (34, 34, 2),
+        None,
+        "<root>/NMNIST/{Train,Test}/<digit>/*.bin (tonic's layout; Train.zip and Test.zip unpacked)",
+        "Garrick Orchard's N-MNIST page or its Mendeley Data release (Orchard et al. 2015)",
+        ("Train", "Test"),
+        "the official N-MNIST split (the Train and Test folders)",
+        "[0-9]/*.bin",
     ),
 }
 
@@ -78,11 +99,11 @@ def check_files(name: str, root: Path, split: str) -> None:
     base = root / spec.reader / spec.class_folder
     if name == "cifar10dvs":
         folders = [base / c for c in CIFAR10DVS_CLASSES]
-    elif name == "dvsgesture":
-        folders = [base / ("ibmGestureTrain" if split == "train" else "ibmGestureTest")]
+    elif spec.split_folders:
+        folders = [base / spec.split_folders[split == "test"]]
     else:
         folders = [base]
-    if not all(f.is_dir() and next(f.rglob(f"*{spec.suffix}"), None) for f in folders):
+    if not all(f.is_dir() and next(f.glob(spec.files or f"**/*{spec.suffix}"), None) for f in folders):
         raise missing(name, spec.layout.replace("<root>", str(root)), spec.where)
 
 
@@ -101,8 +122,47 @@ def translate(frames: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
     return out
 
 
+def translation_limits(sensor_size: tuple[int, int, int], size: tuple[int, int]) -> tuple[int, int]:
+    """Largest random shift (dy, dx) of frames of ``size`` (H, W): TRANSLATE_PX at the sensor's
+    resolution (W, H, P), scaled."""
+    width, height, _ = sensor_size
+    return round(TRANSLATE_PX * size[0] / height), round(TRANSLATE_PX * size[1] / width)
+
+
+def frame_events(
+    events: np.ndarray, sensor_size: tuple[int, int, int], T: int, size: tuple[int, int], window_us: int | None
+) -> torch.Tensor:
+    """One recording (tonic structured array x, y, t [us], p) as float32 frames [T, P, H', W']:
+    events outside the sensor (W, H, P) dropped, only the first ``window_us`` kept (None: all),
+    counted in T time bins, resized to ``size`` (H', W')."""
+    width, height, _ = sensor_size
+    keep = (events["x"] < width) & (events["y"] < height)
+    if window_us is not None and len(events):
+        times = events["t"].astype(np.int64)
+        keep &= times - times.min() < window_us
+    return resize(events_to_frames(events[keep], sensor_size, T), size)
+
+
+def cache_params(name: str, T: int, sensor_size, size, window_us: int | None, **settings) -> dict:
+    """Every setting that shapes the frames of dataset ``name`` (the cache key hashes them)."""
+    params = {"format": CACHE_FORMAT, "dataset": name, "T": T, "sensor_size": sensor_size, "size": size}
+    return {**params, "window_us": window_us, "resize": "bilinear-antialias", **settings}
+
+
+def open_cache(root: Path, params: dict) -> Path:
+    """The frame cache folder `<root>/cache/<dataset>/<key>/` of ``params`` (recorded in it)."""
+    cache_dir = root / "cache" / params["dataset"] / params_key(params)
+    if not has_params(cache_dir, params):
+        write_params(cache_dir, params)
+    return cache_dir
+
+
 class EventFileSource:
-    """Recordings read by a tonic dataset; item j -> (frames [T, P, H', W'] float32, label)."""
+    """Recordings read by a tonic dataset; item j -> (frames [T, P, H', W'] float32, label).
+
+    Frames are made by `frame_events` and kept in ``cache_dir`` (None: never cached); with
+    ``max_shift`` (dy, dx) every item is translated at random (training augmentation).
+    """
 
     def __init__(
         self,
@@ -110,33 +170,32 @@ class EventFileSource:
         positions,
         names,
         labels,
-        spec: EventLayout,
+        sensor_size: tuple[int, int, int],
+        window_us: int | None,
         T: int,
         size: tuple[int, int],
-        cache_dir: Path,
-        augment: bool,
+        cache_dir: Path | None,
+        max_shift: tuple[int, int] | None = None,
     ):
         self.reader, self.positions, self.names = reader, list(positions), list(names)
         self.labels = np.asarray(labels, dtype=np.int64)
-        self.spec, self.T, self.size, self.cache_dir = spec, T, size, cache_dir
-        width, height, _ = spec.sensor_size
-        self.max_shift = (
-            (round(TRANSLATE_PX * size[0] / height), round(TRANSLATE_PX * size[1] / width)) if augment else None
-        )
+        self.sensor_size, self.window_us, self.T, self.size = sensor_size, window_us, T, size
+        self.cache_dir, self.max_shift = cache_dir, max_shift
 
     def frames(self, j: int) -> torch.Tensor:
         """The resized frames of recording j (from the cache when present)."""
-        path = self.cache_dir / (self.names[j].replace("/", "__") + ".npy")
-        if path.exists():
+        path = None if self.cache_dir is None else self.cache_dir / (self.names[j].replace("/", "__") + ".npy")
+        if path is not None and path.exists():
             return torch.from_numpy(np.load(path))
         events, _ = self.reader[self.positions[j]]
-        width, height, _ = self.spec.sensor_size
-        keep = (events["x"] < width) & (events["y"] < height)
-        if self.spec.window_us is not None and len(events):
-            times = events["t"].astype(np.int64)
-            keep &= times - times.min() < self.spec.window_us
-        frames = resize(events_to_frames(events[keep], self.spec.sensor_size, self.T), self.size)
-        save_array(path, frames.numpy())
+        if getattr(events, "dtype", None) is None or not {"x", "y", "t", "p"} <= set(events.dtype.names or ()):
+            raise ValueError(
+                f"sample {self.names[j]} is {type(events).__name__}, not events (a structured array with x, y, t, "
+                "p): create the tonic dataset without a transform that frames the events"
+            )
+        frames = frame_events(events, self.sensor_size, self.T, self.size, self.window_us)
+        if path is not None:
+            save_array(path, frames.numpy())
         return frames
 
     def __getitem__(self, j: int) -> tuple[torch.Tensor, int]:
@@ -153,47 +212,45 @@ def build_events(info: DatasetInfo, split: str, T: int, root: Path, augment: boo
     spec = LAYOUTS[info.name]
     check_files(info.name, root, split)
     reader_cls = getattr(tonic_readers, spec.reader)
-    reader = reader_cls(str(root), train=split == "train") if info.name == "dvsgesture" else reader_cls(str(root))
+    reader = reader_cls(str(root), train=split == "train") if spec.split_folders else reader_cls(str(root))
     base = Path(reader.location_on_system, spec.class_folder)
     names = [Path(p).relative_to(base).as_posix() for p in reader.data]
     classes = [n.split("/")[0] for n in names]
-    if info.name == "dvsgesture":  # the reader holds one split; tonic's label is the file name
+    if spec.split_folders:  # the reader holds one split; tonic's label (DVS128 Gesture: the file name)
         positions = sorted(range(len(names)), key=names.__getitem__)
         labels = [int(reader.targets[p]) for p in positions]
         split_names = [names[p] for p in positions]
         digest = split_hash(split_names, []) if split == "train" else split_hash([], split_names)
-        rule = "standard user split (users 24-29 test)"
     else:
         train, test = nine_to_one_split(names, classes)
         positions = train if split == "train" else test
         class_index = {c: i for i, c in enumerate(sorted(set(classes)))}
         labels = [class_index[classes[p]] for p in positions]
         digest = split_hash([names[p] for p in train], [names[p] for p in test])
-        rule = "stratified 9:1 on sorted file names per class (every 10th, from the first, to test)"
     size = info.input_shape[1:]
-    cache_params = {
-        "format": CACHE_FORMAT,
-        "dataset": info.name,
-        "T": T,
-        "sensor_size": spec.sensor_size,
-        "size": size,
-        "window_us": spec.window_us,
-        "resize": "bilinear-antialias",
-    }
-    cache_dir = root / "cache" / info.name / params_key(cache_params)
-    if not has_params(cache_dir, cache_params):
-        write_params(cache_dir, cache_params)
+    params = cache_params(info.name, T, spec.sensor_size, size, spec.window_us)
+    cache_dir = open_cache(root, params)
+    max_shift = translation_limits(spec.sensor_size, size) if augment else None
     source = EventFileSource(
-        reader, positions, [names[p] for p in positions], labels, spec, T, size, cache_dir, augment
+        reader,
+        positions,
+        [names[p] for p in positions],
+        labels,
+        spec.sensor_size,
+        spec.window_us,
+        T,
+        size,
+        cache_dir,
+        max_shift,
     )
     provenance = {
-        "split_rule": rule,
+        "split_rule": spec.split_rule,
         "split_hash": digest,
         "num_files": len(names),
         "num_classes_found": len(set(labels)),
         "cache_key": cache_dir.name,
         "cache_dir": str(cache_dir),
-        "cache_params": cache_params,
+        "cache_params": params,
         "folder": str(base),
     }
     return AoiDataset(source, info, T, provenance)

@@ -107,6 +107,18 @@ _TABLE = (  # (info, "module:builder")
         ),
         "events:build_events",
     ),
+    (
+        DatasetInfo(
+            "nmnist",
+            10,
+            (2, 34, 34),
+            10,
+            "event",
+            "N-MNIST, MNIST recorded by an ATIS camera in 3 saccades, 34x34, official 60k/10k split; "
+            "tonic reader over files placed by hand under the data root",
+        ),
+        "events:build_events",
+    ),
 )
 
 DATASETS = MappingProxyType({info.name: info for info, _ in _TABLE})

@@ -32,3 +32,7 @@ class NCALTECH101(_Offline, tonic.datasets.NCALTECH101):
 class DVSGesture(_Offline, tonic.datasets.DVSGesture):
     """tonic.datasets.DVSGesture reading only
     `<save_to>/DVSGesture/ibmGesture{Train,Test}/userNN_<light>/<label>.npy`."""
+
+
+class NMNIST(_Offline, tonic.datasets.NMNIST):
+    """tonic.datasets.NMNIST reading `<save_to>/NMNIST/{Train,Test}/<digit>/*.bin` only."""

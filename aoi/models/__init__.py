@@ -6,7 +6,7 @@ each works with `aoi.neurons.streaming` (one [1, N, ...] step at a time) in eval
 
 - ``resnet19`` (TET's ResNet-19, CIFAR), ``vggsnn`` (TET's VGGSNN, event data),
   ``sew_resnet34`` (SEW-ResNet-34, ImageNet): the paper's architectures.
-- ``digits_snn`` (digits, ndigits) and ``fashion_snn`` (fashion-mnist, nfashion): small CPU models.
+- ``digits_snn`` (digits, ndigits) and ``fashion_snn`` (fashion-mnist, nfashion, nmnist): small CPU models.
 
 `DEFAULT_MODEL` maps each dataset name to the model the paper (or our CPU profiles) use.
 """
@@ -44,6 +44,7 @@ DEFAULT_MODEL = MappingProxyType(
         "cifar10dvs": "vggsnn",
         "ncaltech101": "vggsnn",
         "dvsgesture": "vggsnn",
+        "nmnist": "fashion_snn",
     }
 )
 

@@ -1,0 +1,482 @@
+"""NIR export and import of aoi models: `to_nir`, `from_nir` (optional extra: pip install -e ".[nir]").
+
+NIR, the Neuromorphic Intermediate Representation, is a graph of continuous-time nodes that
+simulators and neuromorphic toolchains discretise with their own timestep dt. The mapping here
+is exact for forward-Euler discretisation with the dt stored in the graph's metadata.
+
+The neuron. NIR's LIF is tau dv/dt = (v_leak - v) + r I, a spike when v > v_threshold, then
+v = v_reset. Forward Euler over one step dt, with the input I_t of that step:
+
+    v_t = v_{t-1} + dt/tau (v_leak - v_{t-1} + r I_t)
+        = (1 - dt/tau) v_{t-1} + (dt/tau) v_leak + (r dt/tau) I_t.
+
+aoi's LIF (`aoi.neurons`) is u_t = d m_{t-1} + x_t, s_t = H(u_t - theta), m_t = (1 - s_t) u_t, with
+decay d (the LIF's ``tau`` attribute) and m the post-reset membrane. Term by term, with
+v_{t-1} = m_{t-1} and I_t = x_t, the two agree when
+
+    1 - dt/tau = d    ->  tau = dt / (1 - d)        (d = 0.5: tau = 2 dt)
+    r dt/tau = 1      ->  r = tau / dt = 1 / (1 - d)
+    v_leak = 0,  v_reset = 0,  v_threshold = theta;
+
+both spike when the potential is strictly above the threshold. `from_nir` inverts this,
+d = 1 - dt/tau, and refuses LIFs that break it (r != tau/dt, v_leak or v_reset != 0) or whose
+parameters differ between neurons (aoi's LIF has one decay and threshold per layer).
+
+The layers. Every timestep applies the same per-sample computation, so the nodes describe one
+step of one sample (shapes without T and N):
+- Conv2d + BatchNorm2d -> Conv2d, BN folded (eval mode: running statistics):
+  W' = g W, b' = g (b - mean) + beta, g = gamma / sqrt(var + eps) per output channel;
+- AvgPool2d -> AvgPool2d, or with ``pool="sum"`` SumPool2d and 1/(kh kw) folded into the
+  weights of the next conv or linear layer (for toolchains that only sum);
+- flatten of [T, N, C, H, W] -> Flatten over (C, H, W); a global spatial mean (ResNet-19's head)
+  -> AvgPool2d over the whole map + Flatten; Linear -> Affine (Linear without bias);
+- a residual addition -> no node: NIR sums every edge into a node, so the terms of the sum
+  become edges into its consumer (ResNet-19's shortcuts).
+Max pooling (SEW-ResNet-34's stem) and anything else raise ValueError naming the layer.
+
+In floating point: folding BN is exact in real arithmetic, but the folded conv rounds differently
+from conv-then-BN (about 1e-7 relative in float32), so a neuron whose potential lies within that
+of its threshold can spike differently. Models without BN round-trip bitwise; with BN, the round
+trip agrees to about 1e-12 in float64 (``from_nir(..., dtype=torch.float64)``), and in float32 up
+to such rare flipped spikes. Importing a graph is exact: `from_nir` computes what the graph says.
+
+NIR graphs carry no dt: it goes into the graph's metadata with T and the cutoff (rule and
+epsilon): ``{"dt", "T", "cutoff_rule", "cutoff_epsilon", "source": "aoi"}``. Other NIR
+importers need that dt too; which of them reproduce aoi's outputs exactly, and with which
+options, is written in docs/own_network.md.
+"""
+
+from __future__ import annotations
+
+import copy
+import graphlib
+import operator
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import fx, nn
+from torch.fx.passes.shape_prop import ShapeProp
+
+from aoi.models.layers import TimeFolded
+from aoi.neurons import LIF
+
+try:
+    import nir
+except ModuleNotFoundError as error:  # an optional extra
+    raise ModuleNotFoundError('aoi.nir needs the nir package: pip install -e ".[nir]"') from error
+
+DEFAULT_DT = 1e-4  # seconds; the dt snnTorch's and SpikingJelly's NIR importers assume
+POOLS = ("avg", "sum")
+RATIO_RTOL = 1e-6  # tolerance on r dt / tau = 1 when importing
+
+
+class _Tracer(fx.Tracer):
+    """Traces aoi models down to TimeFolded blocks, LIFs and torch.nn layers."""
+
+    def is_leaf_module(self, module: nn.Module, qualname: str) -> bool:
+        return isinstance(module, (TimeFolded, LIF)) or super().is_leaf_module(module, qualname)
+
+
+class _Exporter:
+    """Builds NIR nodes and edges while walking a traced aoi model. A traced value is known
+    by its ``sources``: the NIR nodes whose summed outputs it is, each with a pending scale
+    (1, or 1/area after a SumPool2d, folded into the next weighted layer)."""
+
+    def __init__(self, pool: str, meta: nn.Module):
+        self.pool = pool
+        self.meta = meta  # the model on the meta device: shapes without computing
+        self.nodes: dict[str, nir.NIRNode] = {}
+        self.edges: list[tuple[str, str]] = []
+
+    def add(self, name: str, node: nir.NIRNode, sources: list[tuple[str, float]]) -> list[tuple[str, float]]:
+        """Add ``node`` fed by ``sources`` (their pending scales already applied); its sources."""
+        while name in self.nodes:
+            name += "_"
+        self.nodes[name] = node
+        self.edges += [(source, name) for source, _ in sources]
+        return [(name, 1.0)]
+
+    @staticmethod
+    def scale_of(name: str, sources: list[tuple[str, float]], weighted: bool) -> float:
+        """The common pending scale of ``sources``; only a weighted layer may absorb one != 1."""
+        scales = {scale for _, scale in sources}
+        if len(scales) > 1 or (not weighted and scales != {1.0}):
+            raise ValueError(
+                f"to_nir: {name} receives sum-pooled values it cannot rescale: use pool='avg', or put a conv "
+                "or linear layer after every pool"
+            )
+        return scales.pop()
+
+    def passthrough(self, name, node, sources):
+        """A linear node without weights (pool, flatten): a pending scale passes through it."""
+        scale = self.scale_of(name, sources, weighted=True)
+        return [(output, scale) for output, _ in self.add(name, node, [(s, 1.0) for s, _ in sources])]
+
+    def conv(self, name, conv: nn.Conv2d, bn: nn.BatchNorm2d | None, sources, shape):
+        if conv.padding_mode != "zeros":
+            raise ValueError(f"to_nir: {name} pads with {conv.padding_mode!r}; NIR's Conv2d pads with zeros")
+        weight = conv.weight.detach().cpu().double() * self.scale_of(name, sources, weighted=True)
+        bias = conv.bias.detach().cpu().double() if conv.bias is not None else weight.new_zeros(conv.out_channels)
+        if bn is not None:
+            statistics = (bn.running_mean, bn.running_var, bn.weight, bn.bias)
+            mean, var, gamma, beta = (t.detach().cpu().double() for t in statistics)
+            gain = gamma / (var + bn.eps).sqrt()
+            weight = weight * gain[:, None, None, None]
+            bias = (bias - mean) * gain + beta
+        padding = conv.padding if isinstance(conv.padding, str) else tuple(conv.padding)
+        node = nir.Conv2d(
+            input_shape=tuple(shape[1:]),
+            weight=weight.to(conv.weight.dtype).numpy(),
+            stride=tuple(conv.stride),
+            padding=padding,
+            dilation=tuple(conv.dilation),
+            groups=conv.groups,
+            bias=bias.to(conv.weight.dtype).numpy(),
+        )
+        return self.add(name, node, sources)
+
+    def linear(self, name, linear: nn.Linear, sources):
+        weight = (linear.weight.detach().cpu() * self.scale_of(name, sources, weighted=True)).numpy()
+        if linear.bias is None:
+            return self.add(name, nir.Linear(weight=weight), sources)
+        return self.add(name, nir.Affine(weight=weight, bias=linear.bias.detach().cpu().numpy()), sources)
+
+    def avg_pool(self, name, kernel, stride, sources, divisor: int):
+        """Window sums / ``divisor``: AvgPool2d (divisor = window area, pool "avg"), else SumPool2d
+        with 1/divisor pending."""
+        arrays = dict(kernel_size=np.array(kernel), stride=np.array(stride), padding=np.array([0, 0]))
+        if divisor == kernel[0] * kernel[1] != 1 and self.pool == "avg":
+            return self.passthrough(name, nir.AvgPool2d(**arrays), sources)
+        scale = self.scale_of(name, sources, weighted=True) / divisor
+        return [(output, scale) for output, _ in self.add(name, nir.SumPool2d(**arrays), sources)]
+
+    def flatten(self, name, shape, start_dim: int, end_dim: int, sources):
+        node = nir.Flatten(input_type={"input": np.array(shape)}, start_dim=start_dim, end_dim=end_dim)
+        return self.passthrough(name, node, sources)
+
+    def lif(self, name, lif: LIF, shape, dt: float, sources):
+        self.scale_of(name, sources, weighted=False)
+        if not 0 <= lif.tau < 1:
+            raise ValueError(f"to_nir: {name} has decay {lif.tau}; NIR's LIF needs 0 <= decay < 1 (tau = dt / (1 - d))")
+        full = np.ones(tuple(shape), dtype=np.float64)
+        tau = dt / (1.0 - lif.tau)
+        node = nir.LIF(
+            tau=tau * full, r=tau / dt * full, v_leak=0 * full, v_threshold=lif.threshold * full, v_reset=0 * full
+        )
+        return self.add(name, node, sources)
+
+
+def _dtype(module: nn.Module) -> torch.dtype:
+    """The dtype of ``module``'s parameters (float32 when it has none)."""
+    return next(module.parameters(), torch.zeros((), dtype=torch.float32)).dtype
+
+
+def _pair(value) -> tuple[int, int]:
+    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+
+
+def _export_pool(exporter: _Exporter, name: str, pool: nn.AvgPool2d, sources):
+    if pool.ceil_mode or _pair(pool.padding) != (0, 0):
+        raise ValueError(f"to_nir: {name} (AvgPool2d) uses padding or ceil_mode; NIR's pools have neither here")
+    kernel = _pair(pool.kernel_size)
+    stride = _pair(pool.stride or pool.kernel_size)
+    return exporter.avg_pool(name, kernel, stride, sources, pool.divisor_override or kernel[0] * kernel[1])
+
+
+def _chain(folded: TimeFolded) -> list[nn.Module]:
+    return list(folded.module) if isinstance(folded.module, nn.Sequential) else [folded.module]
+
+
+def _export_folded(exporter: _Exporter, name: str, folded: TimeFolded, shape, sources):
+    """The NIR nodes of a time-folded block; shape: its per-sample input shape."""
+    modules = _chain(folded)
+    meta_modules = _chain(exporter.meta.get_submodule(name))
+    x = torch.zeros(1, *shape, dtype=_dtype(folded), device="meta")
+    skip = False
+    for index, (module, meta_module) in enumerate(zip(modules, meta_modules)):
+        part = f"{name}.{index}" if len(modules) > 1 else name
+        following = modules[index + 1] if index + 1 < len(modules) else None
+        if skip:
+            skip = False
+        elif isinstance(module, nn.Conv2d):
+            skip = isinstance(following, nn.BatchNorm2d)
+            sources = exporter.conv(part, module, following if skip else None, sources, x.shape[1:])
+        elif isinstance(module, nn.AvgPool2d):
+            sources = _export_pool(exporter, part, module, sources)
+        elif isinstance(module, nn.Flatten):
+            if module.start_dim % x.dim() == 0:
+                raise ValueError(f"to_nir: {part} (Flatten) flattens the folded time and batch dimension")
+            end = module.end_dim - 1 if module.end_dim > 0 else module.end_dim
+            sources = exporter.flatten(part, tuple(x.shape[1:]), module.start_dim % x.dim() - 1, end, sources)
+        elif isinstance(module, nn.Linear):
+            sources = exporter.linear(part, module, sources)
+        elif not isinstance(module, (nn.Identity, nn.Dropout)):
+            what = (
+                "BatchNorm2d not right after a Conv2d" if isinstance(module, nn.BatchNorm2d) else type(module).__name__
+            )
+            raise ValueError(f"to_nir: {part} ({what}) has no NIR equivalent aoi can export")
+        x = meta_module(x)
+    return sources
+
+
+def _spatial_mean_dims(node: fx.Node, rank: int) -> bool:
+    dims = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else None)
+    dims = {d % rank for d in dims} if isinstance(dims, (tuple, list)) else None
+    return rank == 5 and dims == {3, 4} and not node.kwargs.get("keepdim", False)
+
+
+def _export_node(exporter: _Exporter, node: fx.Node, model: nn.Module, values: dict, dt: float):
+    """The sources of the value an fx node computes."""
+    first = node.args[0] if node.args and isinstance(node.args[0], fx.Node) else None
+    shape = tuple(first.meta["tensor_meta"].shape) if first is not None else None
+    inputs = values[first] if first is not None else None
+    name = str(node.target) if node.op == "call_module" else node.name
+    if node.op == "call_module":
+        module = model.get_submodule(node.target)
+        if isinstance(module, TimeFolded):
+            return _export_folded(exporter, name, module, shape[2:], inputs)
+        if isinstance(module, LIF):
+            return exporter.lif(name, module, shape[2:], dt, inputs)
+        if isinstance(module, nn.Linear):
+            return exporter.linear(name, module, inputs)
+        if isinstance(module, (nn.Identity, nn.Dropout)):
+            return inputs
+        raise ValueError(f"to_nir: {name} ({type(module).__name__}) has no NIR equivalent aoi can export")
+    if node.op == "call_method" and node.target == "flatten":
+        start = node.kwargs.get("start_dim", node.args[1] if len(node.args) > 1 else 0) % len(shape)
+        end = node.kwargs.get("end_dim", node.args[2] if len(node.args) > 2 else -1) % len(shape)
+        if start < 2:
+            raise ValueError(f"to_nir: {name} flattens the time or batch dimension of [T, N, ...]")
+        return exporter.flatten(name, shape[2:], start - 2, -1 if end == len(shape) - 1 else end - 2, inputs)
+    if node.op == "call_method" and node.target == "mean" and _spatial_mean_dims(node, len(shape)):
+        pooled = exporter.avg_pool(name, shape[3:], shape[3:], inputs, shape[3] * shape[4])
+        return exporter.flatten(f"{name}.flatten", (shape[2], 1, 1), 0, -1, pooled)
+    if node.op == "call_function" and node.target in (operator.add, torch.add) and not node.kwargs:
+        terms = [values[arg] for arg in node.args if isinstance(arg, fx.Node)]
+        merged = [source for term in terms for source in term]
+        if len(terms) != 2 or len({source for source, _ in merged}) != len(merged):
+            raise ValueError(f"to_nir: {name} adds a constant or a value to itself; NIR sums distinct edges only")
+        return merged
+    raise ValueError(f"to_nir: {name} ({node.op} {node.target}) has no NIR equivalent aoi can export")
+
+
+def to_nir(
+    model: nn.Module,
+    input_shape,
+    T: int | None = None,
+    dt: float = DEFAULT_DT,
+    epsilon: float = 0.01,
+    pool: str = "avg",
+) -> nir.NIRGraph:
+    """The NIR graph of an aoi model (eval mode), one timestep of one sample.
+
+    Args:
+        model: an aoi model, [T, N, *input_shape] -> [T, N, K] (digits_snn, fashion_snn, vggsnn,
+            resnet19, `aoi.interop.from_snntorch` and `from_nir` models).
+        input_shape: (C, H, W) of one frame.
+        T: timesteps, for the metadata (default: ``model.T``).
+        dt: the timestep in seconds that the NIR time constants assume (metadata "dt").
+        epsilon: the confidence cutoff's epsilon (exit once max softmax > 1 - epsilon), for the metadata.
+        pool: "avg" (AvgPool2d nodes) or "sum" (SumPool2d, 1/area folded into the next weights).
+    Returns:
+        ``nir.NIRGraph`` with nodes named after the model's modules, an "input" and an "output"
+        node, and metadata dt, T, cutoff_rule, cutoff_epsilon, source.
+    """
+    T = getattr(model, "T", None) if T is None else T
+    if T is None or int(T) < 1:
+        raise ValueError(f"to_nir needs T >= 1 for the graph's metadata (model has no .T): pass T=, got {T!r}")
+    if pool not in POOLS or not dt > 0 or not 0 <= epsilon < 1:
+        raise ValueError(f"to_nir needs pool in {POOLS}, dt > 0 and epsilon in [0, 1); got {pool!r}, {dt}, {epsilon}")
+    if model.training:
+        raise ValueError("to_nir folds batch norm with its running statistics: call model.eval() first")
+    meta = copy.deepcopy(model).to("meta")
+    graph_module = fx.GraphModule(meta, _Tracer().trace(model))
+    ShapeProp(graph_module).propagate(torch.zeros(1, 1, *input_shape, dtype=_dtype(model), device="meta"))
+    exporter = _Exporter(pool, meta)
+    values = {}
+    for node in graph_module.graph.nodes:
+        if node.op == "placeholder":
+            values[node] = exporter.add("input", nir.Input(input_type=np.array(input_shape)), [])
+        elif node.op == "output":
+            shape = tuple(node.args[0].meta["tensor_meta"].shape[2:])
+            exporter.scale_of("output", values[node.args[0]], weighted=False)
+            exporter.add("output", nir.Output(output_type=np.array(shape)), values[node.args[0]])
+        else:
+            values[node] = _export_node(exporter, node, model, values, dt)
+    metadata = {"dt": float(dt), "T": int(T), "cutoff_rule": "confidence", "cutoff_epsilon": float(epsilon)}
+    return nir.NIRGraph(exporter.nodes, exporter.edges, metadata={**metadata, "source": "aoi"})
+
+
+class NIRNetwork(nn.Module):
+    """An aoi model running a feed-forward NIR graph: [T, N, *input_shape] -> [T, N, *output_shape].
+
+    ``layers`` holds the module of every computing node (`TimeFolded` stateless layers, `LIF`,
+    ``nn.Linear`` on [T, N, F]); ``wiring`` lists in topological order (node key, its source
+    keys), "input" being the graph's input; a node's input is the sum of its sources' outputs
+    (NIR's semantics), and the value of "output" is the model's output.
+    """
+
+    def __init__(self, layers: dict[str, nn.Module], wiring: list[tuple[str, list[str]]]):
+        super().__init__()
+        self.layers = nn.ModuleDict(layers)
+        self.wiring = wiring
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        values = {"input": x}
+        for key, sources in self.wiring:
+            total = values[sources[0]]
+            for source in sources[1:]:
+                total = total + values[source]
+            values[key] = self.layers[key](total) if key in self.layers else total
+        return values["output"]
+
+
+def _read_graph(source) -> nir.NIRGraph:
+    if isinstance(source, nir.NIRGraph):
+        return source
+    if not isinstance(source, (str, os.PathLike)):
+        raise TypeError(f"from_nir takes a nir.NIRGraph or the path of a NIR file, got {type(source).__name__}")
+    path = Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such NIR file")
+    try:
+        return nir.read(path)
+    except Exception as error:
+        reason = (str(error).splitlines() or [""])[0]
+        raise ValueError(
+            f"{path} is not a NIR graph file ({type(error).__name__}: {reason}); "
+            "write one with nir.write(path, aoi.nir.to_nir(model, input_shape))"
+        ) from error
+
+
+def _plain(value):
+    """A metadata value as a plain Python value (h5py reads numpy scalars and bytes)."""
+    if isinstance(value, bytes):
+        return value.decode()
+    return value.item() if isinstance(value, (np.generic, np.ndarray)) and np.ndim(value) == 0 else value
+
+
+def _lif_from_node(name: str, node: nir.LIF, dt: float, width: float) -> LIF:
+    def uniform(field: str) -> float:
+        values = np.unique(np.asarray(getattr(node, field), dtype=np.float64))
+        if values.size != 1:
+            raise ValueError(f"from_nir: LIF {name!r} has per-neuron {field}; aoi's LIF has one value per layer")
+        return float(values[0])
+
+    tau, r, leak, reset, threshold = (uniform(f) for f in ("tau", "r", "v_leak", "v_reset", "v_threshold"))
+    if not tau >= dt:
+        raise ValueError(f"from_nir: LIF {name!r} has tau = {tau} < dt = {dt}: forward Euler would be unstable")
+    if abs(r * dt / tau - 1) > RATIO_RTOL or leak != 0 or reset != 0:
+        raise ValueError(
+            f"from_nir: LIF {name!r} is not aoi's hard-reset LIF under forward Euler with dt = {dt}: it needs "
+            f"r = tau / dt, v_leak = 0, v_reset = 0; got r dt / tau = {r * dt / tau}, v_leak = {leak}, "
+            f"v_reset = {reset}"
+        )
+    return LIF(tau=1.0 - dt / tau, threshold=threshold, width=width)
+
+
+def _ints(value) -> tuple[int, int]:
+    return tuple(int(v) for v in np.broadcast_to(np.asarray(value), (2,)))
+
+
+def _layer_from_node(name: str, node: nir.NIRNode, dt: float, width: float, dtype: torch.dtype) -> nn.Module:
+    """The aoi module of one computing NIR node, its weights in ``dtype``."""
+
+    def tensor(array) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(array), dtype=dtype)
+
+    if isinstance(node, nir.Conv2d):
+        weight = tensor(node.weight)
+        padding = node.padding if isinstance(node.padding, str) else _ints(node.padding)
+        groups = int(node.groups)
+        out_channels, in_per_group = weight.shape[:2]
+        shape = dict(kernel_size=tuple(weight.shape[2:]), stride=_ints(node.stride), dilation=_ints(node.dilation))
+        conv = nn.Conv2d(in_per_group * groups, out_channels, padding=padding, groups=groups, **shape)
+        conv.weight.data, conv.bias.data = weight, tensor(node.bias)
+        return TimeFolded(conv)
+    if isinstance(node, (nir.AvgPool2d, nir.SumPool2d)):
+        if any(_ints(node.padding)):
+            raise ValueError(f"from_nir: pool {name!r} has padding {_ints(node.padding)}; aoi imports unpadded pools")
+        divisor = 1 if isinstance(node, nir.SumPool2d) else None
+        return TimeFolded(nn.AvgPool2d(_ints(node.kernel_size), _ints(node.stride), divisor_override=divisor))
+    if isinstance(node, nir.Flatten):
+        start, end = int(node.start_dim), int(node.end_dim)
+        return TimeFolded(nn.Flatten(start + 1 if start >= 0 else start, end + 1 if end >= 0 else end))
+    if isinstance(node, (nir.Affine, nir.Linear)):
+        weight = tensor(node.weight)
+        linear = nn.Linear(weight.shape[1], weight.shape[0], bias=isinstance(node, nir.Affine))
+        linear.weight.data = weight
+        if linear.bias is not None:
+            linear.bias.data = tensor(node.bias)
+        return linear
+    if isinstance(node, nir.LIF):
+        return _lif_from_node(name, node, dt, width)
+    raise ValueError(
+        f"from_nir: node {name!r} is nir.{type(node).__name__}, which aoi cannot run exactly; aoi imports "
+        "Conv2d, AvgPool2d, SumPool2d, Flatten, Affine, Linear and LIF nodes"
+    )
+
+
+def _wiring(graph: nir.NIRGraph) -> tuple[str, str, list[tuple[str, list[str]]]]:
+    """(input node name, output node name, [(name, its sources)] in topological order)."""
+    inputs = [name for name, node in graph.nodes.items() if isinstance(node, nir.Input)]
+    outputs = [name for name, node in graph.nodes.items() if isinstance(node, nir.Output)]
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise ValueError(f"from_nir needs one Input and one Output node, got inputs {inputs} and outputs {outputs}")
+    sources = {name: [] for name in graph.nodes}
+    for source, target in graph.edges:
+        if source not in sources or target not in sources:
+            raise ValueError(f"from_nir: edge ({source!r}, {target!r}) names a node the graph does not have")
+        sources[target].append(source)
+    try:
+        order = list(graphlib.TopologicalSorter({name: set(s) for name, s in sources.items()}).static_order())
+    except graphlib.CycleError as error:
+        raise ValueError(
+            f"from_nir: the graph is recurrent (cycle {error.args[1]}); aoi imports feed-forward graphs"
+        ) from None
+    return inputs[0], outputs[0], [(name, sources[name]) for name in order if name != inputs[0]]
+
+
+def from_nir(
+    graph_or_path, dt: float | None = None, width: float = 1.0, dtype: torch.dtype = torch.float32
+) -> NIRNetwork:
+    """The aoi model of a NIR graph (or NIR file): [T, N, *input_shape] -> [T, N, K].
+
+    Args:
+        graph_or_path: a ``nir.NIRGraph`` or the path of a file written by ``nir.write``.
+        dt: the timestep in seconds; default: the graph's metadata "dt" (`to_nir` writes it).
+        width: width of the LIFs' triangle surrogate gradient (training only).
+        dtype: of the weights (the graph's arrays are cast to it).
+    Returns:
+        `NIRNetwork`, in eval mode, with ``metadata`` (the graph's, as plain values), ``T`` (the
+        metadata's, or None) and ``input_shape``; the cutoff's epsilon is
+        ``model.metadata["cutoff_epsilon"]`` for graphs written by `to_nir`.
+    """
+    graph = _read_graph(graph_or_path)
+    if not graph.nodes:
+        raise ValueError("from_nir: the NIR graph has no nodes")
+    metadata = {key: _plain(value) for key, value in (graph.metadata or {}).items()}
+    dt = metadata.get("dt") if dt is None else dt
+    if dt is None or not float(dt) > 0:
+        raise ValueError(
+            f"from_nir: the graph's metadata has no dt (got {dt!r}): pass dt=, the timestep in seconds its time "
+            "constants assume (snnTorch's and SpikingJelly's exporters use 1e-4)"
+        )
+    input_name, output_name, wiring = _wiring(graph)
+    keys = {input_name: "input", output_name: "output"}
+    for name, _ in wiring:
+        keys.setdefault(name, name.replace(".", "_"))
+    if len(set(keys.values())) != len(keys):
+        raise ValueError(f"from_nir: node names collide once '.' becomes '_': {sorted(graph.nodes)}")
+    layers = {
+        keys[name]: _layer_from_node(name, graph.nodes[name], float(dt), width, dtype)
+        for name, _ in wiring
+        if name != output_name
+    }
+    model = NIRNetwork(layers, [(keys[name], [keys[s] for s in sources]) for name, sources in wiring]).eval()
+    model.metadata = metadata
+    model.T = int(metadata["T"]) if "T" in metadata else None
+    model.input_shape = tuple(int(s) for s in graph.nodes[input_name].input_type["input"])
+    return model
