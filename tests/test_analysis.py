@@ -13,18 +13,9 @@ from aoi.config import TrainConfig
 from aoi.cutoff import confidence_cutoff
 from aoi.neurons import LIF
 
-PARAMS = {
-    "dataset": "digits",
-    "model": "digits_snn",
-    "T": 3,
-    "method": "str",
-    "alpha": 0.1,
-    "seed": 1,
-    "epochs": 1,
-    "batch_size": 2,
-    "lr": 0.1,
-    "device": "cpu",
-}
+# the run analysed: digits, T=3, STR(0.1), seed 1 (the run name is checked below)
+PARAMS = dict(dataset="digits", model="digits_snn", T=3, method="str", alpha=0.1, seed=1, epochs=1, batch_size=2)
+PARAMS.update(lr=0.1, device="cpu")
 
 
 class LinearOnFrames(nn.Module):

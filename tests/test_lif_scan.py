@@ -2,35 +2,15 @@
 
 import pytest
 import torch
+from lif_reference import lif_loop
 
 from aoi import lif_scan
 
 
-class Spike(torch.autograd.Function):
-    """H(v) with the triangle surrogate max(0, g - |v|) / g^2."""
-
-    @staticmethod
-    def forward(ctx, v, width):
-        ctx.save_for_backward(v)
-        ctx.width = width
-        return (v > 0).to(v.dtype)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (v,) = ctx.saved_tensors
-        return grad * (ctx.width - v.abs()).clamp(min=0) / ctx.width**2, None
-
-
 def reference(x, m0, tau, theta, width, detach_reset):
-    """The LIF written out step by step in float64: spikes, soft spikes, last membrane."""
-    m, spikes, soft = m0, [], []
-    for t in range(x.shape[0]):
-        u = tau * m + x[t]
-        s = Spike.apply(u - theta, width)
-        m = u * (1 - (s.detach() if detach_reset else s))
-        spikes.append(s)
-        soft.append(s + torch.relu(m / theta))
-    return torch.stack(spikes), torch.stack(soft), m
+    """Spikes, soft spikes and the last membrane of `lif_loop`."""
+    _, spikes, soft, last = lif_loop(x, m0, tau, theta, width, detach_reset)
+    return spikes, soft, last
 
 
 def inputs(seed, shape=(7, 3, 4, 5)):

@@ -7,25 +7,12 @@ import torch
 
 pytest.importorskip("triton")
 
+from lif_reference import lif_loop
+
 from aoi import lif_triton
 
 TAU, THETA, WIDTH = 0.7, 0.9, 0.8  # not the defaults, so that none of them can be silently assumed
 SHAPE = (2, 550)  # M = 1100: one full block of 1024 and a partial one
-
-
-class Spike(torch.autograd.Function):
-    """H(v), v = u - theta, with the triangle surrogate max(width - |v|, 0) / width^2."""
-
-    @staticmethod
-    def forward(ctx, v, width):
-        ctx.save_for_backward(v)
-        ctx.width = width
-        return (v > 0).to(v.dtype)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (v,) = ctx.saved_tensors
-        return grad * (ctx.width - v.abs()).clamp(min=0) / ctx.width**2, None
 
 
 def reference(x, m0, tau, theta, width, detach_reset, w_s, w_r=None):
@@ -33,15 +20,7 @@ def reference(x, m0, tau, theta, width, detach_reset, w_s, w_r=None):
     (The loss leaves out m_T: the scan's contract has no gradient for it; `lif_multistep` returns it without.)"""
     x = x.double().requires_grad_()
     m0 = m0.double().requires_grad_()
-    m, us, ss, rs = m0, [], [], []
-    for t in range(x.shape[0]):
-        u = tau * m + x[t]
-        s = Spike.apply(u - theta, width)
-        m = u * (1 - s.detach()) if detach_reset else u * (1 - s)
-        us.append(u)
-        ss.append(s)
-        rs.append(s + torch.relu(m / theta))
-    u, s, r = torch.stack(us), torch.stack(ss), torch.stack(rs)
+    u, s, r, m = lif_loop(x, m0, tau, theta, width, detach_reset)
     loss = (w_s.double() * s).sum() + (0 if w_r is None else (w_r.double() * r).sum())
     grad_x, grad_m0 = torch.autograd.grad(loss, (x, m0))
     return u.detach(), s.detach(), r.detach(), m.detach(), grad_x, grad_m0
