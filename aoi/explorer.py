@@ -11,6 +11,7 @@ where widgets cannot be used (nbval, papermill, no ipywidgets), as a static figu
 from __future__ import annotations
 
 import base64
+import io
 
 import pandas as pd
 from matplotlib.figure import Figure
@@ -73,11 +74,18 @@ def epsilon_figure(run: dict, epsilon: float) -> Figure:
     return fig
 
 
+def png(fig: Figure) -> bytes:
+    """``fig`` as PNG bytes (shown by any frontend, matplotlib's inline backend active or not)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight", metadata={"Software": None})
+    return buffer.getvalue()
+
+
 def explorer(runs: list[dict], run_name: str | None = None, epsilon: float | None = None):
     """An ipywidgets box: a run menu and an epsilon slider over the run's curve that redraw
     `epsilon_figure` live. Defaults: the first run, its stated epsilon."""
     import ipywidgets as widgets
-    from IPython.display import clear_output, display
+    from IPython.display import Image, clear_output, display
 
     by_name = {run["run_name"]: run for run in runs}
     first = by_name[run_name or runs[0]["run_name"]]
@@ -91,7 +99,7 @@ def explorer(runs: list[dict], run_name: str | None = None, epsilon: float | Non
     def redraw(_=None) -> None:
         with output:
             clear_output(wait=True)
-            display(epsilon_figure(by_name[menu.value], slider.value))
+            display(Image(png(epsilon_figure(by_name[menu.value], slider.value))))
 
     menu.observe(redraw, names="value")
     slider.observe(redraw, names="value")
@@ -107,8 +115,7 @@ def show(runs: list[dict], run_name: str | None = None, epsilon: float | None = 
     `epsilon_figure` as a PNG, which is what a notebook viewer without widgets (nbconvert,
     GitHub, a papermill record with the widget state stripped) shows. Otherwise the static figure.
     """
-    from IPython.core.pylabtools import print_figure
-    from IPython.display import display
+    from IPython.display import Image, display
 
     by_name = {run["run_name"]: run for run in runs}
     if run_name is not None and run_name not in by_name:
@@ -126,8 +133,8 @@ def show(runs: list[dict], run_name: str | None = None, epsilon: float | None = 
         box = None
         print("ipywidgets is not installed (pip install -e . installs it): a static figure instead")
     if box is None:
-        display(static)
+        display(Image(png(static)))
         return
-    png = base64.b64encode(print_figure(static, "png")).decode("ascii")
-    bundle = {**box._repr_mimebundle_(), "image/png": png, "text/plain": "epsilon explorer (ipywidgets)"}
+    image = base64.b64encode(png(static)).decode("ascii")
+    bundle = {**box._repr_mimebundle_(), "image/png": image, "text/plain": "epsilon explorer (ipywidgets)"}
     display(bundle, raw=True)

@@ -1,6 +1,7 @@
 """The epsilon explorer: the readout and the three panels at a chosen epsilon, live and static."""
 
 import pytest
+from matplotlib.figure import Figure
 
 from aoi import explorer
 
@@ -45,7 +46,11 @@ def test_without_energy_per_epsilon_the_panel_says_so_and_gives_the_stated_one()
 
 def test_the_widget_redraws_when_the_slider_or_the_run_changes(monkeypatch):
     drawn = []
-    monkeypatch.setattr(explorer, "epsilon_figure", lambda run, epsilon: drawn.append((run["run_name"], epsilon)))
+    def draw(run, epsilon):
+        drawn.append((run["run_name"], epsilon))
+        return Figure(figsize=(1, 1))
+
+    monkeypatch.setattr(explorer, "epsilon_figure", draw)
     box = explorer.explorer([RUN, {**RUN, "run_name": "digits/T4-tet-s1"}], epsilon=0.1)
     menu, slider = box.children[0].children
     assert menu.options == ("digits/T4-tet-s0", "digits/T4-tet-s1")
