@@ -46,6 +46,7 @@ def test_without_energy_per_epsilon_the_panel_says_so_and_gives_the_stated_one()
 
 def test_the_widget_redraws_when_the_slider_or_the_run_changes(monkeypatch):
     drawn = []
+
     def draw(run, epsilon):
         drawn.append((run["run_name"], epsilon))
         return Figure(figsize=(1, 1))

@@ -75,8 +75,8 @@ def test_reproduce_passes_the_whole_run_to_both_compute_notebooks(tmp_path):
 def test_under_pytest_the_compute_notebooks_run_the_smoke_profile(monkeypatch):
     monkeypatch.setattr(notebook, "set_threads", lambda threads: None)
     assert notebook.under_test()
-    assert notebook.compute_run("default").name == run_grid(load_profile("smoke"))[0]["dataset"] + "/T4-tet-s0"
-    assert notebook.compute_run("default").run_dir.parts[-3] == "smoke"
+    run = notebook.compute_run("default")
+    assert run.config == run_grid(load_profile("smoke"))[0] and run.run_dir.parts[-3] == "smoke"
     monkeypatch.delenv("PYTEST_CURRENT_TEST")
     assert notebook.compute_run("default").run_dir.parts[-3] == "default"
 
