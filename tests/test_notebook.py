@@ -100,3 +100,13 @@ def test_comparison_with_the_committed_run_names_weights_and_threads(tmp_path):
     text = notebook.compare_with_committed(same, tmp_path)
     assert text.startswith("other final weights") and "torch threads: here 1, committed not recorded" in text
     assert "no committed results" in notebook.compare_with_committed({**same, "run_name": "x/y"}, tmp_path)
+
+
+def test_papermill_with_a_parameter_the_notebook_does_not_declare_fails_naming_it(tmp_path):
+    import papermill
+
+    source = layout.REPO_ROOT / "notebooks" / "02_analyse.ipynb"
+    with pytest.raises(papermill.PapermillExecutionError, match="unknown notebook parameter run_dirr: this notebook"):
+        papermill.execute_notebook(
+            str(source), str(tmp_path / "out.ipynb"), parameters={"run_dirr": "x"}, progress_bar=False
+        )
