@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # aoi: the one entry point.
 #   ./reproduce.sh                 run the study on the default profile (embedded data, 2 CPU cores)
-#   ./reproduce.sh test            run the whole test suite (unit tests + notebooks on the smoke profile)
+#   ./reproduce.sh test            run the whole test suite (unit tests, notebooks under nbval, JupyterLab in Chromium)
 #   ./reproduce.sh --help          list the options
 # Both create .venv on first use (python3 -m venv; pip install -e ".[test,nir]") and reuse it after.
 set -euo pipefail
@@ -11,7 +11,9 @@ usage() {
   cat <<'USAGE'
 usage: ./reproduce.sh [test [PYTEST_ARGS...]] | [--profile NAME] [--jobs N] [--force] [--only PATTERN]
 
-  test                 lint (ruff), then the unit tests and the notebooks (pytest --nbval-lax, smoke profile)
+  test                 lint (ruff), then the tests: unit tests, `pytest --nbval-lax notebooks` on a fresh copy
+                       (compute notebooks on the smoke profile), the presentation notebooks in JupyterLab
+                       in headless Chromium (skipped without Debian's chromium and chromium-driver)
   --profile NAME       smoke | default | fashion | paper   (default: default)
   --jobs N             run N independent runs in parallel (default: the profile's jobs; default profile: 2)
   --force              rerun runs that are already finished

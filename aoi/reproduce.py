@@ -1,15 +1,23 @@
 """The grid runner behind ``./reproduce.sh``: every run of a profile, then its figures and tables.
 
-Each run executes ``notebooks/train.ipynb`` then ``notebooks/evaluate.ipynb`` with papermill,
-keeping the executed copies in the run directory as its record (``runs/<profile>/<run_name>/``).
-Training runs ``--jobs`` at a time; the evaluations then run one at a time with every core, so
-the wall-clock timings of streaming inference are taken on an otherwise idle machine.
-A run is skipped when it is finished with unchanged parameters (`aoi.layout.is_finished`); a
-run whose parameters changed, or every run with ``--force``, starts again from scratch; an
-interrupted run resumes from its checkpoint. Then the presentation notebooks (figure, tables,
-stf) are executed: in place in ``notebooks/`` for the default profile (their committed outputs
-are the default results, which CI checks), into ``results/<profile>/notebooks/`` otherwise.
-A failed run is reported with its executed notebook; the others go on; the exit status is 1.
+Each run executes ``notebooks/01_train.ipynb`` then ``notebooks/02_analyse.ipynb`` with
+papermill, passing the run's full specification as parameters (`aoi.runspec`: the TrainConfig
+values, the analysis settings, its folders and the profile's torch thread count) and keeping the
+executed copies in the run directory as its record (``runs/<profile>/<run_name>/``). Training
+runs ``--jobs`` at a time; the analyses then run one at a time, so the wall-clock timings of
+streaming inference are taken on an otherwise idle machine (a profile that times nothing,
+``analysis: {timing_samples: 0}``, analyses each run right after its training instead). A run
+is skipped when it is finished with unchanged parameters (`aoi.layout.is_finished`); a run whose
+parameters changed, or every run with ``--force``, starts again from scratch; an interrupted run
+resumes from its checkpoint.
+Then the profile's presentation notebooks (its ``presentation`` list, default figure, tables,
+stf, explorer) are executed: in place in ``notebooks/`` when the profile is the one a notebook
+shows by default and the results are the repository's (their committed outputs are those
+results, which CI checks), into ``results/<profile>/notebooks/`` otherwise.
+
+Only committed notebooks are executed: one whose code differs from git's HEAD (edited in
+JupyterLab, say) stops the study before anything runs, naming it and what to do. A failed run
+is reported with its executed notebook; the others go on; the exit status is 1.
 """
 
 from __future__ import annotations
@@ -17,12 +25,14 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import fnmatch
-import os
+import json
 import shutil
+import subprocess
 import sys
 import time
 import warnings
 from dataclasses import dataclass
+from itertools import zip_longest
 from pathlib import Path
 
 from aoi.files import atomic_path, read_json
@@ -37,11 +47,22 @@ from aoi.layout import (
     run_results_dir,
     runs_root,
 )
+from aoi.notebook import declared_parameters
 from aoi.profiles import load_profile, profile_names, run_grid
+from aoi.runspec import notebook_parameters
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
-COMPUTE_NOTEBOOKS = ("train", "evaluate")
-PRESENTATION_NOTEBOOKS = ("figure", "tables", "stf")
+TRAIN, ANALYSE = "01_train", "02_analyse"
+PRESENTATION = {  # a profile's ``presentation`` names -> notebook
+    "figure": "03_figure",
+    "tables": "04_tables",
+    "stf": "05_stf",
+    "explorer": "06_explorer",
+    "sweep": "07_sweep",
+    "capacity": "08_capacity",
+}
+DEFAULT_PRESENTATION = ("figure", "tables", "stf", "explorer")
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
 @dataclass(frozen=True)
@@ -79,13 +100,70 @@ def plan(profile: dict, runs: Path, results: Path, force: bool = False, only: st
     return planned
 
 
+def presentation_notebooks(profile: dict) -> list[str]:
+    """The presentation notebooks of ``profile`` (stems), from its ``presentation`` list."""
+    names = profile.get("presentation", DEFAULT_PRESENTATION)
+    unknown = [name for name in names if name not in PRESENTATION]
+    if unknown:
+        raise ValueError(f"profile {profile['name']!r}: unknown presentation {unknown}; use {', '.join(PRESENTATION)}")
+    return [PRESENTATION[name] for name in names]
+
+
+def presentation_outputs(profile: str, results: Path, stems) -> dict[str, Path]:
+    """Where each presentation notebook's executed copy goes: in place when ``profile`` is the one
+    the notebook shows by default and ``results`` is the repository's, else ``results/<profile>/notebooks/``."""
+    repository = Path(results).resolve() == (REPO_ROOT / "results").resolve()
+    outputs = {}
+    for stem in stems:
+        own = declared_parameters(NOTEBOOK_DIR / f"{stem}.ipynb").get("profile") == profile
+        folder = NOTEBOOK_DIR if own and repository else profile_results_dir(profile, results) / "notebooks"
+        outputs[stem] = folder / f"{stem}.ipynb"
+    return outputs
+
+
+def code_changes(notebook: Path, root: Path = REPO_ROOT) -> str | None:
+    """What ``notebook`` runs that its committed version does not (its code cells or parameters
+    tag differ from HEAD of the git repository ``root``), as an error line; None when they agree
+    or there is no git repository to ask."""
+    relative = notebook.resolve().relative_to(root.resolve()).as_posix()
+    try:
+        run = {"cwd": root, "capture_output": True, "text": True, "timeout": 30}
+        committed = subprocess.run(["git", "show", f"HEAD:{relative}"], **run)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    fix = f"commit it (git commit {relative}) or discard the edit (git checkout -- {relative}), then rerun"
+    if committed.returncode != 0:
+        return None if "not a git repository" in committed.stderr else f"{relative} is not committed: {fix}"
+    ours, theirs = (_code_cells(json.loads(text)) for text in (notebook.read_text(encoding="utf-8"), committed.stdout))
+    cells = [str(i) for i, (a, b) in enumerate(zip_longest(ours, theirs), 1) if a != b]
+    if not cells:
+        return None
+    return (
+        f"{relative} differs from its committed version in code cell {', '.join(cells)} (edited in JupyterLab?); "
+        f"./reproduce.sh executes committed notebooks only: {fix}"
+    )
+
+
+def _code_cells(notebook: dict) -> list[tuple[str, bool]]:
+    """(source, tagged "parameters") of each code cell: what papermill executes."""
+    return [
+        ("".join(cell["source"]), "parameters" in cell.get("metadata", {}).get("tags", []))
+        for cell in notebook["cells"]
+        if cell["cell_type"] == "code"
+    ]
+
+
 def execute_notebook(notebook: Path, output: Path, parameters: dict) -> None:
     """Execute ``notebook`` with papermill into ``output`` (atomically; on a cell error the executed
-    notebook with its traceback is still written, then the error is raised). The kernel runs in
-    the repository root, where ``./reproduce.sh`` runs."""
+    notebook with its traceback is still written, then the error is raised), widgets stripped
+    (`strip_widgets`). ``parameters`` must be declared by the notebook. The kernel runs in the
+    repository root, where ./reproduce.sh runs."""
     import nbformat
     import papermill
 
+    unknown = sorted(set(parameters) - set(declared_parameters(notebook)))
+    if unknown:
+        raise ValueError(f"{notebook.name} takes no parameter {', '.join(unknown)}")
     failure = None
     with atomic_path(output) as tmp, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The specified file .* does not end in", category=UserWarning)
@@ -97,56 +175,105 @@ def execute_notebook(notebook: Path, output: Path, parameters: dict) -> None:
                 kernel_name="python3",
                 progress_bar=False,
                 cwd=str(REPO_ROOT),
-            )  # ./data is the repo's
+            )
         except papermill.PapermillExecutionError as error:
             failure = error
-        record = nbformat.read(tmp, as_version=4)
+        record = strip_widgets(nbformat.read(tmp, as_version=4))
         record.metadata.papermill["output_path"] = str(output)  # not the temporary name
         nbformat.write(record, tmp)
     if failure is not None:
         raise failure
 
 
-def execute_run(
-    run: Run, profile: str, runs: Path, results: Path, notebooks: tuple[str, ...] = COMPUTE_NOTEBOOKS
-) -> tuple[str, str, float]:
-    """Execute one run's ``notebooks`` (train, evaluate). Returns (name, "" or the failure message
-    naming the executed notebook, seconds)."""
+def strip_widgets(notebook):
+    """``notebook`` (nbformat) without widget views and widget state: their model ids are random
+    and no kernel serves them later; the outputs' other forms (PNG, text) stay."""
+    notebook.metadata.pop("widgets", None)
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            output.get("data", {}).pop(WIDGET_VIEW, None)
+    return notebook
+
+
+def execute_run(run: Run, stem: str, parameters: dict) -> tuple[str, str, float]:
+    """Execute one compute notebook of ``run`` into its run folder. Returns (name, "" or the
+    failure message naming the executed notebook, seconds)."""
     start = time.perf_counter()
-    if "train" in notebooks and run.status in ("forced", "changed") and run.run_dir.exists():
+    if stem == TRAIN and run.status in ("forced", "changed") and run.run_dir.exists():
         shutil.rmtree(run.run_dir)
-    parameters = {
-        "profile": profile,
-        "dataset": run.params["dataset"],
-        "method": run.params["method"],
-        "alpha": run.params["alpha"] if run.params["method"] == "str" else None,
-        "seed": run.params["seed"],
-        "T": run.params["T"],
-        "runs_root": str(runs),
-        "results_root": str(results),
-    }
-    for name in notebooks:
-        output = run.run_dir / f"{name}.ipynb"
-        try:
-            execute_notebook(NOTEBOOK_DIR / f"{name}.ipynb", output, parameters)
-        except Exception as error:
-            last_line = (str(error).strip().splitlines() or [""])[-1]
-            return run.name, f"{type(error).__name__} in {output}: {last_line}", time.perf_counter() - start
+    output = run.run_dir / f"{stem}.ipynb"
+    try:
+        execute_notebook(NOTEBOOK_DIR / f"{stem}.ipynb", output, parameters)
+    except Exception as error:
+        last_line = (str(error).strip().splitlines() or [""])[-1]
+        return run.name, f"{type(error).__name__} in {output}: {last_line}", time.perf_counter() - start
     return run.name, "", time.perf_counter() - start
 
 
-def presentation_outputs(profile: str, results: Path) -> dict[str, Path]:
-    """Where each presentation notebook's executed copy goes: in place for the default profile
-    on the repository's results, else ``results/<profile>/notebooks/``."""
-    in_place = profile == "default" and results.resolve() == (REPO_ROOT / "results").resolve()
-    folder = NOTEBOOK_DIR if in_place else profile_results_dir(profile, results) / "notebooks"
-    return {name: folder / f"{name}.ipynb" for name in PRESENTATION_NOTEBOOKS}
+class Progress:
+    """Prints one line per finished step and collects the failures."""
+
+    def __init__(self, total: int):
+        self.total, self.failures = total, []
+
+    def report(self, stage: str, index: int, outcome: tuple[str, str, float]) -> bool:
+        name, failure, seconds = outcome
+        status = f"FAILED in {seconds:6.1f} s: {failure}" if failure else f"done in {seconds:6.1f} s"
+        print(f"  {stage:<16} [{index}/{self.total}] {name:<40} {status}", flush=True)
+        if failure:
+            self.failures.append(failure)
+        return not failure
 
 
-def _set_threads(threads: int) -> None:
-    """Worker initialiser: the kernels it starts use ``threads`` CPU threads."""
-    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[variable] = str(threads)
+def execute_stages(run: Run, stems: tuple[str, ...], parameters: dict) -> tuple[str, str, float]:
+    """`execute_run` of each of ``stems`` in turn, stopping at the first failure; total seconds."""
+    seconds = 0.0
+    for stem in stems:
+        name, failure, spent = execute_run(run, stem, parameters[stem])
+        seconds += spent
+        if failure:
+            break
+    return name, failure, seconds
+
+
+def train_and_analyse(
+    todo: list[Run], parameters: dict[str, dict], jobs: int, progress: Progress, timed: bool = True
+) -> None:
+    """Train ``todo`` (``jobs`` at a time), then analyse the trained runs one at a time when the
+    analysis measures wall-clock time (``timed``: an otherwise idle machine), else right after
+    each run's training, in the same worker. ``parameters``: run name -> {notebook stem: papermill parameters}."""
+    stages = (TRAIN,) if timed else (TRAIN, ANALYSE)
+    done = []
+    if jobs == 1 or len(todo) <= 1:
+        for index, run in enumerate(todo, 1):
+            if progress.report("/".join(stages), index, execute_stages(run, stages, parameters[run.name])):
+                done.append(run)
+    else:
+        with concurrent.futures.ProcessPoolExecutor(jobs) as pool:
+            futures = {pool.submit(execute_stages, run, stages, parameters[run.name]): run for run in todo}
+            for index, future in enumerate(concurrent.futures.as_completed(futures), 1):
+                if progress.report("/".join(stages), index, future.result()):
+                    done.append(futures[future])
+    if timed:
+        for index, run in enumerate(sorted(done, key=todo.index), 1):  # one at a time: clean timings
+            progress.report("analyse", index, execute_run(run, ANALYSE, parameters[run.name][ANALYSE]))
+
+
+def present(profile: dict, profile_arg: str, results: Path, progress: Progress) -> None:
+    """Execute the profile's presentation notebooks (see the module docstring for where)."""
+    stems = presentation_notebooks(profile)
+    for stem, output in presentation_outputs(profile["name"], results, stems).items():
+        begin = time.perf_counter()
+        # in place: the notebook's own defaults (no injected cell in the committed notebook)
+        in_place = output.parent == NOTEBOOK_DIR
+        folder = str(profile_results_dir(profile["name"], results))
+        parameters = {} if in_place else {"profile": profile_arg, "results_dir": folder}
+        try:
+            execute_notebook(NOTEBOOK_DIR / f"{stem}.ipynb", output, parameters)
+            print(f"  {stem}.ipynb -> {output} in {time.perf_counter() - begin:.1f} s", flush=True)
+        except Exception as error:
+            progress.failures.append(f"{type(error).__name__} in {output}")
+            print(f"  {stem}.ipynb FAILED: see {output}", flush=True)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -167,88 +294,49 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.jobs is not None and args.jobs < 1:
         parser.error("--jobs must be at least 1")
+    if args.profile.endswith((".yaml", ".yml")):
+        args.profile = str(Path(args.profile).resolve())  # as the notebooks' kernels will see it
     return args
 
 
+def fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the grid and rebuild the presentation; 0 when every run and notebook succeeded, else 1."""
+    """Run the grid and rebuild the presentation; 0 when every run and notebook succeeded, 1 when
+    one failed, 2 when nothing could start."""
     args = parse_args(argv)
     try:
         profile = load_profile(args.profile)
+        stems = presentation_notebooks(profile)
     except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    if args.profile.endswith((".yaml", ".yml")):
-        args.profile = str(Path(args.profile).resolve())  # as the notebooks' kernels will see it
+        return fail(str(error))
     runs, results = runs_root(args.runs).resolve(), results_root(args.results).resolve()
     planned = plan(profile, runs, results, args.force, args.only)
     if not planned:
-        print(f"error: no run of profile {profile['name']!r} matches --only {args.only!r}", file=sys.stderr)
-        return 2
+        return fail(f"no run of profile {profile['name']!r} matches --only {args.only!r}")
     todo = [run for run in planned if run.status != "finished"]
-    print(
-        f"[aoi] profile {profile['name']}: {len(planned)} runs, {len(todo)} to run; runs in {runs}, "
-        f"results in {results}",
-        flush=True,
-    )
-    if args.dry_run:
-        for run in planned:
-            print(f"  {run.name:<40} {run.status}")
-        return 0
+    counts = f"{len(planned)} runs, {len(todo)} to run"
+    print(f"[aoi] profile {profile['name']}: {counts}; runs in {runs}, results in {results}", flush=True)
     for run in planned:
-        if run.status == "finished":
-            print(f"  {run.name:<40} finished (skipped)", flush=True)
-
-    jobs = args.jobs or int(profile.get("jobs", 1))
-    failures = []  # one line per failed run or notebook
-    start = time.perf_counter()
-
-    def report(stage: str, index: int, outcome: tuple[str, str, float]) -> bool:
-        name, failure, seconds = outcome
         print(
-            f"  {stage} [{index}/{len(todo)}] {name:<40} {'FAILED' if failure else 'done'} in {seconds:6.1f} s"
-            + (f": {failure}" if failure else ""),
-            flush=True,
+            f"  {run.name:<40} {run.status}" + (" (skipped)" if run.status == "finished" and not args.dry_run else "")
         )
-        if failure:
-            failures.append(failure)
-        return not failure
-
-    trained = []
-    if jobs == 1 or len(todo) <= 1:
-        for index, run in enumerate(todo, 1):
-            if report("train", index, execute_run(run, args.profile, runs, results, ("train",))):
-                trained.append(run)
-    else:
-        threads = max(1, (os.cpu_count() or 1) // jobs)
-        with concurrent.futures.ProcessPoolExecutor(jobs, initializer=_set_threads, initargs=(threads,)) as pool:
-            futures = {pool.submit(execute_run, run, args.profile, runs, results, ("train",)): run for run in todo}
-            for index, future in enumerate(concurrent.futures.as_completed(futures), 1):
-                if report("train", index, future.result()):
-                    trained.append(futures[future])
-    for index, run in enumerate(sorted(trained, key=todo.index), 1):  # one at a time: clean timings
-        report("evaluate", index, execute_run(run, args.profile, runs, results, ("evaluate",)))
-
-    for name, output in presentation_outputs(profile["name"], results).items():
-        begin = time.perf_counter()
-        parameters = {"profile": args.profile, "results_root": str(results)}
-        if output.parent == NOTEBOOK_DIR:  # in place: the notebooks' own defaults, which CI checks
-            parameters = {}
-            for variable in ("AOI_PROFILE", "AOI_RESULTS"):  # the kernel inherits this environment
-                os.environ.pop(variable, None)
-        try:
-            execute_notebook(NOTEBOOK_DIR / f"{name}.ipynb", output, parameters)
-            print(f"  {name}.ipynb -> {output} in {time.perf_counter() - begin:.1f} s", flush=True)
-        except Exception as error:
-            failures.append(f"{type(error).__name__} in {output}")
-            print(f"  {name}.ipynb FAILED: see {output}", flush=True)
-
-    print(
-        f"[aoi] {len(todo)} runs and the presentation in {time.perf_counter() - start:.0f} s; "
-        f"figures and tables in {profile_results_dir(profile['name'], results)}",
-        flush=True,
-    )
-    if failures:
-        print(f"[aoi] {len(failures)} failed:", *failures, sep="\n  ", file=sys.stderr)
+    if args.dry_run:
+        return 0
+    edited = [code_changes(NOTEBOOK_DIR / f"{stem}.ipynb") for stem in [TRAIN, ANALYSE, *stems]]
+    if any(edited):
+        return fail("\n  ".join(["nothing was run:", *filter(None, edited)]))
+    parameters = {r.name: notebook_parameters(args.profile, profile, r.params, r.run_dir, r.results_dir) for r in todo}
+    progress, start = Progress(len(todo)), time.perf_counter()
+    timed = bool(profile.get("analysis", {}).get("timing_samples", 1))
+    train_and_analyse(todo, parameters, args.jobs or int(profile.get("jobs", 1)), progress, timed)
+    present(profile, args.profile, results, progress)
+    seconds, where = time.perf_counter() - start, profile_results_dir(profile["name"], results)
+    print(f"[aoi] {len(todo)} runs and the presentation in {seconds:.0f} s; figures and tables in {where}", flush=True)
+    if progress.failures:
+        print(f"[aoi] {len(progress.failures)} failed:", *progress.failures, sep="\n  ", file=sys.stderr)
         return 1
     return 0

@@ -1,5 +1,5 @@
-"""The results files read back for presentation: every run's metrics.json as tidy frames, and
-the paper's own numbers.
+"""The results files read back for presentation: every run's metrics.json as tidy frames, the
+paper's own numbers, and a profile's whole study (`load_study`) as the notebooks use it.
 
 Frames have one row per run (and per step / epsilon / rule / layer), with the columns that
 identify a run: dataset, T, method, alpha (None for TET), label (`aoi.methods.method_label`),
@@ -10,22 +10,22 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from aoi.files import read_json
-from aoi.layout import PAPER_DIR, profile_results_dir
+from aoi.layout import PAPER_DIR, REPO_ROOT, profile_results_dir
 from aoi.methods import method_label
+from aoi.profiles import load_profile
 
 
-def load_runs(profile: str, root=None) -> list[dict]:
-    """Every run's metrics.json under ``results/<profile>/runs``, sorted by run name."""
-    directory = profile_results_dir(profile, root) / "runs"
-    runs = [read_json(path) for path in sorted(directory.rglob("metrics.json"))]
-    if not runs:
-        raise FileNotFoundError(f"no metrics.json under {directory}: run ./reproduce.sh --profile {profile} first")
-    return sorted(runs, key=lambda run: run["run_name"])
+def load_runs(directory: str | os.PathLike) -> list[dict]:
+    """Every run's metrics.json under ``directory/runs`` (a profile's results folder), sorted by
+    run name; empty when there is none."""
+    paths = sorted((Path(directory) / "runs").rglob("metrics.json"))
+    return sorted((read_json(path) for path in paths), key=lambda run: run["run_name"])
 
 
 def run_columns(run: dict) -> dict:
@@ -96,3 +96,74 @@ def profile_datasets_frame(profile: dict) -> pd.DataFrame:
         ],
         columns=["dataset", "paper_dataset"],
     )
+
+
+def paper_alphas(reported: pd.DataFrame, references: pd.DataFrame) -> dict[str, list[float]]:
+    """dataset -> the STR alphas of the paper's legend for the paper datasets it stands for."""
+    alphas = reported.loc[reported["method"] == "str", ["dataset", "alpha"]].drop_duplicates()
+    merged = references.merge(alphas, left_on="paper_dataset", right_on="dataset", suffixes=("", "_paper"))
+    return {name: sorted(set(group["alpha"].astype(float))) for name, group in merged.groupby("dataset", sort=False)}
+
+
+@dataclass
+class Study:
+    """A profile's results as the presentation notebooks read them.
+
+    ``profile`` is the loaded profile (None when it has no results yet), ``runs`` every run's
+    metrics.json, ``directory`` its results folder (where figures and tables are written).
+    """
+
+    name: str
+    profile: dict | None
+    runs: list[dict]
+    directory: Path
+
+    def frame(self, key: str) -> pd.DataFrame:
+        """`records_frame` of ``key`` (accuracy_per_step, curve, rules, cosine_similarity, stf)."""
+        return records_frame(self.runs, key)
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        return summary_frame(self.runs)
+
+    @property
+    def references(self) -> pd.DataFrame:
+        return profile_datasets_frame(self.profile)
+
+    @property
+    def epsilon(self) -> float:
+        return float(self.profile["epsilon"])
+
+    @property
+    def missing(self) -> str:
+        """What to do when the study has no runs."""
+        return f"no results of profile {self.name!r} yet: run ./reproduce.sh --profile {self.name}"
+
+    @property
+    def seeds(self) -> int:
+        """How many seeds its runs have (the most of any one method)."""
+        return int(
+            self.summary.groupby(["dataset", "method", "alpha", "detach_reset", "width"], dropna=False).size().max()
+        )
+
+    def describe(self) -> str:
+        """One line: how many runs of which profile, from where, at which stated epsilon."""
+        if not self.runs:
+            return self.missing
+        where = self.directory.resolve()
+        where = where.relative_to(REPO_ROOT) if where.is_relative_to(REPO_ROOT) else where
+        return f"{len(self.runs)} runs of profile {self.name!r} in {where}; stated epsilon {self.epsilon:g}"
+
+
+def load_study(profile: str, results_dir: str | os.PathLike | None = None, required: bool = True) -> Study:
+    """The results of ``profile`` (a name or a .yaml path) from ``results_dir`` (default: the
+    repository's ``results/<name>``, whatever $AOI_RESULTS says). With ``required`` a study
+    without runs is a FileNotFoundError; without, it comes back empty (the profile not loaded,
+    so a profile still to be written is no error)."""
+    name = Path(profile).stem if str(profile).endswith((".yaml", ".yml")) else str(profile)
+    directory = Path(results_dir) if results_dir is not None else profile_results_dir(name, REPO_ROOT / "results")
+    runs = load_runs(directory)
+    study = Study(name, load_profile(profile) if runs else None, runs, directory)
+    if required and not runs:
+        raise FileNotFoundError(study.missing)
+    return study

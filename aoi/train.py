@@ -49,7 +49,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
-from tqdm import tqdm  # text bars: the same in a terminal, JupyterLab and papermill records
+from tqdm.auto import tqdm  # text bars in a terminal, widget bars in JupyterLab (ipywidgets)
 
 from aoi.checkpoint import (
     load_checkpoint,

@@ -1,51 +1,32 @@
-"""The notebooks, as CI runs them: ``pytest --nbval-lax`` in a subprocess.
+"""The notebooks as a new user gets them: ``pytest --nbval-lax notebooks`` on a fresh copy of the
+repository (the files git would commit: no runs, the committed results), the kernels importing
+that copy's package.
 
-- Compute notebooks (train, evaluate) run top to bottom on the smoke profile into a temporary
-  runs/results root, so CI never touches committed results.
-- Presentation notebooks (figure, tables, stf) run on a temporary copy of the committed default
-  results; their cells marked ``# NBVAL_CHECK_OUTPUT`` must print exactly what is committed in the
-  notebooks, so a stale notebook, table or result fails here (rerun ./reproduce.sh to refresh).
+- The compute notebooks (01_train, 02_analyse) run with their defaults, which under nbval are the
+  smoke profile's first run in the scratch folder ``runs/scratch/``: nothing under ``results/``
+  changes.
+- The presentation notebooks run on the committed results; their cells marked
+  ``# NBVAL_CHECK_OUTPUT`` must show exactly what is committed in the notebooks, and the figures
+  and tables they rebuild must equal the committed files byte for byte (rerun ./reproduce.sh to
+  refresh them after a change).
 """
 
-import os
-import shutil
 import subprocess
 import sys
 
-from aoi.layout import REPO_ROOT
-
-NOTEBOOKS = REPO_ROOT / "notebooks"
+from repository import environment, fresh_copy, snapshot
 
 
-def nbval(notebooks, env, tmp_path):
-    command = [
-        sys.executable,
-        "-m",
-        "pytest",
-        "--nbval-lax",
-        "--nbval-current-env",
-        "-q",
-        "-p",
-        "no:cacheprovider",
-        "--rootdir",
-        str(tmp_path),
-        *[str(NOTEBOOKS / f"{name}.ipynb") for name in notebooks],
-    ]
-    env = {"AOI_DATA": str(REPO_ROOT / "data"), **os.environ, **env}  # the kernels run in notebooks/
-    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+def test_nbval_passes_on_a_fresh_copy_and_rebuilds_the_committed_results(tmp_path):
+    repo = fresh_copy(tmp_path / "repo")
+    committed = snapshot(repo / "results")
+    env = environment(repo)
+    command = [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "-q", "-p", "no:cacheprovider"]
+    done = subprocess.run([*command, "notebooks"], cwd=repo, env=env, capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
-
-
-def test_compute_notebooks_run_on_the_smoke_profile(tmp_path):
-    nbval(
-        ["train", "evaluate"],
-        {"AOI_PROFILE": "smoke", "AOI_RUNS": str(tmp_path / "runs"), "AOI_RESULTS": str(tmp_path / "results")},
-        tmp_path,
-    )
-    assert (tmp_path / "results" / "smoke" / "runs" / "digits" / "T4-tet-s0" / "metrics.json").is_file()
-
-
-def test_presentation_notebooks_match_the_committed_default_results(tmp_path):
-    shutil.copytree(REPO_ROOT / "results" / "default", tmp_path / "results" / "default")
-    nbval(["figure", "tables", "stf"], {"AOI_PROFILE": "default", "AOI_RESULTS": str(tmp_path / "results")}, tmp_path)
-    assert (tmp_path / "results" / "default" / "figure_accuracy.png").is_file()
+    scratch = repo / "runs" / "scratch"
+    assert (scratch / "smoke" / "digits" / "T4-tet-s0" / "final.json").is_file()
+    assert (scratch / "results" / "smoke" / "runs" / "digits" / "T4-tet-s0" / "metrics.json").is_file()
+    rebuilt = snapshot(repo / "results")
+    assert sorted(rebuilt) == sorted(committed)  # nothing added under results/, nothing removed
+    assert [name for name in committed if rebuilt[name] != committed[name]] == []

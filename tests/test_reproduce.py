@@ -1,10 +1,14 @@
-"""aoi.reproduce: the grid, skipping finished runs, --only, failures; one real run end to end."""
+"""aoi.reproduce: the grid, skipping finished runs, --only, failures, committed notebooks only;
+one real run end to end."""
 
 import json
+import subprocess
 
+import nbformat
 import pytest
 
 from aoi import reproduce
+from aoi.layout import run_name
 from aoi.profiles import load_profile, run_params
 
 TINY = """epsilon: 0.01
@@ -101,62 +105,110 @@ def test_a_failed_run_is_reported_and_the_others_go_on(tiny, monkeypatch, capsys
     calls = []
 
     def fake_execute(notebook, output, parameters):
-        calls.append((notebook.name, output, parameters))
-        if notebook.name == "train.ipynb" and parameters["method"] == "str" and parameters["seed"] == 0:
+        calls.append((notebook.stem, output, parameters))
+        config = parameters.get("config", {})
+        if notebook.stem == "01_train" and config["method"] == "str" and config["seed"] == 0:
             output.parent.mkdir(parents=True, exist_ok=True)
             output.write_text("{}")
             raise RuntimeError("cell 3 failed\nValueError: boom")
-        if notebook.name == "evaluate.ipynb":
-            name = (
-                f"{parameters['dataset']}/T{parameters['T']}-{parameters['method']}"
-                f"{'-a' + format(parameters['alpha'], 'g') if parameters['alpha'] else ''}-s{parameters['seed']}"
-            )
-            mark_finished(profile, runs, results, name)
+        if notebook.stem == "02_analyse":
+            mark_finished(profile, runs, results, run_name(config))
 
     monkeypatch.setattr(reproduce, "execute_notebook", fake_execute)
+    monkeypatch.setattr(reproduce, "code_changes", lambda notebook: None)
     assert reproduce.main(["--profile", profile, *roots(runs, results)]) == 1
     out, err = capsys.readouterr()
-    failed_record = runs / "tiny" / "digits" / "T2-str-a0.5-s0" / "train.ipynb"
+    failed_record = runs / "tiny" / "digits" / "T2-str-a0.5-s0" / "01_train.ipynb"
     assert f"in {failed_record}" in err and "ValueError: boom" in err
     assert "FAILED" in out
-    compute = [
-        (nb, p["dataset"], p["method"], p["alpha"], p["seed"])
-        for nb, _, p in calls
-        if nb in ("train.ipynb", "evaluate.ipynb")
+    compute = [(stem, run_name(p["config"])) for stem, _, p in calls if stem in ("01_train", "02_analyse")]
+    # every run trains first; then the analyses (timings) run one at a time, the failed run left out
+    assert compute == [("01_train", name) for name in NAMES] + [("02_analyse", NAMES[i]) for i in (0, 1, 3)]
+    train, analyse = calls[0][2], calls[4][2]
+    assert train["config"]["limit_train"] == 32 and train["threads"] == 1 and train["profile"] == profile
+    assert analyse["results_dir"] == str(results / "tiny" / "runs" / "digits" / "T2-tet-s0")
+    assert analyse["analysis"] == {**analyse["analysis"], "epsilon": 0.01, "profile": "tiny", "stf_samples": 8}
+    assert calls[4][1] == runs / "tiny" / "digits" / "T2-tet-s0" / "02_analyse.ipynb"  # the record of the run
+    presentation = calls[len(compute) :]
+    stems = ["03_figure", "04_tables", "05_stf", "06_explorer"]
+    assert [(stem, output) for stem, output, _ in presentation] == [
+        (stem, results / "tiny" / "notebooks" / f"{stem}.ipynb") for stem in stems
     ]
-    # every run trains first; then the evaluations (timings) run one at a time, the failed run left out
-    assert compute == [
-        ("train.ipynb", "digits", "tet", None, 0),
-        ("train.ipynb", "digits", "tet", None, 1),
-        ("train.ipynb", "digits", "str", 0.5, 0),
-        ("train.ipynb", "digits", "str", 0.5, 1),
-        ("evaluate.ipynb", "digits", "tet", None, 0),
-        ("evaluate.ipynb", "digits", "tet", None, 1),
-        ("evaluate.ipynb", "digits", "str", 0.5, 1),
-    ]
-    assert calls[4][1] == runs / "tiny" / "digits" / "T2-tet-s0" / "evaluate.ipynb"  # the record of the run
-    presentation = [(nb, output) for nb, output, _ in calls[len(compute) :]]
-    assert presentation == [
-        (f"{n}.ipynb", results / "tiny" / "notebooks" / f"{n}.ipynb") for n in ("figure", "tables", "stf")
-    ]
+    assert presentation[0][2] == {"profile": profile, "results_dir": str(results / "tiny")}
 
     calls.clear()  # a rerun only does the failed run (and the presentation)
     assert reproduce.main(["--profile", profile, *roots(runs, results)]) == 1
-    assert [(nb, p["seed"]) for nb, _, p in calls[:1]] == [("train.ipynb", 0)]
+    assert [(stem, p["config"]["seed"]) for stem, _, p in calls[:1]] == [("01_train", 0)]
     assert "finished (skipped)" in capsys.readouterr().out
 
 
-def test_the_default_profile_rebuilds_the_notebooks_in_place_only_on_the_repository_results(tmp_path):
-    outputs = reproduce.presentation_outputs("default", reproduce.REPO_ROOT / "results")
-    assert outputs["figure"] == reproduce.NOTEBOOK_DIR / "figure.ipynb"
-    assert (
-        reproduce.presentation_outputs("default", tmp_path)["tables"]
-        == tmp_path / "default" / "notebooks" / "tables.ipynb"
-    )
-    assert (
-        reproduce.presentation_outputs("smoke", reproduce.REPO_ROOT / "results")["stf"]
-        == reproduce.REPO_ROOT / "results" / "smoke" / "notebooks" / "stf.ipynb"
-    )
+def test_the_presentation_is_rebuilt_in_place_only_for_each_notebooks_own_profile_and_results(tmp_path):
+    repository = reproduce.REPO_ROOT / "results"
+    outputs = reproduce.presentation_outputs("default", repository, ["03_figure", "07_sweep"])
+    assert outputs == {
+        "03_figure": reproduce.NOTEBOOK_DIR / "03_figure.ipynb",
+        "07_sweep": repository / "default" / "notebooks" / "07_sweep.ipynb",
+    }
+    sweep = reproduce.presentation_outputs("sweep", repository, ["07_sweep"])
+    assert sweep["07_sweep"].parent == reproduce.NOTEBOOK_DIR
+    elsewhere = reproduce.presentation_outputs("default", tmp_path, ["04_tables"])
+    assert elsewhere["04_tables"] == tmp_path / "default" / "notebooks" / "04_tables.ipynb"
+
+
+def test_a_profile_lists_its_presentation_notebooks():
+    assert reproduce.presentation_notebooks({"name": "x"}) == ["03_figure", "04_tables", "05_stf", "06_explorer"]
+    sweep = {"name": "x", "presentation": ["tables", "sweep"]}
+    assert reproduce.presentation_notebooks(sweep) == ["04_tables", "07_sweep"]
+    with pytest.raises(ValueError, match=r"profile 'x': unknown presentation \['plot'\]"):
+        reproduce.presentation_notebooks({"name": "x", "presentation": ["plot"]})
+
+
+def git(root, *args):
+    subprocess.run(["git", *args], cwd=root, check=True, capture_output=True)
+
+
+def test_an_edited_notebook_is_named_and_only_code_counts(tmp_path):
+    git(tmp_path, "init", "-q")
+    path = tmp_path / "nb.ipynb"
+    cells = [nbformat.v4.new_markdown_cell("# a"), nbformat.v4.new_code_cell("x = 1")]
+    notebook = nbformat.v4.new_notebook(cells=cells)
+    nbformat.write(notebook, path)
+    assert "nb.ipynb is not committed: commit it (git commit nb.ipynb)" in reproduce.code_changes(path, tmp_path)
+    git(tmp_path, "add", "nb.ipynb")
+    git(tmp_path, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "nb")
+    notebook.cells[0].source = "# b"  # prose and outputs do not change what runs
+    notebook.cells[1].outputs = [nbformat.v4.new_output("stream", text="1")]
+    nbformat.write(notebook, path)
+    assert reproduce.code_changes(path, tmp_path) is None
+    notebook.cells.append(nbformat.v4.new_code_cell("dataset = 'other'"))
+    nbformat.write(notebook, path)
+    message = reproduce.code_changes(path, tmp_path)
+    assert message.startswith("nb.ipynb differs from its committed version in code cell 2")
+    assert "git checkout -- nb.ipynb" in message
+
+
+def test_nothing_runs_when_a_notebook_was_edited(tiny, monkeypatch, capsys):
+    profile, runs, results = tiny
+    monkeypatch.setattr(reproduce, "code_changes", lambda nb: "x.ipynb differs" if nb.stem == "01_train" else None)
+    monkeypatch.setattr(reproduce, "execute_notebook", lambda *args: pytest.fail("a notebook ran"))
+    assert reproduce.main(["--profile", profile, *roots(runs, results)]) == 2
+    assert "error: nothing was run:\n  x.ipynb differs" in capsys.readouterr().err
+
+
+def test_a_parameter_the_notebook_does_not_declare_is_refused(tmp_path):
+    notebook = reproduce.NOTEBOOK_DIR / "02_analyse.ipynb"
+    with pytest.raises(ValueError, match="02_analyse.ipynb takes no parameter run_dirr"):
+        reproduce.execute_notebook(notebook, tmp_path / "x.ipynb", {"run_dirr": "x"})
+
+
+def test_widget_views_and_state_are_stripped_from_executed_notebooks():
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("w")])
+    view = {reproduce.WIDGET_VIEW: {"model_id": "abc"}, "image/png": "iVBO", "text/plain": "w"}
+    notebook.cells[0].outputs = [nbformat.v4.new_output("display_data", data=view)]
+    notebook.metadata["widgets"] = {"state": {}}
+    stripped = reproduce.strip_widgets(notebook)
+    assert stripped.cells[0].outputs[0].data == {"image/png": "iVBO", "text/plain": "w"}
+    assert "widgets" not in stripped.metadata
 
 
 def test_one_real_run_end_to_end(tiny, capsys):
@@ -164,10 +216,11 @@ def test_one_real_run_end_to_end(tiny, capsys):
     profile, runs, results = tiny
     assert reproduce.main(["--profile", profile, "--only", "tet-s0", *roots(runs, results)]) == 0
     run = runs / "tiny" / "digits" / "T2-tet-s0"
-    assert {"train.ipynb", "evaluate.ipynb", "final.json", "logits_test.npz"} <= {p.name for p in run.iterdir()}
+    assert {"01_train.ipynb", "02_analyse.ipynb", "final.json", "logits_test.npz"} <= {p.name for p in run.iterdir()}
     metrics = json.loads((results / "tiny" / "runs" / "digits" / "T2-tet-s0" / "metrics.json").read_text())
     assert metrics["params"]["limit_test"] == 16 and metrics["test_samples"] == 16
-    assert {"figure_accuracy.png", "figure_rules.pdf", "figure_stf.png", "table_summary.md"} <= {
+    assert metrics["provenance"]["train"]["machine"]["torch_threads"] == 1  # the profile's threads, passed
+    assert {"figure_accuracy.png", "figure_rules.pdf", "figure_stf.png", "table_accuracy.md", "table_cost.md"} <= {
         p.name for p in (results / "tiny").iterdir()
     }
     assert reproduce.main(["--profile", profile, "--only", "tet-s0", "--dry-run", *roots(runs, results)]) == 0

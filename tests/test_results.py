@@ -23,7 +23,7 @@ def test_loading_gives_tidy_frames(tmp_path):
         path = layout.run_results_dir("smoke", run["run_name"], root) / "metrics.json"
         path.parent.mkdir(parents=True)
         path.write_text(json.dumps(run, default=str))
-    runs = results.load_runs("smoke", root)
+    runs = results.load_runs(root / "smoke")
     assert [run["params"]["seed"] for run in runs] == [0, 1]
     steps = results.records_frame(runs, "accuracy_per_step")
     assert steps.columns.tolist() == [
@@ -34,8 +34,14 @@ def test_loading_gives_tidy_frames(tmp_path):
     summary = results.summary_frame(runs)
     assert summary["mean_exit_step"].tolist() == pytest.approx([2.0, 2.0])
     assert summary["energy_pj_cutoff"].tolist() == pytest.approx([21.6, 21.6])
+    assert results.load_runs(root / "nothing") == []
+    study = results.load_study("smoke", root / "smoke")
+    assert study.name == "smoke" and study.profile["name"] == "smoke" and study.seeds == 2
+    assert study.describe().startswith("2 runs of profile 'smoke' in ") and study.describe().endswith("epsilon 0.01")
     with pytest.raises(FileNotFoundError, match="reproduce.sh --profile nothing"):
-        results.load_runs("nothing", root)
+        results.load_study("nothing", root / "nothing")
+    empty = results.load_study("not-yet-written", root / "nothing", required=False)
+    assert empty.runs == [] and empty.profile is None and "--profile not-yet-written" in empty.describe()
 
 
 def test_the_papers_numbers_are_shipped():
@@ -65,3 +71,11 @@ def test_profile_datasets_frame_lists_the_paper_references():
         ["ndigits", "ncaltech101"],
         ["ndigits", "dvsgesture"],
     ]
+
+
+def test_paper_alphas_are_the_legends_alphas_of_the_data_each_dataset_stands_for():
+    reported, _ = results.load_paper()
+    references = results.profile_datasets_frame(
+        {"datasets": {"digits": {"paper": ["cifar10", "cifar100"]}, "ndigits": {"paper": ["cifar10dvs"]}}}
+    )
+    assert results.paper_alphas(reported, references) == {"digits": [0.05, 0.1], "ndigits": [0.5]}

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import torch
 from torch.utils.data import DataLoader
-from tqdm import tqdm  # text bars: the same in a terminal, JupyterLab and papermill records
+from tqdm.auto import tqdm  # text bars in a terminal, widget bars in JupyterLab (ipywidgets)
 
 
 def time_major_batches(

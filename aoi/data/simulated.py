@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from tonic.io import events_struct, make_structured_array
-from tqdm import tqdm
+from tqdm.auto import tqdm  # text bars in a terminal, widget bars in JupyterLab (ipywidgets)
 
 from aoi.data.cache import has_params, params_key, save_array, write_params
 from aoi.data.encoding import events_to_frames

@@ -1,0 +1,266 @@
+"""The tables, from tidy result frames: accuracy and cost per method beside the paper's rows,
+accuracy per step, the cutoff curves, the alpha selected on validation data; written as CSV and
+Markdown (for the README) and rendered as HTML for the notebooks.
+
+Inputs are the frames of `aoi.results`; cells are strings, ``mean±std`` over seeds (sample std,
+0 for one seed). Every row of ours names its dataset, method (`aoi.methods.method_label`, which
+carries alpha), reset gradient (`aoi.methods.RESET_GRADIENTS`) and, where it varies, the width.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from aoi.energy import E_AC_PJ, E_MAC_PJ
+from aoi.files import write_text
+from aoi.methods import RESET_GRADIENTS, method_label
+from aoi.plots import mean_std, with_variants
+
+ACCURACY_COLUMNS = {  # summary_frame column -> (heading, scale, decimals)
+    "accuracy": ("accuracy at T (%)", 100, 2),
+    "cutoff_accuracy": ("w/ cutoff (%)", 100, 2),
+    "accuracy_drop": ("drop (pp)", 100, 2),
+    "mean_exit_step": ("mean exit step", 1, 2),
+    "mean_oct": ("mean OCT", 1, 2),
+}
+COST_COLUMNS = {
+    "speedup": ("speed-up (steps)", 1, 2),
+    "sops_full": ("SOPs at T (M)", 1e-6, 3),
+    "sops_cutoff": ("SOPs w/ cutoff (M)", 1e-6, 3),
+    "energy_pj_full": ("energy at T (µJ)", 1e-6, 3),
+    "energy_pj_cutoff": ("energy w/ cutoff (µJ)", 1e-6, 3),
+    "wallclock_speedup": ("wall-clock speed-up", 1, 2),
+}
+VARIANT = ["method", "alpha", "detach_reset", "width"]
+PAPER_GRADIENT = RESET_GRADIENTS[False]  # the authors' toolkit keeps the reset in the graph, as TET
+
+
+def _pm(mean: float, std: float, digits: int = 2, scale: float = 1.0) -> str:
+    """``mean±std`` of scaled values with ``digits`` decimals."""
+    return f"{scale * mean:.{digits}f}±{scale * std:.{digits}f}"
+
+
+def grouped(frame: pd.DataFrame, by: list[str], columns: list[str]) -> list[dict]:
+    """`mean_std` of ``columns`` per dataset, ``by`` and variant, as records in table order
+    (datasets as they come, then `aoi.plots.with_variants` order), each with its identifying
+    cells: ``dataset``, ``method``, ``reset gradient`` and ``width`` where the frame's widths vary,
+    and ``variant`` (the legend label of `aoi.plots.with_variants`)."""
+    stats, variants = with_variants(mean_std(frame, ["dataset", *by, *VARIANT], columns))
+    datasets = list(dict.fromkeys(stats["dataset"]))
+    stats["_order"] = [(datasets.index(d), variants.index(v)) for d, v in zip(stats["dataset"], stats["variant"])]
+    records = []
+    for row in stats.sort_values("_order", kind="stable").to_dict("records"):
+        ids = {"dataset": row["dataset"], "method": method_label(row["method"], row["alpha"])}
+        ids["reset gradient"] = RESET_GRADIENTS[bool(row["detach_reset"])]
+        if frame["width"].nunique() > 1:
+            ids["width"] = f"{row['width']:g}"
+        records.append({**{key: value for key, value in row.items() if key not in VARIANT}, **ids})
+    return records
+
+
+def _table(summary: pd.DataFrame, spec: dict, paper_reported, references, paper_cells) -> pd.DataFrame:
+    """Rows of ours with the ``spec`` columns, each dataset followed by the paper's rows for it."""
+    records, rows = grouped(summary, ["T"], list(spec)), []
+    for dataset in dict.fromkeys(record["dataset"] for record in records):
+        for row in (record for record in records if record["dataset"] == dataset):
+            ids = {k: row[k] for k in ("dataset", "method", "reset gradient", "width") if k in row}
+            cells = {heading: _pm(row[f"{c}_mean"], row[f"{c}_std"], d, s) for c, (heading, s, d) in spec.items()}
+            rows.append({**ids, "source": f"aoi (T={row['T']})", "seeds": str(row["seeds"]), **cells})
+        if paper_reported is not None and references is not None:
+            for paper_dataset in references.loc[references["dataset"] == dataset, "paper_dataset"]:
+                rows += [paper_cells(full, cut) for full, cut in _paper_pairs(paper_reported, paper_dataset)]
+    table = pd.DataFrame(rows)
+    front = [c for c in ("dataset", "source", "method", "reset gradient", "width", "seeds") if c in table]
+    return table[front + [heading for heading, _, _ in spec.values()]].fillna("–")
+
+
+def _paper_pairs(reported: pd.DataFrame, dataset: str):
+    """(row without cutoff, row with cutoff) of the paper's TET and STR on ``dataset``."""
+    rows = reported[reported["dataset"] == dataset]
+    for method in ("tet", "str"):
+        ours = rows[rows["method"] == method]
+        yield ours[ours["cutoff"] == "no"].iloc[0], ours[ours["cutoff"] == "yes"].iloc[0]
+
+
+def _paper_ids(full) -> dict:
+    label = method_label(full["method"], full["alpha"])
+    source = f"paper (T={full['T']})"
+    return {
+        "dataset": full["dataset"],
+        "source": source,
+        "method": label,
+        "reset gradient": PAPER_GRADIENT,
+        "seeds": "?",
+    }
+
+
+def accuracy_table(summary: pd.DataFrame, paper_reported=None, references=None) -> pd.DataFrame:
+    """Accuracy per dataset and method at the stated epsilon (`ACCURACY_COLUMNS`), mean±std over
+    seeds, each dataset followed by the paper's rows for the datasets it stands for.
+
+    Args:
+        summary: `aoi.results.summary_frame` rows (one per run).
+        paper_reported: the paper's reported.csv (`aoi.results.load_paper`); None: no paper rows.
+        references: rows dataset, paper_dataset (`aoi.results.profile_datasets_frame`).
+    Paper rows carry what it reports: accuracy, with cutoff, their difference, the average
+    timestep read off its figure (≈); "–" elsewhere.
+    """
+
+    def paper_cells(full, cut) -> dict:
+        return {
+            **_paper_ids(full),
+            "accuracy at T (%)": f"{full.accuracy_mean:.2f}±{full.accuracy_std:.2f}",
+            "w/ cutoff (%)": f"{cut.accuracy_mean:.2f}±{cut.accuracy_std:.2f}",
+            "drop (pp)": f"{full.accuracy_mean - cut.accuracy_mean:.2f}",
+            "mean exit step": f"≈{cut.avg_timestep_approx:g}",
+        }
+
+    return _table(summary, ACCURACY_COLUMNS, paper_reported, references, paper_cells)
+
+
+def cost_table(summary: pd.DataFrame, paper_reported=None, references=None) -> pd.DataFrame:
+    """Cost per dataset and method (`COST_COLUMNS`): speed-up in steps, SOPs and energy per test
+    sample at T and with cutoff, measured wall-clock speed-up of streaming early exit; the paper's
+    rows carry only its speed-up in steps (T over the average timestep read off its figure)."""
+
+    def paper_cells(full, cut) -> dict:
+        return {**_paper_ids(full), "speed-up (steps)": f"≈{full['T'] / cut.avg_timestep_approx:.2f}"}
+
+    return _table(summary, COST_COLUMNS, paper_reported, references, paper_cells)
+
+
+def _pivot(frame: pd.DataFrame, step: str, value: str, prefix: str, scale: float, digits: int) -> pd.DataFrame:
+    """mean±std of ``value`` per dataset and method, one column ``<prefix><step>`` per ``step``."""
+    rows = {}
+    for row in grouped(frame, [step], [value]):
+        ids = tuple((k, row[k]) for k in ("dataset", "method", "reset gradient", "width") if k in row)
+        rows.setdefault(ids, dict(ids))[f"{prefix}{row[step]}"] = _pm(
+            row[f"{value}_mean"], row[f"{value}_std"], digits, scale
+        )
+    columns = [f"{prefix}{s}" for s in range(1, int(frame[step].max()) + 1)]
+    table = pd.DataFrame(list(rows.values()))
+    return table[[c for c in table if c not in columns] + columns].fillna("")
+
+
+def per_step_table(per_step: pd.DataFrame) -> pd.DataFrame:
+    """Accuracy (%) at each fixed step, mean±std over seeds: one row per dataset and method, one
+    column per step t (``t1``, ``t2``, ...; empty beyond a dataset's T)."""
+    return _pivot(per_step, "t", "accuracy", "t", 100, 2)
+
+
+def stf_table(stf: pd.DataFrame) -> pd.DataFrame:
+    """STF per layer, mean±std over seeds: one row per dataset and method, one column per layer."""
+    return _pivot(stf, "layer", "stf", "layer ", 1, 4)
+
+
+def curve_table(curve: pd.DataFrame) -> pd.DataFrame:
+    """The cutoff curves as drawn: one row per epsilon, one column per dataset and method, cells
+    ``accuracy (%) at mean exit step``, means over seeds."""
+    columns = {}
+    for row in grouped(curve, ["epsilon"], ["accuracy", "mean_exit_step"]):
+        columns.setdefault(f"{row['dataset']} {row['variant']}", {})[row["epsilon"]] = (
+            f"{100 * row['accuracy_mean']:.2f} at {row['mean_exit_step_mean']:.2f}"
+        )
+    table = pd.DataFrame(columns).sort_index()
+    return table.rename_axis("ε").reset_index()
+
+
+def selection_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset and reset gradient, the STR alpha chosen on the validation data and its test
+    numbers.
+
+    The choice reads only the ``val_*`` columns: the best mean validation accuracy with cutoff,
+    ties broken by fewer mean validation exit steps. Raises ValueError when no run holds
+    validation data out."""
+    runs = summary[summary["method"] == "str"]
+    if runs[["val_cutoff_accuracy", "val_mean_exit_step"]].isna().all(axis=None):
+        raise ValueError("no STR run held validation data out (TrainConfig validation > 0): nothing to select on")
+    validation = mean_std(runs, ["dataset", "detach_reset", "alpha"], ["val_cutoff_accuracy", "val_mean_exit_step"])
+    validation = validation.sort_values(
+        ["val_cutoff_accuracy_mean", "val_mean_exit_step_mean"], ascending=[False, True], kind="stable"
+    )
+    order = {name: i for i, name in enumerate(dict.fromkeys(summary["dataset"]))}
+    chosen = validation.drop_duplicates(["dataset", "detach_reset"])
+    chosen = chosen.sort_values(["dataset", "detach_reset"], key=lambda c: c.map(order) if c.name == "dataset" else c)
+    test = mean_std(runs, ["dataset", "detach_reset", "alpha"], ["accuracy", "cutoff_accuracy", "mean_exit_step"])
+    rows = []
+    for pick in chosen.merge(test, on=["dataset", "detach_reset", "alpha", "seeds"]).to_dict("records"):
+        rows.append(
+            {
+                "dataset": pick["dataset"],
+                "reset gradient": RESET_GRADIENTS[bool(pick["detach_reset"])],
+                "chosen": method_label("str", pick["alpha"]),
+                "seeds": str(pick["seeds"]),
+                "val w/ cutoff (%)": _pm(pick["val_cutoff_accuracy_mean"], pick["val_cutoff_accuracy_std"], 2, 100),
+                "val mean exit step": _pm(pick["val_mean_exit_step_mean"], pick["val_mean_exit_step_std"]),
+                "test accuracy at T (%)": _pm(pick["accuracy_mean"], pick["accuracy_std"], 2, 100),
+                "test w/ cutoff (%)": _pm(pick["cutoff_accuracy_mean"], pick["cutoff_accuracy_std"], 2, 100),
+                "test mean exit step": _pm(pick["mean_exit_step_mean"], pick["mean_exit_step_std"]),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    """``table`` as a GitHub Markdown table (cells as they are)."""
+    header = "| " + " | ".join(map(str, table.columns)) + " |"
+    rule = "|" + "|".join("---" for _ in table.columns) + "|"
+    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join([header, rule, *body]) + "\n"
+
+
+def html_table(table: pd.DataFrame, caption: str, key: str) -> str:
+    """``table`` as an HTML table for a notebook: no index, cells never wrapped, the paper's rows
+    (``source`` starting with "paper") in grey italics; ``key`` makes the element ids
+    deterministic (the same bytes on every run)."""
+    styler = table.style.hide(axis="index").set_uuid(key).set_caption(html.escape(caption))
+    styler = styler.set_table_styles(
+        [
+            {"selector": "td, th", "props": "white-space: nowrap; padding: 2px 8px; text-align: right;"},
+            {"selector": "caption", "props": "caption-side: top; text-align: left; font-weight: bold;"},
+        ]
+    )
+    if "source" in table:
+        paper = table["source"].str.startswith("paper")
+        styler = styler.apply(
+            lambda row: ["color: #666; font-style: italic" if paper[row.name] else ""] * len(row), axis=1
+        )
+    return styler.to_html()
+
+
+def table_notes(profile: dict) -> list[str]:
+    """What a reader must know beside the tables of ``profile`` (a loaded profile dict)."""
+    notes = [
+        f"aoi: mean±std over the seeds run (column seeds; the profile's seeds are {profile['seeds']}), "
+        "last-epoch models (the test set never selects), "
+        f"cutoff at the stated ε = {profile['epsilon']:g} (exit when max softmax(Y_t) > 1 − ε), fixed before "
+        f"any run. SOPs and energy per test sample (E = {E_MAC_PJ:g} pJ × MACs + {E_AC_PJ:g} pJ × SOPs, 45 nm); "
+        "wall-clock speed-up of streaming early exit over full-T inference, measured on this machine's CPU.",
+        "Paper: accuracies from its figure legend; average timesteps read off its figure (≈); its cutoff "
+        "threshold is not stated; the authors' toolkit keeps the best-test-accuracy checkpoint.",
+    ]
+    stand_ins = {
+        name: entry.get("paper", [])
+        for name, entry in profile["datasets"].items()
+        if entry.get("paper") and entry.get("paper") != [name]
+    }
+    if stand_ins:
+        notes.append(
+            "The datasets differ: "
+            + "; ".join(f"{name} stands in for {', '.join(refs)}" for name, refs in stand_ins.items())
+            + ". The paper's rows are a reference for the kind of data: compare the shape "
+            "(accuracy drop, speed-up), not the accuracies."
+        )
+    return notes
+
+
+def write_table(table: pd.DataFrame, stem: str | os.PathLike, title: str, notes=()) -> list[Path]:
+    """Write ``table`` as ``<stem>.csv`` and ``<stem>.md`` (title, notes, Markdown table), atomically."""
+    csv, md = Path(f"{stem}.csv"), Path(f"{stem}.md")
+    write_text(csv, table.to_csv(index=False))
+    write_text(md, f"# {title}\n\n" + "".join(f"- {note}\n" for note in notes) + "\n" + markdown_table(table))
+    return [csv, md]

@@ -1,0 +1,112 @@
+"""What the notebooks share: parameters checked, the compute run resolved (scratch, threads, nbval)."""
+
+import json
+
+import pytest
+
+from aoi import layout, notebook, runspec
+from aoi.profiles import load_profile, run_grid
+
+PARAMETERS_CELL = 'profile = "default"  # a comment\nconfig = None\nrun_dir = None\n'
+
+
+def test_declared_parameters_are_read_from_the_tagged_cell(tmp_path):
+    path = tmp_path / "n.ipynb"
+    cells = [
+        {"cell_type": "markdown", "metadata": {}, "source": "# title"},
+        {"cell_type": "code", "metadata": {"tags": ["parameters"]}, "source": PARAMETERS_CELL.splitlines(True)},
+        {"cell_type": "code", "metadata": {}, "source": "x = 1"},
+    ]
+    path.write_text(json.dumps({"cells": cells}))
+    assert notebook.declared_parameters(path) == {"profile": "default", "config": None, "run_dir": None}
+    path.write_text(json.dumps({"cells": cells[2:]}))
+    with pytest.raises(ValueError, match="no cell tagged 'parameters'"):
+        notebook.declared_parameters(path)
+
+
+def test_an_injected_parameter_the_notebook_does_not_declare_is_an_error():
+    history = ["", PARAMETERS_CELL, '# Parameters\nprofile = "smoke"\nrun_dirr = "/x"\n', "notebook.check_parameters()"]
+    with pytest.raises(
+        ValueError, match="unknown notebook parameter run_dirr: this notebook takes profile, config, run_dir"
+    ):
+        notebook.check_parameters(history)
+    notebook.check_parameters(["", PARAMETERS_CELL, '# Parameters\nprofile = "smoke"\n'])  # declared: fine
+    notebook.check_parameters(["", PARAMETERS_CELL, "x = 1"])  # run by hand: nothing injected
+
+
+def test_a_run_by_hand_goes_to_the_scratch_folder_with_the_profiles_first_run():
+    run = runspec.resolve("default")
+    first = run_grid(load_profile("default"))[0]
+    assert run.config == first and run.name == "digits/T4-tet-s0"
+    assert run.run_dir == runspec.SCRATCH / "default" / "digits" / "T4-tet-s0" and run.scratch
+    assert run.results_dir == runspec.SCRATCH / "results" / "default" / "runs" / "digits" / "T4-tet-s0"
+    assert not run.results_dir.is_relative_to(layout.REPO_ROOT / "results")
+    assert run.threads == 1 and run.analysis["epsilon"] == 0.01 and run.analysis["profile"] == "default"
+
+
+def test_a_given_run_folder_supplies_its_own_configuration(tmp_path):
+    config = {**run_grid(load_profile("smoke"))[1], "seed": 7}
+    (tmp_path / "config.json").write_text(json.dumps({"config": config}))
+    run = runspec.resolve("smoke", run_dir=str(tmp_path), threads=2)
+    assert run.config == config and run.run_dir == tmp_path and not run.scratch and run.threads == 2
+    assert run.results_dir.parent.parent == runspec.SCRATCH / "results" / "smoke" / "runs"
+
+
+def test_the_profile_sets_the_threads(tmp_path):
+    text = (layout.REPO_ROOT / "aoi" / "profiles" / "smoke.yaml").read_text()
+    (tmp_path / "p.yaml").write_text(text + "threads: 2\n")
+    assert runspec.resolve(str(tmp_path / "p.yaml")).threads == 2
+    (tmp_path / "q.yaml").write_text(text + "threads: 0\n")
+    with pytest.raises(ValueError, match="'threads' must be an integer >= 1, got 0"):
+        runspec.resolve(str(tmp_path / "q.yaml"))
+
+
+def test_reproduce_passes_the_whole_run_to_both_compute_notebooks(tmp_path):
+    profile = load_profile("smoke")
+    params = run_grid(profile)[0]
+    parameters = runspec.notebook_parameters("smoke", profile, params, tmp_path / "run", tmp_path / "out")
+    train, analyse = parameters["01_train"], parameters["02_analyse"]
+    assert train == {"profile": "smoke", "config": params, "run_dir": str(tmp_path / "run"), "threads": 1}
+    assert analyse["results_dir"] == str(tmp_path / "out") and analyse["analysis"]["epsilons"] == profile["epsilons"]
+    for stem, values in parameters.items():  # every value is one the notebook declares
+        assert set(values) <= set(notebook.declared_parameters(layout.REPO_ROOT / "notebooks" / f"{stem}.ipynb"))
+
+
+def test_under_pytest_the_compute_notebooks_run_the_smoke_profile(monkeypatch):
+    monkeypatch.setattr(notebook, "set_threads", lambda threads: None)
+    assert notebook.under_test()
+    run = notebook.compute_run("default")
+    assert run.config == run_grid(load_profile("smoke"))[0] and run.run_dir.parts[-3] == "smoke"
+    monkeypatch.delenv("PYTEST_CURRENT_TEST")
+    assert notebook.compute_run("default").run_dir.parts[-3] == "default"
+
+
+def test_a_scratch_run_is_emptied_and_a_study_run_kept(tmp_path):
+    scratch = runspec.RunSpec({}, {}, tmp_path / "a", tmp_path / "r", 1, scratch=True)
+    kept = runspec.RunSpec({}, {}, tmp_path / "b", tmp_path / "r", 1, scratch=False)
+    for run in (scratch, kept):
+        run.run_dir.mkdir()
+        (run.run_dir / "checkpoint.pt").write_text("")
+        notebook.clear_scratch(run)
+    assert not scratch.run_dir.exists() and (kept.run_dir / "checkpoint.pt").exists()
+
+
+def test_comparison_with_the_committed_run_names_weights_and_threads(tmp_path):
+    committed = json.loads((layout.REPO_ROOT / "results/default/runs/digits/T4-tet-s0/metrics.json").read_text())
+    same = json.loads(json.dumps(committed))
+    same["provenance"]["train"]["machine"] = {"torch_threads": 1}
+    assert notebook.compare_with_committed(same, tmp_path).startswith("the same final weights as the committed")
+    same["provenance"]["final"]["weights_sha256"] = "0"
+    text = notebook.compare_with_committed(same, tmp_path)
+    assert text.startswith("other final weights") and "torch threads: here 1, committed not recorded" in text
+    assert "no committed results" in notebook.compare_with_committed({**same, "run_name": "x/y"}, tmp_path)
+
+
+def test_papermill_with_a_parameter_the_notebook_does_not_declare_fails_naming_it(tmp_path):
+    import papermill
+
+    source = layout.REPO_ROOT / "notebooks" / "02_analyse.ipynb"
+    with pytest.raises(papermill.PapermillExecutionError, match="unknown notebook parameter run_dirr: this notebook"):
+        papermill.execute_notebook(
+            str(source), str(tmp_path / "out.ipynb"), parameters={"run_dirr": "x"}, progress_bar=False
+        )

@@ -1,0 +1,143 @@
+"""The tables from hand-made result frames: cells, paper rows, the validation-only selection, HTML."""
+
+import pandas as pd
+import pytest
+from frames import curve_frame, paper_frames, per_step_frame, summary_row
+
+from aoi import tables
+from aoi.profiles import load_profile
+
+REFERENCES = pd.DataFrame({"dataset": ["digits"], "paper_dataset": ["cifar10"]})
+
+
+def summary():
+    """digits: TET at 0.90 and 0.92 (seeds 0, 1), STR(0.5) at 0.50 (seed 0)."""
+    return pd.DataFrame(
+        [
+            summary_row("STR(0.5)", 0, 0.5, cutoff_accuracy=0.5, accuracy_drop=0.0),
+            summary_row("TET", 0, 0.90, cutoff_accuracy=0.89, accuracy_drop=0.01),
+            summary_row("TET", 1, 0.92, cutoff_accuracy=0.90, accuracy_drop=0.02),
+        ]
+    )
+
+
+def test_accuracy_table_cells_and_the_papers_rows():
+    reported, _ = paper_frames()
+    table = tables.accuracy_table(summary(), reported, REFERENCES)
+    assert table["source"].tolist() == ["aoi (T=4)"] * 2 + ["paper (T=4)"] * 2
+    assert table["method"].tolist() == ["TET", "STR(0.5)", "TET", "STR(0.1)"]  # TET first
+    assert table["reset gradient"].tolist() == ["through reset"] * 4
+    ours = table.iloc[0]
+    assert ours["accuracy at T (%)"] == "91.00±1.41"  # mean 0.91, sample std 0.01414 of 0.90/0.92
+    assert ours["w/ cutoff (%)"] == "89.50±0.71"
+    assert ours["drop (pp)"] == "1.50±0.71"
+    assert ours["seeds"] == "2"
+    paper = table.iloc[2]
+    assert (paper["accuracy at T (%)"], paper["w/ cutoff (%)"], paper["drop (pp)"]) == (
+        "90.00±0.50",
+        "89.00±0.50",
+        "1.00",
+    )
+    assert paper["mean exit step"] == "≈2" and paper["mean OCT"] == "–"
+    assert "width" not in table  # one width: no column
+
+
+def test_cost_table_cells_and_the_papers_speedup_only():
+    reported, _ = paper_frames()
+    table = tables.cost_table(summary(), reported, REFERENCES)
+    ours = table.iloc[0]
+    assert ours["SOPs at T (M)"] == "2.000±0.000" and ours["energy w/ cutoff (µJ)"] == "1.500±0.000"
+    assert ours["wall-clock speed-up"] == "1.50±0.00"
+    paper = table.iloc[2]
+    assert paper["speed-up (steps)"] == "≈2.00" and paper["SOPs at T (M)"] == "–"
+
+
+def test_the_tables_name_the_reset_gradient_and_the_width_where_it_varies():
+    rows = [summary_row("TET", 0, 0.9, detach_reset=d, width=w) for d in (True, False) for w in (1.0, 2.0)]
+    table = tables.accuracy_table(pd.DataFrame(rows))
+    assert table[["reset gradient", "width"]].values.tolist() == [
+        ["through reset", "1"],
+        ["through reset", "2"],
+        ["detached", "1"],
+        ["detached", "2"],
+    ]
+
+
+def test_per_step_table_pivots_steps_into_columns():
+    table = tables.per_step_table(per_step_frame())
+    assert table.columns.tolist()[:4] == ["dataset", "method", "reset gradient", "t1"] and "t10" in table
+    first = table.iloc[0]
+    assert (first["dataset"], first["method"], first["t1"], first["t4"]) == (
+        "digits",
+        "TET",
+        "65.00±7.07",
+        "95.00±7.07",
+    )
+    assert first["t5"] == ""  # beyond digits' T
+    assert table["method"].tolist() == ["TET", "STR(0.1)", "TET", "STR(0.5)"]
+
+
+def test_curve_table_has_a_row_per_epsilon_and_a_column_per_method():
+    table = tables.curve_table(curve_frame())
+    assert table["ε"].tolist() == [0.0, 0.01, 0.5]
+    assert table.columns.tolist()[1:] == ["digits TET", "digits STR(0.1)", "ndigits TET", "ndigits STR(0.5)"]
+    assert table.loc[1, "digits TET"] == "90.00 at 2.00"  # mean of 0.85 and 0.95 at T/2
+
+
+def validation_rows():
+    """Per gradient, STR at 0.1 and 0.5; the test numbers favour 0.5, the validation numbers 0.1
+    (on the detached gradient a tie on validation accuracy, broken by fewer exit steps: 0.5)."""
+    rows = []
+    for detach in (False, True):
+        for alpha, val, steps in ((0.1, 0.95, 3.0), (0.5, 0.95 if detach else 0.90, 2.0)):
+            for seed in (0, 1):
+                values = {"alpha": alpha, "detach_reset": detach, "val_cutoff_accuracy": val}
+                rows.append(
+                    summary_row("STR(0.1)", seed, 0.99 if alpha == 0.5 else 0.80, val_mean_exit_step=steps, **values)
+                )
+        rows.append(summary_row("TET", 0, 1.0, detach_reset=detach, val_cutoff_accuracy=1.0, val_mean_exit_step=1.0))
+    return pd.DataFrame(rows)
+
+
+def test_selection_reads_only_validation_columns_and_breaks_ties_on_exit_steps():
+    table = tables.selection_table(validation_rows())
+    assert table[["reset gradient", "chosen"]].values.tolist() == [
+        ["through reset", "STR(0.1)"],
+        ["detached", "STR(0.5)"],
+    ]
+    first = table.iloc[0]
+    assert first["val w/ cutoff (%)"] == "95.00±0.00" and first["test accuracy at T (%)"] == "80.00±0.00"
+    assert first["seeds"] == "2"
+
+
+def test_selection_without_validation_data_says_so():
+    with pytest.raises(ValueError, match="validation > 0"):
+        tables.selection_table(summary())
+
+
+def test_html_table_is_deterministic_unwrapped_and_greys_the_papers_rows():
+    reported, _ = paper_frames()
+    table = tables.accuracy_table(summary(), reported, REFERENCES)
+    first, second = (tables.html_table(table, "Accuracy <at> ε", "accuracy") for _ in range(2))
+    assert first == second
+    assert "white-space: nowrap" in first and "Accuracy &lt;at&gt; ε" in first
+    assert first.count("font-style: italic") >= 1 and "T_accuracy" in first
+
+
+def test_markdown_table():
+    text = tables.markdown_table(pd.DataFrame({"a": [1, 2], "b": ["x", "y"]}))
+    assert text == "| a | b |\n|---|---|\n| 1 | x |\n| 2 | y |\n"
+
+
+def test_table_notes_give_the_energy_formula_and_the_stand_ins():
+    notes = tables.table_notes(load_profile("default"))
+    assert len(notes) == 3 and "ε = 0.01" in notes[0] and "E = 4.6 pJ × MACs + 0.9 pJ × SOPs" in notes[0]
+    assert "digits stands in for cifar10; ndigits stands in for cifar10dvs, ncaltech101, dvsgesture" in notes[2]
+    assert len(tables.table_notes(load_profile("paper"))) == 2  # the paper's own datasets: no stand-ins
+
+
+def test_write_table_writes_csv_and_markdown_with_title_and_notes(tmp_path):
+    paths = tables.write_table(pd.DataFrame({"a": [1]}), tmp_path / "t", "Title", ["note one"])
+    assert [p.name for p in paths] == ["t.csv", "t.md"]
+    assert paths[0].read_text() == "a\n1\n"
+    assert paths[1].read_text() == "# Title\n\n- note one\n\n| a |\n|---|\n| 1 |\n"
