@@ -56,12 +56,12 @@ def analyse_run(
     model, config = load_model(run_directory, device)
     dataset = split_dataset(config, "test")
     outputs, targets = load_logits(run_directory, "test")
-    synops, macs = operation_counts(model, dataset, config.batch_size)  # same samples, same order as the logits
-    if synops.shape[1] != targets.shape[0]:
+    if len(dataset) != targets.shape[0]:
         raise ValueError(
-            f"{run_directory}: the test set has {synops.shape[1]} samples, the saved logits {targets.shape[0]}: "
-            f"rerun `python -m aoi evaluate {run_directory}`"
+            f"{run_directory}: the test set has {len(dataset)} samples, the saved logits "
+            f"{targets.shape[0]}: rerun `python -m aoi evaluate {run_directory}`"
         )
+    synops, macs = operation_counts(model, dataset, config.batch_size)  # same samples, same order as the logits
     scores = cutoff_metrics(outputs, targets, epsilon, epsilons, synops, macs)
     exit_steps = scores.pop("exit_steps")
     train_record = read_json(run_directory / "config.json") or {}

@@ -80,20 +80,13 @@ def under_test() -> bool:
     return "PYTEST_CURRENT_TEST" in os.environ
 
 
-def compute_run(
-    profile: str = "default",
-    config: dict | None = None,
-    run_dir: str | None = None,
-    results_dir: str | None = None,
-    analysis: dict | None = None,
-    threads: int | None = None,
-) -> RunSpec:
-    """The run of a compute notebook (`aoi.runspec.resolve`), set up in this kernel: torch uses
-    ``threads`` CPU threads, the data root defaults to the repository's ``data/``, and under nbval
-    a notebook left at its defaults runs the smoke profile. Prints what runs where."""
+def compute_run(profile: str = "default", config: dict | None = None, **parameters) -> RunSpec:
+    """The run of a compute notebook (`aoi.runspec.resolve` of its parameters), set up in this
+    kernel: torch uses the run's threads, the data root defaults to the repository's ``data/``,
+    and under nbval a notebook left at its defaults runs the smoke profile. Prints what runs where."""
     if config is None and under_test():
         profile = TEST_PROFILE
-    run = resolve(profile, config, run_dir, results_dir, analysis, threads)
+    run = resolve(profile, config, **parameters)
     set_threads(run.threads)
     os.environ.setdefault("AOI_DATA", str(layout.REPO_ROOT / "data"))  # not ./data of wherever Jupyter started
     where = "scratch folder" if run.scratch else "run folder"
