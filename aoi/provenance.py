@@ -18,12 +18,13 @@ PACKAGES = ("aoi", "torch", "torchvision", "snntorch", "tonic", "numpy", "numba"
 
 
 def git_commit() -> tuple[str, bool | None]:
-    """(commit, dirty) of the repository holding this package, or ("unknown", None)."""
+    """(commit, dirty) of the repository holding this package, or ("unknown", None). Dirty means a
+    tracked file differs from the commit (files git does not track, such as new results, do not count)."""
     root = Path(__file__).resolve().parent.parent
     try:
         run = {"cwd": root, "capture_output": True, "text": True, "timeout": 10, "check": True}
         commit = subprocess.run(["git", "rev-parse", "HEAD"], **run).stdout.strip()
-        status = subprocess.run(["git", "status", "--porcelain"], **run).stdout
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], **run).stdout
         return commit, bool(status.strip())
     except (OSError, subprocess.SubprocessError):
         return "unknown", None

@@ -175,6 +175,7 @@ def execute_notebook(notebook: Path, output: Path, parameters: dict) -> None:
                 kernel_name="python3",
                 progress_bar=False,
                 cwd=str(REPO_ROOT),
+                extra_arguments=["--IPKernelApp.log_level=ERROR"],  # no transport warning per kernel
             )
         except papermill.PapermillExecutionError as error:
             failure = error
