@@ -185,7 +185,7 @@ def test_sew_block_adds_spikes_after_the_neuron():
     assert torch.equal(out - spikes, block.lif2(block.conv_bn2(block.lif1(block.conv_bn1(spikes)))))
 
 
-@pytest.mark.parametrize("shape", [(3, 5, 8, 8), (2, 3, 7, 9)], ids=["even", "odd"])
+@pytest.mark.parametrize("shape", [(4, 40, 16, 16), (2, 40, 17, 19), (3, 5, 8, 8)], ids=["even", "odd", "small"])
 def test_fast_average_pool_equals_torchs_bit_for_bit(shape):
     """AvgPool2 reorders nothing: the same sums in the same order, forward and backward, for any values."""
     x = torch.randn(shape, generator=torch.Generator().manual_seed(0)) * 3
