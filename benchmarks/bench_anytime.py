@@ -20,6 +20,9 @@ statistics of these frames and the readout is scaled x10 (at initialisation ever
 unsure as every other); epsilon is then set so that the step speed-up is ``--step-speedup``
 (3.9, the issue's N-MNIST run), from the post-hoc exits of the full-T logits. With ``--run-dir``
 a finished aoi run is timed instead, on its own test set, at ``--epsilon`` (default the tables').
+``--models vggsnn-paper resnet19-paper --device cuda``: the paper's networks at their sizes
+(benchmarks/device_check.py). exit_mismatches counts samples whose streamed exit differs from the
+post-hoc rule on the full-T logits of the same run (0 on CPU; on GPU see aoi.anytime).
 
 Writes results/benchmarks/anytime.csv (``$OUT`` if set). About 3 minutes on 2 CPU cores:
 
@@ -44,24 +47,27 @@ from aoi.inference import full_forward
 from aoi.models import get_model
 from aoi.profiles import load_profile
 
-T = 10
-CASES = {  # model: (input shape, width)
-    "digits_snn": ((2, 16, 16), 1.0),
-    "fashion_snn": ((2, 48, 48), 1.0),
-    "vggsnn": ((2, 48, 48), 0.25),
+CASES = {  # name: (model, input shape, width, T); the CPU defaults, then the paper's networks (for a GPU)
+    "digits_snn": ("digits_snn", (2, 16, 16), 1.0, 10),
+    "fashion_snn": ("fashion_snn", (2, 48, 48), 1.0, 10),
+    "vggsnn": ("vggsnn", (2, 48, 48), 0.25, 10),
+    "vggsnn-paper": ("vggsnn", (2, 48, 48), 1.0, 10),
+    "resnet19-paper": ("resnet19", (3, 32, 32), 1.0, 4),
 }
+CPU_CASES = ("digits_snn", "fashion_snn", "vggsnn")
 CLOCKS = {"wall": time.perf_counter, "cpu": time.thread_time}
 
 
-def synthetic_case(name: str, samples: int) -> tuple[nn.Module, torch.Tensor]:
-    """(model in eval mode, event frames [T, samples, ...]) as the module docstring says."""
-    shape, width = CASES[name]
+def synthetic_case(name: str, samples: int, device: torch.device) -> tuple[nn.Module, torch.Tensor]:
+    """(model in eval mode, event frames [T, samples, ...]) on ``device``, as the module docstring says."""
+    model_name, shape, width, T = CASES[name]
     generator = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
-    model = get_model(name, 10, shape, T, width=width)
+    model = get_model(model_name, 10, shape, T, width=width).to(device)
     rates = torch.linspace(0.05, 0.4, samples)[torch.randperm(samples, generator=generator)]
     frames = torch.rand(T, samples, *shape, generator=generator) < rates.view(1, -1, 1, 1, 1)
     frames = frames.float() + (torch.rand(T, samples, *shape, generator=generator) < rates.view(1, -1, 1, 1, 1) / 4)
+    frames = frames.to(device)
     for module in model.modules():
         if isinstance(module, nn.BatchNorm2d):
             module.momentum = None  # cumulative average: the statistics of these frames
@@ -95,15 +101,18 @@ def run_case(label, model, frames, epsilon, batch, args) -> dict:
     runs = {
         "folded": folded,
         "full": lambda: [full_forward(model, part) for part in batches],
-        "stream_T": lambda: predict(model, frames, rule="fixed", steps=T, count=False, batch_size=batch),
+        "stream_T": lambda: predict(model, frames, rule="fixed", steps=frames.shape[0], count=False, batch_size=batch),
         "streaming": lambda: predict(model, frames, epsilon, count=False, batch_size=batch),
     }
-    times, results = interleaved_times(runs, args.repeats, clock=CLOCKS[args.clock])
+    times, results = interleaved_times(runs, args.repeats, frames.is_cuda, CLOCKS[args.clock])
     best = {name: 1e3 * min(values) for name, values in times.items()}
-    exit_step = results["streaming"].exit_steps.double().mean().item()
+    exits = results["streaming"].exit_steps
+    post_hoc = confidence_cutoff(torch.cat(results["full"], dim=1), epsilon).exit_steps
+    exit_step = exits.double().mean().item()
     step_speedup = frames.shape[0] / exit_step
     return {
         **label,
+        "T": frames.shape[0],
         "batch": batch,
         "samples": frames.shape[1],
         "epsilon": epsilon,
@@ -113,6 +122,7 @@ def run_case(label, model, frames, epsilon, batch, args) -> dict:
         "wallclock_speedup": best["full"] / best["streaming"],
         "realised": best["full"] / best["streaming"] / step_speedup,
         "full_vs_stepping": best["full"] / best["stream_T"],
+        "exit_mismatches": int((exits != post_hoc).sum()),  # against the post-hoc rule: 0 on CPU
         "clock": args.clock,
         "repeats": args.repeats,
     }
@@ -120,29 +130,27 @@ def run_case(label, model, frames, epsilon, batch, args) -> dict:
 
 def cases(args):
     """(label, model, frames [T, N, ...], epsilon) for each model to time."""
+    device = torch.device(args.device)
     if args.run_dir:
-        model, config = load_model(args.run_dir)
+        model, config = load_model(args.run_dir, device)
         dataset = split_dataset(config, "test")
         frames = torch.stack([dataset[i][0] for i in range(min(args.samples, len(dataset)))]).transpose(0, 1)
         epsilon = args.epsilon if args.epsilon is not None else float(load_profile("default")["epsilon"])
         label = {"model": config.model, "input": "x".join(map(str, frames.shape[2:])), "data": config.dataset}
-        yield label, model, frames.contiguous(), epsilon
+        yield label, model, frames.contiguous().to(device), epsilon
         return
     for name in args.models:
-        model, frames = synthetic_case(name, args.samples)
-        epsilon = epsilon_for(full_forward(model, frames), args.step_speedup)
-        shape, width = CASES[name]
-        yield (
-            {"model": name, "input": "x".join(map(str, shape)), "width": width, "data": "synthetic"},
-            model,
-            frames,
-            epsilon,
-        )
+        model, frames = synthetic_case(name, args.samples, device)
+        epsilon = epsilon_for(full_forward(model, frames).float().cpu(), args.step_speedup)
+        model_name, shape, width, _ = CASES[name]
+        label = {"model": model_name, "input": "x".join(map(str, shape)), "width": width, "data": "synthetic"}
+        yield label, model, frames, epsilon
 
 
 def main(argv=None) -> pd.DataFrame:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--models", nargs="+", default=list(CPU_CASES), choices=list(CASES))
+    parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--samples", type=int, default=128, help="samples per model (batch sizes >= 16)")
     parser.add_argument("--single-samples", type=int, default=32, help="samples at batch size 1 (slow in Python)")
@@ -162,7 +170,7 @@ def main(argv=None) -> pd.DataFrame:
             rows.append(run_case(label, model, subset, epsilon, batch, args))
             print(pd.DataFrame(rows[-1:]).to_string(index=False, float_format=lambda v: f"{v:.3g}"), flush=True)
     table = pd.DataFrame(rows)
-    write(args.name, table, torch.device("cpu"))
+    write(args.name, table, torch.device(args.device))
     return table
 
 

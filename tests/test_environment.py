@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def pins_from_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    requirements = project["dependencies"] + project["optional-dependencies"]["test"]
+    requirements = project["dependencies"] + [r for extra in project["optional-dependencies"].values() for r in extra]
     return dict(re.fullmatch(r"([A-Za-z0-9_.-]+)==(\S+)", r).groups() for r in requirements)
 
 
