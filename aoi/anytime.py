@@ -16,12 +16,13 @@ each exit step. `time_inference` measures its wall clock against the fastest ful
 Exactness: its exit steps and predictions equal those of the post-hoc
 `aoi.cutoff.confidence_cutoff` / `topk_cutoff` on the full-T outputs ``model(inputs)``, as long
 as the model gives each sample bitwise the same logits in a T=1 forward of any sub-batch as in
-the full [T, N] forward (Y is accumulated in the same order as their ``cumsum``). aoi models do
-on CPU: their convolutions and linear layers use kernels that treat each row alike whatever the
-batch size (`aoi.models.layers.OneDNNConv2d`, `RowwiseLinear`; PyTorch's own choice rounds a
-lone row differently); the tests check it bitwise for every aoi model, batch sizes 1 and up. On
-GPU, cuDNN may pick other kernels for other batch sizes; logits can then differ in the last bits,
-and a sample whose confidence lies within float rounding of the threshold may exit one step apart.
+the full [T, N] forward (Y is summed as their ``cumsum`` sums: in order, in float64 on CPU). aoi
+models do, in eval mode on CPU: their convolutions and linear layers use kernels that treat each
+row alike whatever the batch size (`aoi.models.layers.OneDNNConv2d`, `RowwiseLinear`; PyTorch's
+own choice rounds a lone row differently); the tests check it bitwise for every aoi model, batch
+sizes 1 and up. On GPU, cuDNN may pick other kernels for other batch sizes and ``cumsum`` sums
+in float32 in another order; logits can then differ in the last bits, and a sample whose
+confidence lies within float rounding of the threshold may exit one step apart.
 
 Post-hoc (on saved logits), `compare_rules` tabulates accuracy against mean exit step for the
 confidence rule, the Top-K gap rule, fixed T and the OCT oracle.
@@ -86,17 +87,22 @@ def _stop_rule(rule: str, epsilon, thresholds, steps, T: int) -> Callable[[torch
 
 class _Flight:
     """The samples in flight, one row each. All per-sample state lives in ``fields``, filtered and
-    extended together: index [n] (position in the inputs), step [n] (0-based), accumulated Y [n, K]
-    (None before the first step) and, when counting, the SOPs and MACs [n] of the steps so far."""
+    extended together: index [n] (position in the inputs), step [n] (0-based), total [n, K] (the sum
+    of the outputs so far, float64; None before the first step) and, when counting, the SOPs and
+    MACs [n] of the steps so far. ``accumulated`` is Y_t [n, K] of the last step."""
 
     def __init__(self, index: torch.Tensor, counted: bool):
-        self.fields = {"index": index, "step": torch.zeros_like(index), "accumulated": None}
+        self.fields = {"index": index, "step": torch.zeros_like(index), "total": None}
         self.fields.update({name: torch.zeros_like(index) for name in COUNTS if counted})
+        self.accumulated: torch.Tensor | None = None
 
     def add(self, output: torch.Tensor, counts: tuple) -> None:
-        """Accumulate one step's outputs [n, K] (Y_t = Y_{t-1} + O_t, as ``cumsum``) and counts."""
+        """Accumulate one step's outputs [n, K] and counts. Y_t = Y_{t-1} + O_t is summed in float64
+        and rounded to the outputs' dtype, as PyTorch's ``cumsum`` does on CPU (a float32 running sum
+        would round differently, and move exits that lie within rounding of the threshold)."""
         fields = self.fields
-        fields["accumulated"] = output if fields["accumulated"] is None else fields["accumulated"].add_(output)
+        fields["total"] = output.double() if fields["total"] is None else fields["total"].add_(output)
+        self.accumulated = fields["total"].to(output.dtype)
         for name, value in zip(COUNTS, counts):
             fields[name] += value
 
@@ -105,7 +111,7 @@ class _Flight:
         fields = self.fields
         done = fields["index"][stop]
         results["exit_steps"][done] = fields["step"][stop] + 1
-        results["predictions"][done] = fields["accumulated"][stop].argmax(-1)
+        results["predictions"][done] = self.accumulated[stop].argmax(-1)
         for name in COUNTS:
             if name in fields:
                 results[name][done] = fields[name][stop]
@@ -115,7 +121,7 @@ class _Flight:
         fields = self.fields
         fields["index"].masked_scatter_(places, index)
         fields["step"].masked_fill_(places, -1)  # advanced to 0 at the end of the step
-        fields["accumulated"].masked_fill_(places[:, None], 0.0)
+        fields["total"].masked_fill_(places[:, None], 0.0)
         for name in COUNTS:
             if name in fields:
                 fields[name].masked_fill_(places, 0)
@@ -188,7 +194,7 @@ def _run(model, inputs, flight: _Flight, stop_rule, counter: OperationCounter | 
         fields = flight.fields
         output = model(inputs[fields["step"], fields["index"]].unsqueeze(0))[0]
         flight.add(output, counter.take() if counter else ())
-        stop = stop_rule(fields["step"], fields["accumulated"]) | (fields["step"] == T - 1)
+        stop = stop_rule(fields["step"], flight.accumulated) | (fields["step"] == T - 1)
         if stop.any():
             flight.record(results, stop)
             stopped = int(stop.sum())

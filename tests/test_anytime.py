@@ -318,3 +318,33 @@ def test_continuous_batching_keeps_forwards_full(trained):
     full = [n == 8 for n in batch_sizes]
     assert full == sorted(full, reverse=True)  # every forward is full until the queue runs dry,
     assert full.count(False) <= inputs.shape[0]  # then the last samples finish in at most T steps
+
+
+class Echo(nn.Module):
+    """A stateless "model" whose logits are its inputs: [T, N, K] -> [T, N, K]."""
+
+    def forward(self, x):
+        return x
+
+
+def test_exits_at_thresholds_that_lie_exactly_on_a_confidence():
+    """Y_t is summed as cumsum sums it (float64 on CPU). The thresholds here sit exactly on a
+    post-hoc confidence that a float32 running sum would round up: there, the smallest rounding
+    difference would move the exit."""
+    generator = torch.Generator().manual_seed(0)
+    outputs = torch.randn(6, 3000, 10, generator=generator) * torch.logspace(-1, 2, 3000).view(1, -1, 1)
+    confidences = outputs.cumsum(0).softmax(-1).amax(-1)  # [T, N], what the post-hoc rule compares
+    running = [outputs[0]]
+    for t in range(1, outputs.shape[0]):
+        running.append(running[-1] + outputs[t])
+    rounded_up = torch.stack(running).softmax(-1).amax(-1) > confidences
+    first_time = confidences > torch.cat([torch.zeros(1, 3000), confidences.cummax(0).values[:-1]])
+    hard = (rounded_up & first_time).nonzero()
+    assert len(hard) >= 4
+    model = Echo().eval()
+    for t, n in hard[:4].tolist():
+        epsilon = 1 - confidences[t, n].item()  # max softmax > 1 - epsilon is False there, by a hair
+        expected = confidence_cutoff(outputs, epsilon)
+        result = predict(model, outputs, epsilon, count=False, batch_size=512)
+        assert torch.equal(result.exit_steps, expected.exit_steps)
+        assert torch.equal(result.predictions, expected.predictions)

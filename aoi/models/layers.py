@@ -30,14 +30,14 @@ class TimeFolded(nn.Module):
 
 
 class OneDNNConv2d(nn.Conv2d):
-    """``nn.Conv2d`` that, on CPU without grad, runs oneDNN's kernel (``torch.mkldnn_convolution``) for
+    """``nn.Conv2d`` that, in eval mode on CPU, runs oneDNN's kernel (``torch.mkldnn_convolution``) for
     every batch size. PyTorch picks its own im2col kernel for a single small image (and for 1x1
     kernels under 16 rows on one thread), which rounds differently from oneDNN's; oneDNN gives each
     image the same result in a batch of any size (observed), so a streamed or chunked forward
-    equals the folded one bit for bit. With grad (training), or off the CPU, it is ``nn.Conv2d``."""
+    equals the folded one bit for bit. In training mode, or off the CPU, it is ``nn.Conv2d``."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        plain = torch.is_grad_enabled() or not _ONEDNN or x.device.type != "cpu" or x.dtype != torch.float32
+        plain = self.training or not _ONEDNN or x.device.type != "cpu" or x.dtype != torch.float32
         if plain or self.padding_mode != "zeros" or isinstance(self.padding, str):
             return super().forward(x)
         geometry = (self.padding, self.stride, self.dilation, self.groups)
@@ -93,15 +93,15 @@ class AvgPool2(nn.AvgPool2d):
 
 
 class RowwiseLinear(nn.Linear):
-    """``nn.Linear`` whose result for a row never depends on the other rows of the call, when no
-    gradient is needed: MKL's sgemm rounds a row differently when called with 1 or 3 rows than with
-    64 (observed on CPU), which would make streamed (`aoi.anytime`) and chunked (`aoi.inference`)
-    logits differ in the last bit from the folded forward's. Without grad it computes a batch of
-    one-row products (``torch.baddbmm``: the same small product for every row, about as fast);
-    with grad (training) it is ``nn.Linear``. [..., F] -> [..., K]."""
+    """``nn.Linear`` whose result for a row never depends on the other rows of the call, in eval
+    mode: MKL's sgemm rounds a row differently when called with 1 or 3 rows than with 64 (observed
+    on CPU), which would make streamed (`aoi.anytime`) and chunked (`aoi.inference`) logits differ
+    in the last bit from the folded forward's. In eval mode it computes a batch of one-row products
+    (``torch.baddbmm``: the same small product for every row, about as fast); in training mode it is
+    ``nn.Linear``. [..., F] -> [..., K]."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.is_grad_enabled():
+        if self.training:
             return super().forward(x)
         rows = x.reshape(-1, 1, self.in_features)
         weight = self.weight.t().expand(rows.shape[0], -1, -1)
