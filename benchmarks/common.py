@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import platform
+import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -18,7 +19,7 @@ import torch
 
 from aoi.files import write_csv
 from aoi.layout import REPO_ROOT
-from aoi.provenance import git_commit, package_version
+from aoi.provenance import package_version
 
 RESULTS = REPO_ROOT / "results" / "benchmarks"
 VERSIONS = ("torch", "numba", "triton", "spikingjelly")
@@ -40,9 +41,16 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def commit() -> str:
+    """The checkout's commit, "+dirty" when tracked files differ from it (new result files do not count)."""
+    run = {"cwd": REPO_ROOT, "capture_output": True, "text": True, "timeout": 10, "check": False}
+    head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], **run).stdout.strip() or "unknown"
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], **run).stdout.strip()
+    return head + ("+dirty" if dirty else "")
+
+
 def provenance(device: torch.device) -> dict:
     """Columns for every row: machine, cores, torch threads, device, versions, commit, time (UTC)."""
-    commit, dirty = git_commit()
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else ""
     return {
         "machine": cpu_model(),
@@ -50,7 +58,7 @@ def provenance(device: torch.device) -> dict:
         "threads": torch.get_num_threads(),
         "device": gpu or "cpu",
         **{name: package_version(name) for name in VERSIONS},
-        "commit": commit[:12] + ("+dirty" if dirty else ""),
+        "commit": commit(),
         "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
 
