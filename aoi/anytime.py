@@ -3,21 +3,26 @@ cutoff rules compared.
 
 `predict` runs a model one timestep at a time with the neurons' state carried
 (`aoi.neurons.streaming`), accumulates Y_t = Y_{t-1} + O_t, asks the cutoff rule
-(`aoi.cutoff.confidence_stop` / `aoi.cutoff.topk_stop`) after every step, and removes the
-samples that exited from the batch and from every neuron's state (`aoi.neurons.keep_samples`),
-so later steps compute only for the samples still running. With a ``batch_size`` below the
-number of samples, waiting samples fill the places freed by exits (continuous batching).
+(`aoi.cutoff.confidence_stop` / `aoi.cutoff.topk_stop`) after every step, and takes the
+samples that exited out of the batch and out of every neuron's state, so later steps compute
+only for the samples still running. With a ``batch_size`` below the number of samples, waiting
+samples take the places freed by exits, in place (continuous batching: `aoi.neurons.restart_samples`);
+once the queue is empty, finished samples leave the batch (`aoi.neurons.keep_samples`).
 It needs the model in eval mode and raises otherwise (it never switches modes behind the
 caller's back). Its operation counts are those of `aoi.energy.count_operations` summed up to
-each exit step.
+each exit step. `time_inference` measures its wall clock against the fastest full-T inference,
+`aoi.inference.full_forward`.
 
 Exactness: its exit steps and predictions equal those of the post-hoc
 `aoi.cutoff.confidence_cutoff` / `topk_cutoff` on the full-T outputs ``model(inputs)``, as long
 as the model gives each sample bitwise the same logits in a T=1 forward of any sub-batch as in
-the full [T, N] forward (Y is accumulated in the same order as their ``cumsum``). The tests
-check this bitwise on CPU for every aoi model. On GPU, cuDNN may pick other kernels for other
-batch sizes; logits can then differ in the last bits, and a sample whose confidence lies within
-float rounding of the threshold may exit one step apart.
+the full [T, N] forward (Y is summed as their ``cumsum`` sums: in order, in float64 on CPU). aoi
+models do, in eval mode on CPU: their convolutions and linear layers use kernels that treat each
+row alike whatever the batch size (`aoi.models.layers.OneDNNConv2d`, `RowwiseLinear`; PyTorch's
+own choice rounds a lone row differently); the tests check it bitwise for every aoi model, batch
+sizes 1 and up. On GPU, cuDNN may pick other kernels for other batch sizes and ``cumsum`` sums
+in float32 in another order; logits can then differ in the last bits, and a sample whose
+confidence lies within float rounding of the threshold may exit one step apart.
 
 Post-hoc (on saved logits), `compare_rules` tabulates accuracy against mean exit step for the
 confidence rule, the Top-K gap rule, fixed T and the OCT oracle.
@@ -37,10 +42,12 @@ from torch import nn
 
 from aoi.cutoff import calibrate_topk_thresholds, confidence_stop, topk_cutoff, topk_stop
 from aoi.energy import OperationCounter, energy_pj
+from aoi.inference import full_forward
 from aoi.metrics import accuracy_per_step, cutoff_curve, optimal_cutoff_timestep
-from aoi.neurons import append_samples, keep_samples, streaming
+from aoi.neurons import keep_samples, lif_layers, restart_samples, streaming
 
 RULES = ("confidence", "topk", "fixed")
+COUNTS = ("synops", "macs")  # per-sample operation counts of `predict` (aoi.energy)
 
 
 class AnytimeResult(NamedTuple):
@@ -78,6 +85,51 @@ def _stop_rule(rule: str, epsilon, thresholds, steps, T: int) -> Callable[[torch
     raise ValueError(f"unknown rule {rule!r}: use one of {RULES}")
 
 
+class _Flight:
+    """The samples in flight, one row each. All per-sample state lives in ``fields``, filtered and
+    extended together: index [n] (position in the inputs), step [n] (0-based), total [n, K] (the sum
+    of the outputs so far, float64; None before the first step) and, when counting, the SOPs and
+    MACs [n] of the steps so far. ``accumulated`` is Y_t [n, K] of the last step."""
+
+    def __init__(self, index: torch.Tensor, counted: bool):
+        self.fields = {"index": index, "step": torch.zeros_like(index), "total": None}
+        self.fields.update({name: torch.zeros_like(index) for name in COUNTS if counted})
+        self.accumulated: torch.Tensor | None = None
+
+    def add(self, output: torch.Tensor, counts: tuple) -> None:
+        """Accumulate one step's outputs [n, K] and counts. Y_t = Y_{t-1} + O_t is summed in float64
+        and rounded to the outputs' dtype, as PyTorch's ``cumsum`` does on CPU (a float32 running sum
+        would round differently, and move exits that lie within rounding of the threshold)."""
+        fields = self.fields
+        fields["total"] = output.double() if fields["total"] is None else fields["total"].add_(output)
+        self.accumulated = fields["total"].to(output.dtype)
+        for name, value in zip(COUNTS, counts):
+            fields[name] += value
+
+    def record(self, results: dict, stop: torch.Tensor) -> None:
+        """Write the exit step, the prediction and the counts of the rows ``stop`` [n] bool into ``results``."""
+        fields = self.fields
+        done = fields["index"][stop]
+        results["exit_steps"][done] = fields["step"][stop] + 1
+        results["predictions"][done] = self.accumulated[stop].argmax(-1)
+        for name in COUNTS:
+            if name in fields:
+                results[name][done] = fields[name][stop]
+
+    def refill(self, places: torch.Tensor, index: torch.Tensor) -> None:
+        """Put the samples ``index`` into the rows ``places`` [n] bool, in place, before their first step."""
+        fields = self.fields
+        fields["index"].masked_scatter_(places, index)
+        fields["step"].masked_fill_(places, -1)  # advanced to 0 at the end of the step
+        fields["total"].masked_fill_(places[:, None], 0.0)
+        for name in COUNTS:
+            if name in fields:
+                fields[name].masked_fill_(places, 0)
+
+    def keep(self, keep: torch.Tensor) -> None:
+        self.fields = {name: value[keep] for name, value in self.fields.items()}
+
+
 def predict(
     model: nn.Module,
     inputs: torch.Tensor,
@@ -93,8 +145,9 @@ def predict(
     Samples run one timestep per forward with their neurons' state carried; after each step the
     rule is checked on the accumulated output Y_t = Y_{t-1} + O_t, and samples that exit leave
     the batch and every neuron's state. With ``batch_size`` below N, at most that many samples
-    are in flight and waiting samples take the places freed by exits (continuous batching: each
-    running sample is at its own step), so every forward stays full until the queue runs dry.
+    are in flight and waiting samples take the places freed by exits, in place (continuous
+    batching: each running sample is at its own step), so every forward stays full until the
+    queue runs dry; then finished samples leave the batch.
 
     Args:
         model: an aoi model in eval mode (it raises otherwise: batch norm must use its running
@@ -105,7 +158,7 @@ def predict(
             (every sample stops at ``steps``).
         thresholds: [T] per-step Top-K gap thresholds, for rule "topk".
         steps: the fixed number of steps, for rule "fixed".
-        count: also count SOPs, MACs and energy per sample (forward hooks; slightly slower).
+        count: also count SOPs, MACs and energy per sample (forward hooks; slower).
         batch_size: most samples in flight at once (None: all N).
     Returns:
         `AnytimeResult`, samples in input order; a sample never stopped by the rule exits at T.
@@ -120,64 +173,66 @@ def predict(
     if model.training:
         raise ValueError("predict needs the model in eval mode (batch norm running statistics): call model.eval()")
     batch_size = N if batch_size is None else min(batch_size, N)
-    device = inputs.device
-    exit_steps = torch.full((N,), T, dtype=torch.long, device=device)
-    predictions = torch.zeros(N, dtype=torch.long, device=device)
-    synops = torch.zeros(N, dtype=torch.long, device=device)
-    macs = torch.zeros(N, dtype=torch.long, device=device)
-    # the running samples, [n, ...] each: original index, 0-based step, Y, SOPs and MACs so far
-    active = torch.arange(batch_size, device=device)
-    step = torch.zeros(batch_size, dtype=torch.long, device=device)
-    accumulated = run_synops = run_macs = None
-    admitted = batch_size
+    results = {"exit_steps": torch.full((N,), T, dtype=torch.long, device=inputs.device)}
+    results.update({name: torch.zeros(N, dtype=torch.long, device=inputs.device) for name in ("predictions", *COUNTS)})
+    flight = _Flight(torch.arange(batch_size, device=inputs.device), count)
     counter = OperationCounter(model) if count else contextlib.nullcontext()
     with torch.no_grad(), streaming(model), counter:
-        while True:
-            output = model(inputs[step, active].unsqueeze(0))[0]
-            accumulated = output if accumulated is None else accumulated + output
-            if count:
-                step_synops, step_macs = counter.take()
-                run_synops = step_synops if run_synops is None else run_synops + step_synops
-                run_macs = step_macs if run_macs is None else run_macs + step_macs
-            stop = stop_rule(step, accumulated) | (step == T - 1)
-            if stop.any():
-                done = active[stop]
-                exit_steps[done] = step[stop] + 1
-                predictions[done] = accumulated[stop].argmax(-1)
-                if count:
-                    synops[done], macs[done] = run_synops[stop], run_macs[stop]
-                keep = ~stop
-                active, step, accumulated = active[keep], step[keep], accumulated[keep]
-                if count:
-                    run_synops, run_macs = run_synops[keep], run_macs[keep]
-                keep_samples(model, keep)
-                new = min(N - admitted, batch_size - active.shape[0])
-                if new:
-                    active = torch.cat([active, torch.arange(admitted, admitted + new, device=device)])
-                    step = torch.cat([step, step.new_full((new,), -1)])  # -1: advanced to 0 below
-                    accumulated = torch.cat([accumulated, accumulated.new_zeros(new, accumulated.shape[1])])
-                    if count:
-                        run_synops = torch.cat([run_synops, run_synops.new_zeros(new)])
-                        run_macs = torch.cat([run_macs, run_macs.new_zeros(new)])
-                    append_samples(model, new)
-                    admitted += new
-                if not active.shape[0]:
-                    break
-            step += 1
+        _run(model, inputs, flight, stop_rule, counter if count else None, results)
     if not count:
-        return AnytimeResult(exit_steps, predictions, None, None, None)
-    return AnytimeResult(exit_steps, predictions, synops, macs, energy_pj(synops, macs))
+        return AnytimeResult(results["exit_steps"], results["predictions"], None, None, None)
+    synops, macs = results["synops"], results["macs"]
+    return AnytimeResult(results["exit_steps"], results["predictions"], synops, macs, energy_pj(synops, macs))
 
 
-def _timed(run: Callable[[], object], cuda: bool) -> tuple[float, object]:
-    """(wall-clock seconds of one ``run()``, its result)."""
-    if cuda:
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    result = run()
-    if cuda:
-        torch.cuda.synchronize()
-    return time.perf_counter() - start, result
+def _run(model, inputs, flight: _Flight, stop_rule, counter: OperationCounter | None, results: dict) -> None:
+    """`predict`'s loop, inside `streaming`: one step of every sample in flight per forward, until all exited."""
+    T, N = inputs.shape[:2]
+    layers = lif_layers(model)
+    admitted = flight.fields["index"].shape[0]
+    while True:
+        fields = flight.fields
+        output = model(inputs[fields["step"], fields["index"]].unsqueeze(0))[0]
+        flight.add(output, counter.take() if counter else ())
+        stop = stop_rule(fields["step"], flight.accumulated) | (fields["step"] == T - 1)
+        if stop.any():
+            flight.record(results, stop)
+            stopped = int(stop.sum())
+            new = min(N - admitted, stopped)
+            places = stop if new == stopped else stop & (stop.cumsum(0) <= new)
+            if new:
+                flight.refill(places, torch.arange(admitted, admitted + new, device=inputs.device))
+                restart_samples(layers, places)
+                admitted += new
+            if new < stopped:
+                keep = ~(stop & ~places)
+                flight.keep(keep)
+                keep_samples(layers, keep)
+                if not flight.fields["index"].shape[0]:
+                    return
+        flight.fields["step"] += 1
+
+
+def interleaved_times(runs: dict[str, Callable[[], object]], repeats: int, cuda: bool = False, clock=time.perf_counter):
+    """Seconds of each of ``runs`` (name -> zero-argument callable), ``repeats`` times each after one
+    warm-up, interleaved (run a, b, c, a, b, c, ...) so that all see the same machine load.
+
+    Returns:
+        (times, results): {name: [seconds] * repeats}, {name: the last result of that run}. On CUDA
+        the device is synchronised around every run.
+    """
+    times, results = {name: [] for name in runs}, {}
+    for repeat in range(repeats + 1):  # 0 warms up
+        for name, run in runs.items():
+            if cuda:
+                torch.cuda.synchronize()
+            start = clock()
+            results[name] = run()
+            if cuda:
+                torch.cuda.synchronize()
+            if repeat:
+                times[name].append(clock() - start)
+    return times, results
 
 
 def time_inference(
@@ -189,18 +244,20 @@ def time_inference(
     steps: int | None = None,
     repeats: int = 3,
     batch_size: int | None = None,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> dict:
-    """Measured wall-clock cost of streaming early exit against ordinary full-T inference.
+    """Measured wall-clock cost of streaming early exit against the fastest full-T inference.
 
-    Full-T inference is the model's plain forward ``model(inputs)`` under no_grad (the fastest
-    path: convs over the folded T*N batch) on ``inputs`` [T, N, ...] split into batches of
-    ``batch_size`` samples; streaming is `predict` without counting, with at most ``batch_size``
-    samples in flight (all N at once when None). Each is timed as the best of ``repeats`` runs,
-    the two interleaved, after a warm-up of each. The model must be in eval mode.
+    Full-T inference is `aoi.inference.full_forward` (all T steps, in cache-sized chunks) on
+    ``inputs`` [T, N, ...] split into batches of ``batch_size`` samples; streaming is `predict`
+    without counting, with at most ``batch_size`` samples in flight (all N at once when None).
+    Each is timed with ``clock`` as the best of ``repeats`` runs, the two interleaved, after a
+    warm-up of each (`interleaved_times`). The model must be in eval mode.
 
     Returns:
         dict with full_s, streaming_s (seconds), wallclock_speedup (full_s / streaming_s),
-        mean_exit_step, step_speedup (T / mean_exit_step).
+        mean_exit_step, step_speedup (T / mean_exit_step) and realised (wallclock_speedup /
+        step_speedup: the share of the step speed-up that the clock sees).
     """
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
@@ -208,29 +265,20 @@ def time_inference(
         raise ValueError("time_inference needs the model in eval mode: call model.eval()")
     T, N = inputs.shape[:2]
     batches = inputs.split(batch_size or N, dim=1)
-
-    def full():
-        with torch.no_grad():
-            for batch in batches:
-                model(batch)
-
-    def stream():
-        return predict(model, inputs, epsilon, rule, thresholds, steps, count=False, batch_size=batch_size)
-
-    cuda = inputs.is_cuda
-    full_s = streaming_s = math.inf
-    for repeat in range(repeats + 1):  # interleaved, so that both see the same machine load; 0 warms up
-        full_once, _ = _timed(full, cuda)
-        streaming_once, result = _timed(stream, cuda)
-        if repeat:
-            full_s, streaming_s = min(full_s, full_once), min(streaming_s, streaming_once)
-    mean_exit_step = result.exit_steps.double().mean().item()
+    runs = {
+        "full": lambda: [full_forward(model, batch) for batch in batches],
+        "streaming": lambda: predict(model, inputs, epsilon, rule, thresholds, steps, False, batch_size),
+    }
+    times, results = interleaved_times(runs, repeats, inputs.is_cuda, clock)
+    full_s, streaming_s = min(times["full"]), min(times["streaming"])
+    mean_exit_step = results["streaming"].exit_steps.double().mean().item()
     return {
         "full_s": full_s,
         "streaming_s": streaming_s,
         "wallclock_speedup": full_s / streaming_s,
         "mean_exit_step": mean_exit_step,
         "step_speedup": T / mean_exit_step,
+        "realised": full_s / streaming_s / (T / mean_exit_step),
     }
 
 

@@ -18,8 +18,10 @@ the authors' toolkit's LIF (``detach_reset=False``). snnTorch detaches the reset
 (``detach_reset=True``) and drops it; docs/method.md says what each profile uses.
 
 Backends: compiled numba kernels for float32 CPU tensors (one pass over memory per direction,
-the state of a block of elements in cache), the Triton kernels of `aoi.lif_triton` on CUDA,
-a PyTorch loop over t elsewhere. All save only u [T, ...] for the backward pass.
+the state of a block of elements in cache; serial on one torch thread or small tensors, else on
+numba's workqueue threads), the Triton kernels of `aoi.lif_triton` on CUDA, a PyTorch loop over t
+elsewhere. All save only u [T, ...] for the backward pass. `lif_inference` is the forward alone,
+without autograd, updating a carried membrane in place (inference, one step at a time).
 """
 
 from __future__ import annotations
@@ -32,71 +34,102 @@ from aoi import lif_triton
 
 _ZERO, _ONE = np.float32(0.0), np.float32(1.0)  # the CPU kernels compute in float32, as PyTorch does
 _BLOCK = 4096  # elements per kernel task: the state of a block stays in cache and the inner loop vectorises
+_PARALLEL_MIN = 16 * _BLOCK  # fewer elements x steps than this run serially: a parallel launch costs ~20 us
 
 
-@numba.njit(parallel=True, cache=True)
-def _scan_forward_cpu(x, m0, tau, theta, record, u_out, s_out, r_out, m_last):
-    """CPU kernel of the forward scan: x [T, M], m0 [M] -> u, s (and r if ``record``) [T, M], m_T [M]."""
-    T, M = x.shape
-    for b in numba.prange((M + _BLOCK - 1) // _BLOCK):
-        lo, hi = b * _BLOCK, min((b + 1) * _BLOCK, M)
-        m = m0[lo:hi].copy()
-        for t in range(T):
-            x_t, u_t, s_t, r_t = x[t, lo:hi], u_out[t, lo:hi], s_out[t, lo:hi], r_out[t, lo:hi]
-            for j in range(hi - lo):
-                u = x_t[j] + tau * m[j]
+@numba.njit(cache=True)
+def _forward_block(x, m0, tau, theta, store_u, record, u_out, s_out, r_out, m_last, b):
+    """All T steps of elements [b * _BLOCK, (b + 1) * _BLOCK) of the forward scan (see `_forward`)."""
+    lo, hi = b * _BLOCK, min((b + 1) * _BLOCK, x.shape[1])
+    m = m0[lo:hi].copy()  # read before m_last is written: m_last may be m0 (state updated in place)
+    for t in range(x.shape[0]):
+        x_t, u_t, s_t, r_t = x[t, lo:hi], u_out[t, lo:hi], s_out[t, lo:hi], r_out[t, lo:hi]
+        for j in range(hi - lo):
+            u = x_t[j] + tau * m[j]
+            if store_u:
                 u_t[j] = u
-                fired = u > theta
-                s_t[j] = _ONE if fired else _ZERO
-                m[j] = _ZERO if fired else u
-                if record:
-                    r_t[j] = _ONE if fired else max(u, _ZERO) / theta
-        m_last[lo:hi] = m
+            fired = u > theta
+            s_t[j] = _ONE if fired else _ZERO
+            m[j] = _ZERO if fired else u
+            if record:
+                r_t[j] = _ONE if fired else max(u, _ZERO) / theta
+    m_last[lo:hi] = m
 
 
 @numba.njit(parallel=True, cache=True)
-def _scan_backward_cpu(u, grad_s, grad_r, has_grad_r, tau, theta, width, detach_reset, grad_x, grad_m0):
-    """CPU kernel of the backward scan, [T, M] tensors: dL/dx_t = dL/du_t, from t = T down to 1."""
-    T, M = u.shape
+def _forward_parallel(x, m0, tau, theta, store_u, record, u_out, s_out, r_out, m_last):
+    for b in numba.prange((x.shape[1] + _BLOCK - 1) // _BLOCK):
+        _forward_block(x, m0, tau, theta, store_u, record, u_out, s_out, r_out, m_last, b)
+
+
+@numba.njit(cache=True)
+def _forward_serial(x, m0, tau, theta, store_u, record, u_out, s_out, r_out, m_last):
+    for b in range((x.shape[1] + _BLOCK - 1) // _BLOCK):
+        _forward_block(x, m0, tau, theta, store_u, record, u_out, s_out, r_out, m_last, b)
+
+
+@numba.njit(cache=True)
+def _backward_block(u, grad_s, grad_r, has_grad_r, tau, theta, width, detach_reset, grad_x, grad_m0, b):
+    """Elements [b * _BLOCK, (b + 1) * _BLOCK) of the backward scan, from t = T down to 1 (see `_backward`)."""
+    lo, hi = b * _BLOCK, min((b + 1) * _BLOCK, u.shape[1])
     scale = _ONE / (width * width)
-    for b in numba.prange((M + _BLOCK - 1) // _BLOCK):
-        lo, hi = b * _BLOCK, min((b + 1) * _BLOCK, M)
-        carried = np.zeros(hi - lo, dtype=np.float32)  # tau * dL/du_{t+1}, flowing back through m_t
-        for t in range(T - 1, -1, -1):
-            u_t, gs_t, gr_t, gx_t = u[t, lo:hi], grad_s[t, lo:hi], grad_r[t, lo:hi], grad_x[t, lo:hi]
-            for j in range(hi - lo):
-                silent = u_t[j] <= theta
-                surrogate = max(width - abs(u_t[j] - theta), _ZERO) * scale
-                if detach_reset:
-                    g = gs_t[j] * surrogate
-                    if has_grad_r:  # r = s + ReLU(m / theta)
-                        g += gr_t[j] * surrogate
-                    if silent:  # m_t = u_t
-                        g += carried[j]
-                        if has_grad_r and u_t[j] > _ZERO:
-                            g += gr_t[j] / theta
-                else:
-                    grad_m = carried[j]  # dL/dm_t
-                    grad_spike = gs_t[j]  # dL/ds_t, direct and through r and the reset
-                    if has_grad_r:
-                        grad_spike += gr_t[j]
-                        if silent and u_t[j] > _ZERO:
-                            grad_m += gr_t[j] / theta
-                    g = (grad_spike - u_t[j] * grad_m) * surrogate
-                    if silent:
-                        g += grad_m
-                gx_t[j] = g
-                carried[j] = tau * g
-        grad_m0[lo:hi] = carried
+    carried = np.zeros(hi - lo, dtype=np.float32)  # tau * dL/du_{t+1}, flowing back through m_t
+    for t in range(u.shape[0] - 1, -1, -1):
+        u_t, gs_t, gr_t, gx_t = u[t, lo:hi], grad_s[t, lo:hi], grad_r[t, lo:hi], grad_x[t, lo:hi]
+        for j in range(hi - lo):
+            silent = u_t[j] <= theta
+            surrogate = max(width - abs(u_t[j] - theta), _ZERO) * scale
+            if detach_reset:
+                g = gs_t[j] * surrogate
+                if has_grad_r:  # r = s + ReLU(m / theta)
+                    g += gr_t[j] * surrogate
+                if silent:  # m_t = u_t
+                    g += carried[j]
+                    if has_grad_r and u_t[j] > _ZERO:
+                        g += gr_t[j] / theta
+            else:
+                grad_m = carried[j]  # dL/dm_t
+                grad_spike = gs_t[j]  # dL/ds_t, direct and through r and the reset
+                if has_grad_r:
+                    grad_spike += gr_t[j]
+                    if silent and u_t[j] > _ZERO:
+                        grad_m += gr_t[j] / theta
+                g = (grad_spike - u_t[j] * grad_m) * surrogate
+                if silent:
+                    g += grad_m
+            gx_t[j] = g
+            carried[j] = tau * g
+    grad_m0[lo:hi] = carried
+
+
+@numba.njit(parallel=True, cache=True)
+def _backward_parallel(u, grad_s, grad_r, has_grad_r, tau, theta, width, detach_reset, grad_x, grad_m0):
+    for b in numba.prange((u.shape[1] + _BLOCK - 1) // _BLOCK):
+        _backward_block(u, grad_s, grad_r, has_grad_r, tau, theta, width, detach_reset, grad_x, grad_m0, b)
+
+
+@numba.njit(cache=True)
+def _backward_serial(u, grad_s, grad_r, has_grad_r, tau, theta, width, detach_reset, grad_x, grad_m0):
+    for b in range((u.shape[1] + _BLOCK - 1) // _BLOCK):
+        _backward_block(u, grad_s, grad_r, has_grad_r, tau, theta, width, detach_reset, grad_x, grad_m0, b)
 
 
 def _use_cpu_kernel(x: torch.Tensor) -> bool:
     return x.device.type == "cpu" and x.dtype == torch.float32
 
 
-def _set_kernel_threads() -> None:
-    """The numba kernels use as many threads as torch (bitwise results depend on neither)."""
-    numba.set_num_threads(min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+def _kernel(serial, parallel, size: int):
+    """``parallel`` on as many threads as torch uses, or ``serial`` (one thread, or under ``_PARALLEL_MIN``
+    elements x steps). The parallel kernels run on numba's workqueue threads unless NUMBA_THREADING_LAYER
+    chooses: its OpenMP layer would take over torch's OpenMP threads (torch.get_num_threads() becomes
+    numba's thread count) and spin beside them. Bitwise results depend on neither choice."""
+    threads = min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)
+    if threads == 1 or size < _PARALLEL_MIN:
+        return serial
+    if numba.config.THREADING_LAYER == "default":  # NUMBA_THREADING_LAYER unset
+        numba.config.THREADING_LAYER = "workqueue"  # read when numba first starts its threads
+    numba.set_num_threads(threads)
+    return parallel
 
 
 def soft_spikes(u: torch.Tensor, theta: float) -> torch.Tensor:
@@ -110,9 +143,9 @@ def _scan_forward(x, m0, tau, theta, record):
         x2, m2 = x.detach().contiguous().view(x.shape[0], -1), m0.detach().contiguous().view(-1)
         u, spikes, last = torch.empty_like(x2), torch.empty_like(x2), torch.empty_like(m2)
         soft = torch.empty_like(x2) if record else spikes
-        _set_kernel_threads()
+        kernel = _kernel(_forward_serial, _forward_parallel, x2.numel())
         arrays = (u.numpy(), spikes.numpy(), soft.numpy(), last.numpy())
-        _scan_forward_cpu(x2.numpy(), m2.numpy(), np.float32(tau), np.float32(theta), record, *arrays)
+        kernel(x2.numpy(), m2.numpy(), np.float32(tau), np.float32(theta), True, record, *arrays)
         soft = soft.view(x.shape) if record else x.new_empty(0)
         return u.view(x.shape), spikes.view(x.shape), soft, last.view(m0.shape)
     if lif_triton.available(x):
@@ -126,6 +159,25 @@ def _scan_forward(x, m0, tau, theta, record):
     return u, (u > theta).to(x.dtype), soft, m
 
 
+def lif_inference(x: torch.Tensor, m: torch.Tensor, tau: float = 0.5, theta: float = 1.0) -> torch.Tensor:
+    """The forward scan without autograd, for inference: input currents x [T, N, ...] -> spikes [T, N, ...],
+    and the membrane m [N, ...] (post-reset, before step 1) updated IN PLACE to the one after step T.
+
+    Same spikes and membrane as `lif_multistep`, bit for bit; on the CPU one compiled call that keeps no
+    potentials (the per-step path of `aoi.anytime`). ``m`` must be contiguous.
+    """
+    if _use_cpu_kernel(x) and m.is_contiguous():
+        x2, m2 = x.contiguous().view(x.shape[0], -1), m.view(-1)
+        spikes = torch.empty_like(x2)
+        s_np, m_np = spikes.numpy(), m2.numpy()
+        kernel = _kernel(_forward_serial, _forward_parallel, x2.numel())
+        kernel(x2.numpy(), m_np, np.float32(tau), np.float32(theta), False, False, s_np, s_np, s_np, m_np)
+        return spikes.view(x.shape)
+    _, spikes, _, last = _scan_forward(x, m, tau, theta, False)
+    m.copy_(last)
+    return spikes
+
+
 def _scan_backward(u, grad_spikes, grad_soft, tau, theta, width, detach_reset):
     """dL/dx [T, ...] and dL/dm0 [...] from the gradients of the spikes and the soft spikes."""
     has_grad_soft = grad_soft is not None and grad_soft.numel() > 0
@@ -134,11 +186,9 @@ def _scan_backward(u, grad_spikes, grad_soft, tau, theta, width, detach_reset):
         gs = grad_spikes.contiguous().view_as(u2)
         gr = grad_soft.contiguous().view_as(u2) if has_grad_soft else gs
         grad_x, grad_m0 = torch.empty_like(u2), torch.empty_like(u2[0])
-        _set_kernel_threads()
+        kernel = _kernel(_backward_serial, _backward_parallel, u2.numel())
         constants = (np.float32(tau), np.float32(theta), np.float32(width), detach_reset)
-        _scan_backward_cpu(
-            u2.numpy(), gs.numpy(), gr.numpy(), has_grad_soft, *constants, grad_x.numpy(), grad_m0.numpy()
-        )
+        kernel(u2.numpy(), gs.numpy(), gr.numpy(), has_grad_soft, *constants, grad_x.numpy(), grad_m0.numpy())
         return grad_x.view(u.shape), grad_m0.view(u.shape[1:])
     if lif_triton.available(u):
         return lif_triton.scan_backward(u, grad_spikes, grad_soft, tau, theta, width, detach_reset)

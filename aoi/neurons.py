@@ -30,7 +30,7 @@ import snntorch as snn
 import torch
 from torch import nn
 
-from aoi.lif_scan import lif_multistep
+from aoi.lif_scan import lif_inference, lif_multistep
 
 
 class TriangleSpike(torch.autograd.Function):
@@ -66,6 +66,8 @@ class LIF(nn.Module):
     through them), and ``membrane``, the post-reset membrane m in input units (no gradient).
     With ``carry_state = True`` each forward starts from ``state`` (post-reset membrane [N, ...]
     left by the previous call) instead of zero; `streaming` sets this up for a whole model.
+    A forward that needs no gradient and records nothing (inference) skips autograd and updates
+    the carried ``state`` in place.
     """
 
     def __init__(
@@ -102,6 +104,8 @@ class LIF(nn.Module):
         return self.potential.masked_fill(self.potential > self.threshold, 0.0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fused and not self.record and not (x.requires_grad and torch.is_grad_enabled()):
+            return self._infer(x)
         m0 = self.state if self.carry_state and self.state is not None else None
         if self.fused:
             spikes, soft, potential, last = lif_multistep(
@@ -112,6 +116,16 @@ class LIF(nn.Module):
         self.state = last.detach() if self.carry_state else None
         recorded = (spikes, soft, potential.detach()) if self.record else (None, None, None)
         self.spikes, self.soft_spikes, self.potential = recorded
+        return spikes
+
+    def _infer(self, x: torch.Tensor) -> torch.Tensor:
+        """Forward without autograd (`aoi.lif_scan.lif_inference`): a carried state is updated in place."""
+        m = self.state if self.carry_state and self.state is not None else x.new_zeros(x.shape[1:])
+        spikes = lif_inference(x, m, self.tau, self.threshold)
+        if self.state is not (m if self.carry_state else None):  # nn.Module.__setattr__ is slow: set on change only
+            self.state = m if self.carry_state else None
+        if self.potential is not None:
+            self.spikes = self.soft_spikes = self.potential = None
         return spikes
 
     def _forward_snntorch(self, x: torch.Tensor, m0: torch.Tensor | None):
@@ -205,15 +219,28 @@ def streaming(model: nn.Module) -> Iterator[nn.Module]:
             lif.reset()
 
 
-def keep_samples(model: nn.Module, index: torch.Tensor) -> None:
-    """Keep only the samples ``index`` (a [N'] long or [N] bool tensor) in every carried state."""
-    for lif in lif_layers(model):
+def _layers(model: nn.Module | list[LIF]) -> list[LIF]:
+    return model if isinstance(model, list) else lif_layers(model)
+
+
+def keep_samples(model: nn.Module | list[LIF], index: torch.Tensor) -> None:
+    """Keep only the samples ``index`` (a [N'] long or [N] bool tensor) in every carried state.
+    ``model`` may be the list of its `lif_layers`, to spare the search at every call."""
+    for lif in _layers(model):
         if lif.state is not None:
             lif.state = lif.state[index]
 
 
-def append_samples(model: nn.Module, count: int) -> None:
+def append_samples(model: nn.Module | list[LIF], count: int) -> None:
     """Add ``count`` samples at rest (zero membrane) after the carried ones: state [n, ...] -> [n + count, ...]."""
-    for lif in lif_layers(model):
+    for lif in _layers(model):
         if lif.state is not None:
             lif.state = torch.cat([lif.state, lif.state.new_zeros(count, *lif.state.shape[1:])])
+
+
+def restart_samples(model: nn.Module | list[LIF], mask: torch.Tensor) -> None:
+    """Put the samples ``mask`` (an [N] bool tensor) back at rest (zero membrane), in place: their places
+    can take new samples without reallocating any state."""
+    for lif in _layers(model):
+        if lif.state is not None:
+            lif.state.masked_fill_(mask.view(-1, *[1] * (lif.state.dim() - 1)), 0.0)

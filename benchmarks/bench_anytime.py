@@ -1,122 +1,177 @@
-"""Wall-clock cost of streaming early exit (`aoi.anytime.predict`) against full-T inference.
+"""Wall clock of streaming early exit (`aoi.anytime.predict`) against the fastest full-T inference.
 
-On the default event model and test set (ndigits, digits_snn, T=10), trained here on the fly
-(``--epochs``, about a minute on a laptop CPU) or loaded from a finished run (``--run-dir``),
-prints for several batch sizes: full-T time (the plain ``model(inputs)`` forward), streaming
-time with no exit (all T steps one at a time: the cost of streaming itself), streaming time at
-the tables' epsilon, the step speed-up T / mean exit step, the speed-up of exiting over
-streaming all T steps (exit_speedup), the measured wall-clock speed-up over full-T inference,
-and the fraction of the step speed-up that it realises (target: >= 0.8). With batch size B,
-full-T runs batches of B samples and streaming keeps B samples in flight (continuous batching).
-Times are the best of ``--repeats`` runs, full-T and streaming interleaved.
+For each model and batch size B, four ways to run the same samples, timed interleaved (``--repeats``
+rounds after a warm-up; the best of each is kept):
 
-    python benchmarks/bench_anytime.py [--run-dir RUN] [--epsilon E] [--epochs 6] [--threads 1]
+- ``folded``: the plain ``model(x)`` on batches of B samples (T folded into the batch);
+- ``full``: `aoi.inference.full_forward` on the same batches, the fastest full-T inference (the
+  baseline of every speed-up);
+- ``stream_T``: `predict` with every sample running all T steps (the cost of stepping itself);
+- ``streaming``: `predict` with the confidence rule at ``epsilon``, B samples in flight.
+
+Derived: step_speedup T / mean exit step; wallclock_speedup full / streaming; realised
+wallclock_speedup / step_speedup (targets: >= 0.8 at B = 1, >= 0.9 at B >= 16); full_vs_stepping
+full / stream_T (target <= 1.0).
+
+Models and data (no trained weights or recordings needed): digits_snn at 2x16x16 (ndigits' size),
+fashion_snn at 2x48x48 (N-MNIST as resized by aoi) and vggsnn at width 0.25 on 2x48x48, T=10, on
+synthetic event frames (Bernoulli counts, each sample at its own rate). Batch norm holds the
+statistics of these frames and the readout is scaled x10 (at initialisation every sample is as
+unsure as every other); epsilon is then set so that the step speed-up is ``--step-speedup``
+(3.9, the issue's N-MNIST run), from the post-hoc exits of the full-T logits. With ``--run-dir``
+a finished aoi run is timed instead, on its own test set, at ``--epsilon`` (default the tables').
+``--models vggsnn-paper resnet19-paper --device cuda``: the paper's networks at their sizes
+(benchmarks/device_check.py). exit_mismatches counts samples whose streamed exit differs from the
+post-hoc rule on the full-T logits of the same run (0 on CPU; on GPU see aoi.anytime).
+
+Writes results/benchmarks/anytime.csv (``$OUT`` if set). About 3 minutes on 2 CPU cores:
+
+    python benchmarks/bench_anytime.py [--models digits_snn fashion_snn vggsnn] [--batch-sizes 1 16 64]
+        [--repeats 3] [--threads 1] [--clock wall|cpu] [--run-dir RUN --epsilon E]
 """
 
 from __future__ import annotations
 
 import argparse
-import tempfile
-from pathlib import Path
+import time
 
 import pandas as pd
 import torch
+from common import write
+from torch import nn
 
-from aoi.anytime import time_inference
-from aoi.config import TrainConfig
+from aoi.anytime import interleaved_times, predict
+from aoi.cutoff import confidence_cutoff
 from aoi.evaluate import load_model, split_dataset
+from aoi.inference import full_forward
+from aoi.models import get_model
 from aoi.profiles import load_profile
-from aoi.train import train
 
-FALLBACK_EPSILON = 0.1
-
-
-def default_epsilon() -> float:
-    """The tables' epsilon from aoi/profiles/default.yaml, else FALLBACK_EPSILON (said on stdout)."""
-    try:
-        return float(load_profile("default")["epsilon"])
-    except (ValueError, KeyError, OSError) as error:
-        print(f"no epsilon in the default profile ({error}); using {FALLBACK_EPSILON}")
-        return FALLBACK_EPSILON
+CASES = {  # name: (model, input shape, width, T); the CPU defaults, then the paper's networks (for a GPU)
+    "digits_snn": ("digits_snn", (2, 16, 16), 1.0, 10),
+    "fashion_snn": ("fashion_snn", (2, 48, 48), 1.0, 10),
+    "vggsnn": ("vggsnn", (2, 48, 48), 0.25, 10),
+    "vggsnn-paper": ("vggsnn", (2, 48, 48), 1.0, 10),
+    "resnet19-paper": ("resnet19", (3, 32, 32), 1.0, 4),
+}
+CPU_CASES = ("digits_snn", "fashion_snn", "vggsnn")
+CLOCKS = {"wall": time.perf_counter, "cpu": time.thread_time}
 
 
-def trained_run(run_dir: Path, epochs: int) -> Path:
-    """``run_dir`` if it holds a finished run, else a fresh ndigits run trained into it."""
-    if (run_dir / "final.json").exists():
-        return run_dir
-    config = TrainConfig(
-        dataset="ndigits",
-        model="digits_snn",
-        T=10,
-        method="str",
-        alpha=0.5,
-        epochs=epochs,
-        batch_size=64,
-        lr=0.1,
-        device="cpu",
-    )
-    final = train(config, run_dir, progress=True)
-    print(f"trained {config.run_name()} for {epochs} epochs: test accuracy {final['metrics']['test_acc']:.3f}")
-    return run_dir
+def synthetic_case(name: str, samples: int, device: torch.device) -> tuple[nn.Module, torch.Tensor]:
+    """(model in eval mode, event frames [T, samples, ...]) on ``device``, as the module docstring says."""
+    model_name, shape, width, T = CASES[name]
+    generator = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    model = get_model(model_name, 10, shape, T, width=width).to(device)
+    rates = torch.linspace(0.05, 0.4, samples)[torch.randperm(samples, generator=generator)]
+    frames = torch.rand(T, samples, *shape, generator=generator) < rates.view(1, -1, 1, 1, 1)
+    frames = frames.float() + (torch.rand(T, samples, *shape, generator=generator) < rates.view(1, -1, 1, 1, 1) / 4)
+    frames = frames.to(device)
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.momentum = None  # cumulative average: the statistics of these frames
+    with torch.no_grad():
+        model.train()
+        model(frames[:, :16])
+        for module in model.modules():
+            if isinstance(module, nn.Linear):
+                module.weight *= 10
+    return model.eval(), frames
 
 
-def main(argv=None) -> None:
+def epsilon_for(outputs: torch.Tensor, step_speedup: float) -> float:
+    """The confidence threshold at which T / mean post-hoc exit step is closest to ``step_speedup``."""
+    low, high = 1e-9, 1 - 1e-9  # the speed-up grows with epsilon
+    for _ in range(60):
+        middle = (low * high) ** 0.5
+        exits = confidence_cutoff(outputs, middle).exit_steps.double().mean().item()
+        low, high = (middle, high) if outputs.shape[0] / exits < step_speedup else (low, middle)
+    return high
+
+
+def run_case(label, model, frames, epsilon, batch, args) -> dict:
+    """One row: the four timings of the module docstring at batch size ``batch``."""
+    batches = frames.split(batch, dim=1)
+
+    def folded():
+        with torch.no_grad():
+            return [model(part) for part in batches]
+
+    runs = {
+        "folded": folded,
+        "full": lambda: [full_forward(model, part) for part in batches],
+        "stream_T": lambda: predict(model, frames, rule="fixed", steps=frames.shape[0], count=False, batch_size=batch),
+        "streaming": lambda: predict(model, frames, epsilon, count=False, batch_size=batch),
+    }
+    times, results = interleaved_times(runs, args.repeats, frames.is_cuda, CLOCKS[args.clock])
+    best = {name: 1e3 * min(values) for name, values in times.items()}
+    exits = results["streaming"].exit_steps
+    post_hoc = confidence_cutoff(torch.cat(results["full"], dim=1), epsilon).exit_steps
+    exit_step = exits.double().mean().item()
+    step_speedup = frames.shape[0] / exit_step
+    return {
+        **label,
+        "T": frames.shape[0],
+        "batch": batch,
+        "samples": frames.shape[1],
+        "epsilon": epsilon,
+        **{f"{name}_ms": value for name, value in best.items()},
+        "mean_exit_step": exit_step,
+        "step_speedup": step_speedup,
+        "wallclock_speedup": best["full"] / best["streaming"],
+        "realised": best["full"] / best["streaming"] / step_speedup,
+        "full_vs_stepping": best["full"] / best["stream_T"],
+        "exit_mismatches": int((exits != post_hoc).sum()),  # against the post-hoc rule: 0 on CPU
+        "clock": args.clock,
+        "repeats": args.repeats,
+    }
+
+
+def cases(args):
+    """(label, model, frames [T, N, ...], epsilon) for each model to time."""
+    device = torch.device(args.device)
+    if args.run_dir:
+        model, config = load_model(args.run_dir, device)
+        dataset = split_dataset(config, "test")
+        frames = torch.stack([dataset[i][0] for i in range(min(args.samples, len(dataset)))]).transpose(0, 1)
+        epsilon = args.epsilon if args.epsilon is not None else float(load_profile("default")["epsilon"])
+        label = {"model": config.model, "input": "x".join(map(str, frames.shape[2:])), "data": config.dataset}
+        yield label, model, frames.contiguous().to(device), epsilon
+        return
+    for name in args.models:
+        model, frames = synthetic_case(name, args.samples, device)
+        epsilon = epsilon_for(full_forward(model, frames).float().cpu(), args.step_speedup)
+        model_name, shape, width, _ = CASES[name]
+        label = {"model": model_name, "input": "x".join(map(str, shape)), "width": width, "data": "synthetic"}
+        yield label, model, frames, epsilon
+
+
+def main(argv=None) -> pd.DataFrame:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--run-dir",
-        help="a finished aoi run to load; if it holds none, the ndigits "
-        "model is trained into it (default: trained on the fly in a temporary folder)",
-    )
-    parser.add_argument("--epsilon", type=float, help="confidence threshold (default: the default profile's)")
-    parser.add_argument("--epochs", type=int, default=6, help="epochs when training on the fly")
-    parser.add_argument("--repeats", type=int, default=5, help="timed runs per measurement (best is kept)")
-    parser.add_argument(
-        "--batch-sizes",
-        type=int,
-        nargs="+",
-        default=[1, 16, 64, 0],
-        help="batch sizes to time (0: the whole test set at once)",
-    )
-    parser.add_argument(
-        "--single-samples", type=int, default=64, help="test samples used for batch size 1 (it is slow in Python)"
-    )
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (the machine is shared)")
+    parser.add_argument("--models", nargs="+", default=list(CPU_CASES), choices=list(CASES))
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16, 64])
+    parser.add_argument("--samples", type=int, default=128, help="samples per model (batch sizes >= 16)")
+    parser.add_argument("--single-samples", type=int, default=32, help="samples at batch size 1 (slow in Python)")
+    parser.add_argument("--step-speedup", type=float, default=3.9, help="sets epsilon on synthetic data")
+    parser.add_argument("--repeats", type=int, default=3, help="timed rounds after a warm-up (best kept)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--clock", choices=list(CLOCKS), default="wall", help="cpu: this thread's CPU time")
+    parser.add_argument("--run-dir", help="time a finished aoi run on its test set instead")
+    parser.add_argument("--epsilon", type=float, help="with --run-dir (default: the default profile's)")
+    parser.add_argument("--name", default="anytime", help="CSV name under results/benchmarks/")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    epsilon = default_epsilon() if args.epsilon is None else args.epsilon
-
-    with tempfile.TemporaryDirectory() as workdir:
-        run = trained_run(Path(args.run_dir or workdir), args.epochs)
-        model, config = load_model(run)
-        dataset = split_dataset(config, "test")
-    frames = torch.stack([dataset[i][0] for i in range(len(dataset))]).transpose(0, 1).contiguous()  # [T, N, ...]
-    T, N = frames.shape[:2]
-    print(
-        f"{config.dataset} test set: {N} samples, T={T}, model {config.model}, epsilon {epsilon}, "
-        f"{torch.get_num_threads()} thread(s), best of {args.repeats}"
-    )
-
     rows = []
-    for batch_size in args.batch_sizes:
-        inputs = frames[:, : args.single_samples] if batch_size == 1 else frames
-        batch = batch_size or None
-        timing = time_inference(model, inputs, epsilon, repeats=args.repeats, batch_size=batch)
-        all_steps = time_inference(model, inputs, rule="fixed", steps=T, repeats=args.repeats, batch_size=batch)
-        rows.append(
-            {
-                "batch": batch_size or inputs.shape[1],
-                "samples": inputs.shape[1],
-                "full_ms": 1e3 * timing["full_s"],
-                "stream_T_ms": 1e3 * all_steps["streaming_s"],
-                "streaming_ms": 1e3 * timing["streaming_s"],
-                "mean_exit_step": timing["mean_exit_step"],
-                "step_speedup": timing["step_speedup"],
-                "exit_speedup": all_steps["streaming_s"] / timing["streaming_s"],
-                "wallclock_speedup": timing["wallclock_speedup"],
-                "wallclock/step": timing["wallclock_speedup"] / timing["step_speedup"],
-            }
-        )
-    print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    for label, model, frames, epsilon in cases(args):
+        for batch in args.batch_sizes:
+            subset = frames[:, : args.single_samples] if batch == 1 else frames
+            rows.append(run_case(label, model, subset, epsilon, batch, args))
+            print(pd.DataFrame(rows[-1:]).to_string(index=False, float_format=lambda v: f"{v:.3g}"), flush=True)
+    table = pd.DataFrame(rows)
+    write(args.name, table, torch.device(args.device))
+    return table
 
 
 if __name__ == "__main__":

@@ -157,13 +157,42 @@ def test_streaming_counts_equal_full_run_truncated_at_exit(trained):
     assert torch.equal(result.macs, result.exit_steps * per_step_macs)
 
 
-def test_time_inference_reports_consistent_speedups(trained):
+def forwards_of_continuous_batching(exit_steps: list[int], batch_size: int) -> int:
+    """Forwards that continuous batching takes for these exit steps: every forward advances each
+    sample in flight one step; the places of those that exit go to the next waiting samples."""
+    waiting, flight, forwards = list(exit_steps[batch_size:]), list(exit_steps[:batch_size]), 0
+    while flight:
+        forwards += 1
+        flight = [steps - 1 for steps in flight]
+        freed = flight.count(0)
+        flight = [steps for steps in flight if steps] + waiting[:freed]
+        waiting = waiting[freed:]
+    return forwards
+
+
+def test_time_inference_times_the_full_forward_and_the_streaming_steps(trained):
+    """With a clock that ticks once per model forward, the times are counts we know independently:
+    full-T inference is one forward per batch (the toy's batches fit one chunk), streaming is the
+    forwards of continuous batching over the post-hoc exit steps."""
     model, _, _, (inputs, _) = trained
-    timing = time_inference(model, inputs[:, :64], 0.05, repeats=1, batch_size=32)
-    expected_exit = confidence_cutoff(full_outputs(model, inputs[:, :64]), 0.05).exit_steps.double().mean().item()
-    assert timing["mean_exit_step"] == pytest.approx(expected_exit)
-    assert timing["step_speedup"] == pytest.approx(inputs.shape[0] / expected_exit)
-    assert timing["wallclock_speedup"] == pytest.approx(timing["full_s"] / timing["streaming_s"])
+    inputs = inputs[:, :64]
+    ticks = [0.0]
+    handle = model.register_forward_pre_hook(lambda module, args: ticks.__setitem__(0, ticks[0] + 1))
+    try:
+        timing = time_inference(model, inputs, 0.05, repeats=2, batch_size=24, clock=lambda: ticks[0])
+    finally:
+        handle.remove()
+    T, N = inputs.shape[:2]
+    exits = confidence_cutoff(full_outputs(model, inputs), 0.05).exit_steps
+    streaming = forwards_of_continuous_batching(exits.tolist(), 24)
+    assert streaming < forwards_of_continuous_batching([T] * N, 24)  # early exits save forwards here
+    assert timing["full_s"] == 3  # batches of 24, 24 and 16 samples
+    assert timing["streaming_s"] == streaming
+    assert timing["wallclock_speedup"] == pytest.approx(3 / streaming)
+    mean_exit = exits.double().mean().item()
+    assert timing["mean_exit_step"] == pytest.approx(mean_exit)
+    assert timing["step_speedup"] == pytest.approx(T / mean_exit)
+    assert timing["realised"] == pytest.approx(3 / streaming * mean_exit / T)
 
 
 def test_bad_arguments_say_what_to_do():
@@ -246,13 +275,14 @@ def test_every_aoi_model_streams_like_its_full_forward(name, input_shape):
     middle = confidence.sort().values[N // 2 - 1 : N // 2 + 1]
     epsilon = 1 - middle.mean().item()
     expected = confidence_cutoff(counts.outputs, epsilon)
-    result = predict(model, inputs, epsilon)
     assert len(expected.exit_steps.unique()) > 1
-    assert torch.equal(result.exit_steps, expected.exit_steps)
-    assert torch.equal(result.predictions, expected.predictions)
-    assert torch.equal(result.synops, sum_until_exit(counts.synops, result.exit_steps))
-    assert torch.equal(result.macs, sum_until_exit(counts.macs, result.exit_steps))
     assert (counts.synops > 0).all()  # spikes reach the counted layers
+    for batch_size in (None, 1, 3):  # 1: forwards of one row, where PyTorch picks other kernels
+        result = predict(model, inputs, epsilon, batch_size=batch_size)
+        assert torch.equal(result.exit_steps, expected.exit_steps)
+        assert torch.equal(result.predictions, expected.predictions)
+        assert torch.equal(result.synops, sum_until_exit(counts.synops, result.exit_steps))
+        assert torch.equal(result.macs, sum_until_exit(counts.macs, result.exit_steps))
 
 
 @pytest.mark.parametrize("batch_size", [1, 7])
@@ -288,3 +318,33 @@ def test_continuous_batching_keeps_forwards_full(trained):
     full = [n == 8 for n in batch_sizes]
     assert full == sorted(full, reverse=True)  # every forward is full until the queue runs dry,
     assert full.count(False) <= inputs.shape[0]  # then the last samples finish in at most T steps
+
+
+class Echo(nn.Module):
+    """A stateless "model" whose logits are its inputs: [T, N, K] -> [T, N, K]."""
+
+    def forward(self, x):
+        return x
+
+
+def test_exits_at_thresholds_that_lie_exactly_on_a_confidence():
+    """Y_t is summed as cumsum sums it (float64 on CPU). The thresholds here sit exactly on a
+    post-hoc confidence that a float32 running sum would round up: there, the smallest rounding
+    difference would move the exit."""
+    generator = torch.Generator().manual_seed(0)
+    outputs = torch.randn(6, 3000, 10, generator=generator) * torch.logspace(-1, 2, 3000).view(1, -1, 1)
+    confidences = outputs.cumsum(0).softmax(-1).amax(-1)  # [T, N], what the post-hoc rule compares
+    running = [outputs[0]]
+    for t in range(1, outputs.shape[0]):
+        running.append(running[-1] + outputs[t])
+    rounded_up = torch.stack(running).softmax(-1).amax(-1) > confidences
+    first_time = confidences > torch.cat([torch.zeros(1, 3000), confidences.cummax(0).values[:-1]])
+    hard = (rounded_up & first_time).nonzero()
+    assert len(hard) >= 4
+    model = Echo().eval()
+    for t, n in hard[:4].tolist():
+        epsilon = 1 - confidences[t, n].item()  # max softmax > 1 - epsilon is False there, by a hair
+        expected = confidence_cutoff(outputs, epsilon)
+        result = predict(model, outputs, epsilon, count=False, batch_size=512)
+        assert torch.equal(result.exit_steps, expected.exit_steps)
+        assert torch.equal(result.predictions, expected.predictions)

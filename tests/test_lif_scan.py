@@ -1,5 +1,10 @@
 """The fused LIF scan against a plain float64 autograd loop, for both reset gradients."""
 
+import os
+import subprocess
+import sys
+
+import numpy as np
 import pytest
 import torch
 from lif_reference import lif_loop
@@ -60,3 +65,57 @@ def test_the_two_gradients_differ_only_through_the_reset():
     # detached: dL/dx_t = tau^(T - t); through the reset, each u_t > 0 adds -u_t * ds/du * dL/dm_t
     assert torch.allclose(grads[0][:, 0], torch.tensor([0.25, 0.5, 1.0], dtype=torch.float64))
     assert (grads[1] < grads[0]).all()
+
+
+@pytest.mark.parametrize("use_kernel", [True, False], ids=["cpu-kernel", "pytorch-loop"])
+def test_inference_scan_equals_the_autograd_scan_and_carries_the_membrane_in_place(monkeypatch, use_kernel):
+    monkeypatch.setattr(lif_scan, "_use_cpu_kernel", lambda x, use=use_kernel: use and x.dtype == torch.float32)
+    x, m0 = (value.float() for value in inputs(5, shape=(6, 3, 4, 5)))
+    spikes, _, _, last = lif_scan.lif_multistep(x, m0, 0.3, 0.8)
+    membrane = m0.clone()
+    storage = membrane.data_ptr()
+    head = lif_scan.lif_inference(x[:2], membrane, 0.3, 0.8)  # two steps, then the other four from the state
+    tail = lif_scan.lif_inference(x[2:], membrane, 0.3, 0.8)
+    assert torch.equal(torch.cat([head, tail]), spikes)
+    assert torch.equal(membrane, last) and membrane.data_ptr() == storage
+
+
+def test_serial_and_parallel_kernels_agree_bit_for_bit():
+    """Elements are independent: how the blocks are spread over threads cannot change a bit."""
+    generator = torch.Generator().manual_seed(0)
+    T, M = 4, 3 * lif_scan._BLOCK + 17  # a ragged last block
+    x = torch.randn(T, M, generator=generator) * 1.5
+    m0 = torch.rand(M, generator=generator)
+    grads = torch.randn(2, T, M, generator=generator)
+    constants = (np.float32(0.5), np.float32(1.0))
+    outputs = []
+    for forward, backward in [
+        (lif_scan._forward_serial, lif_scan._backward_serial),
+        (lif_scan._forward_parallel, lif_scan._backward_parallel),
+    ]:
+        u, s, r, last = (torch.empty(T, M), torch.empty(T, M), torch.empty(T, M), torch.empty(M))
+        forward(x.numpy(), m0.numpy(), *constants, True, True, u.numpy(), s.numpy(), r.numpy(), last.numpy())
+        grad_x, grad_m0 = torch.empty(T, M), torch.empty(M)
+        arrays = (u.numpy(), grads[0].numpy(), grads[1].numpy(), True, *constants, np.float32(1.0), False)
+        backward(*arrays, grad_x.numpy(), grad_m0.numpy())
+        outputs.append((u, s, r, last, grad_x, grad_m0))
+    for serial, parallel in zip(*outputs):
+        assert torch.equal(serial, parallel)
+
+
+def test_kernels_leave_torch_threads_alone():
+    """numba's OpenMP layer would make torch.get_num_threads() numba's count once its threads start
+    (and spin beside torch's): the kernels run serially on one thread, else on the workqueue layer."""
+    script = (
+        "import torch\n"
+        "from aoi.lif_scan import lif_multistep\n"
+        "counts = []\n"
+        "for threads in (1, 2):\n"
+        "    torch.set_num_threads(threads)\n"
+        "    lif_multistep(torch.randn(4, 1 << 18))\n"
+        "    counts.append(torch.get_num_threads())\n"
+        "print(counts)\n"
+    )
+    environment = {key: value for key, value in os.environ.items() if key != "NUMBA_THREADING_LAYER"}
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=environment, check=True)
+    assert run.stdout.strip() == "[1, 2]"

@@ -8,6 +8,7 @@ import torchvision
 from torch import nn
 
 from aoi.models import DEFAULT_MODEL, MODELS, get_model
+from aoi.models.layers import AvgPool2
 from aoi.neurons import LIF, lif_layers, streaming
 
 torch.set_num_threads(1)  # the CI box has 2 shared cores; threads spinning against each other cost 10x
@@ -47,7 +48,7 @@ def test_output_is_per_step_logits(name, shape, T, N):
 
 
 @pytest.mark.parametrize("name, shape, T, N", CASES)
-def test_streaming_one_step_at_a_time_equals_full_forward(name, shape, T, N):
+def test_streaming_one_step_at_a_time_equals_full_forward_bit_for_bit(name, shape, T, N):
     torch.manual_seed(1)
     model = get_model(name, 5, shape, T)
     inputs = 4 * torch.rand(T, N, *shape)
@@ -63,8 +64,13 @@ def test_streaming_one_step_at_a_time_equals_full_forward(name, shape, T, N):
         full = model(inputs)
         with streaming(model):
             streamed = torch.cat([model(inputs[t : t + 1]) for t in range(T)])
+        alone = []  # each sample on its own: batches of one row, where PyTorch would pick other kernels
+        for n in range(N):
+            with streaming(model):
+                alone.append(torch.cat([model(inputs[t : t + 1, n : n + 1]) for t in range(T)]))
     assert not torch.allclose(full[0], full[-1]), "no temporal dynamics: the test would prove nothing"
-    torch.testing.assert_close(streamed, full, rtol=1e-5, atol=1e-5)
+    assert torch.equal(streamed, full)  # bit for bit (aoi.anytime's exactness rests on it)
+    assert torch.equal(torch.cat(alone, 1), full)
 
 
 def test_every_lif_is_its_own_module():
@@ -177,3 +183,18 @@ def test_sew_block_adds_spikes_after_the_neuron():
     out = block(spikes)
     assert set(out.unique().tolist()) <= {0.0, 1.0, 2.0}
     assert torch.equal(out - spikes, block.lif2(block.conv_bn2(block.lif1(block.conv_bn1(spikes)))))
+
+
+@pytest.mark.parametrize("shape", [(4, 40, 16, 16), (2, 40, 17, 19), (3, 5, 8, 8)], ids=["even", "odd", "small"])
+def test_fast_average_pool_equals_torchs_bit_for_bit(shape):
+    """AvgPool2 reorders nothing: the same sums in the same order, forward and backward, for any values."""
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0)) * 3
+    grad = torch.randn(*shape[:2], shape[2] // 2, shape[3] // 2, generator=torch.Generator().manual_seed(1))
+    results = []
+    for pool in (AvgPool2(), nn.AvgPool2d(2)):
+        xi = x.clone().requires_grad_()
+        out = pool(xi)
+        out.backward(grad)
+        results.append((out, xi.grad))
+    assert torch.equal(results[0][0], results[1][0])
+    assert torch.equal(results[0][1], results[1][1])

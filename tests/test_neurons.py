@@ -4,7 +4,16 @@ import pytest
 import snntorch as snn
 import torch
 
-from aoi.neurons import LIF, append_samples, keep_samples, lif_layers, reset_state, set_recording, streaming
+from aoi.neurons import (
+    LIF,
+    append_samples,
+    keep_samples,
+    lif_layers,
+    reset_state,
+    restart_samples,
+    set_recording,
+    streaming,
+)
 
 
 def column(values):
@@ -177,3 +186,28 @@ def test_appended_samples_start_at_rest():
         lif(torch.full((1, 1, 1), 0.8))
         append_samples(lif, 2)
         assert torch.allclose(lif.state.flatten(), torch.tensor([0.8, 0.0, 0.0]))
+
+
+def test_inference_forward_equals_the_training_forward_and_carries_state_in_place():
+    torch.manual_seed(2)
+    x = torch.rand(6, 4, 3) * 2
+    lif = LIF()
+    expected = lif(x.clone().requires_grad_())  # the autograd path
+    with torch.no_grad(), streaming(lif):
+        first = lif(x[:1])
+        state = lif.state
+        rest = [lif(x[t : t + 1]) for t in range(1, 6)]
+        assert lif.state is state  # one membrane tensor, updated in place
+    assert torch.equal(torch.cat([first, *rest]), expected.detach())
+
+
+def test_restarted_samples_start_at_rest_in_place():
+    model = torch.nn.Sequential(LIF(), LIF())
+    with torch.no_grad(), streaming(model):
+        model(torch.full((1, 3, 2), 0.8))  # membranes 0.8 (first LIF; the second saw no spike: 0)
+        states = [lif.state for lif in lif_layers(model)]
+        restart_samples(lif_layers(model), torch.tensor([False, True, False]))
+        assert [lif.state for lif in lif_layers(model)] == states  # the same tensors
+        assert states[0][:, 0].tolist() == [pytest.approx(0.8), 0.0, pytest.approx(0.8)]
+        out = model(torch.full((1, 3, 2), 0.6))  # 0.4 + 0.6 = 1.0 (no spike) where carried; 0.6 where restarted
+    assert out.sum() == 0

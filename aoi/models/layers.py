@@ -3,7 +3,8 @@
 Every stateless layer (convolution, batch norm, pooling) runs ONCE over the time-folded batch
 [T*N, ...]; only the `aoi.neurons.LIF` layers loop over time. A model built from these pieces
 therefore depends on time only through its LIFs, which is what lets `aoi.neurons.streaming`
-run it one step at a time with the same result as a full [T, N, ...] forward.
+run it one step at a time with the same result as a full [T, N, ...] forward. Bit for bit, on
+CPU: `OneDNNConv2d` and `RowwiseLinear` give a row the same result in a batch of any size.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import torch
 from torch import nn
 
 from aoi.neurons import LIF
+
+_ONEDNN = torch.backends.mkldnn.is_available()
 
 
 class TimeFolded(nn.Module):
@@ -22,8 +25,23 @@ class TimeFolded(nn.Module):
         self.module = module
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        T, N = x.shape[:2]
-        return self.module(x.flatten(0, 1)).unflatten(0, (T, N))
+        y = self.module(x.flatten(0, 1))
+        return y.view(x.shape[:2] + y.shape[1:])
+
+
+class OneDNNConv2d(nn.Conv2d):
+    """``nn.Conv2d`` that, in eval mode on CPU, runs oneDNN's kernel (``torch.mkldnn_convolution``) for
+    every batch size. PyTorch picks its own im2col kernel for a single small image (and for 1x1
+    kernels under 16 rows on one thread), which rounds differently from oneDNN's; oneDNN gives each
+    image the same result in a batch of any size (observed), so a streamed or chunked forward
+    equals the folded one bit for bit. In training mode, or off the CPU, it is ``nn.Conv2d``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        plain = self.training or not _ONEDNN or x.device.type != "cpu" or x.dtype != torch.float32
+        if plain or self.padding_mode != "zeros" or isinstance(self.padding, str):
+            return super().forward(x)
+        geometry = (self.padding, self.stride, self.dilation, self.groups)
+        return torch.mkldnn_convolution(x, self.weight, self.bias, *geometry)
 
 
 def conv_bn(
@@ -32,15 +50,71 @@ def conv_bn(
     """Conv2d (padding kernel_size // 2) followed by BatchNorm2d, time-folded: [T, N, C, H, W] -> [T, N, C', H', W']."""
     return TimeFolded(
         nn.Sequential(
-            nn.Conv2d(in_channels, out_channels, kernel_size, stride, kernel_size // 2, bias=bias),
+            OneDNNConv2d(in_channels, out_channels, kernel_size, stride, kernel_size // 2, bias=bias),
             nn.BatchNorm2d(out_channels),
         )
     )
 
 
+class _Pool2(torch.autograd.Function):
+    """2x2 average pool of x [..., H, W] (H, W even): four strided quarters summed in the order of
+    PyTorch's kernel, ((x00 + x01) + x10) + x11, then / 4; backward writes grad / 4 into each quarter
+    (one contribution per input, as in ``avg_pool2d_backward``)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.shape = x.shape
+        return (((x[..., ::2, ::2] + x[..., ::2, 1::2]) + x[..., 1::2, ::2]) + x[..., 1::2, 1::2]) / 4
+
+    @staticmethod
+    def backward(ctx, grad):
+        quarter = grad / 4
+        grad_x = quarter.new_empty(ctx.shape)
+        for rows in (slice(0, None, 2), slice(1, None, 2)):
+            for cols in (slice(0, None, 2), slice(1, None, 2)):
+                grad_x[..., rows, cols] = quarter
+        return grad_x
+
+
+class AvgPool2(nn.AvgPool2d):
+    """``nn.AvgPool2d(2)``, bit for bit, forward and backward, 3-4x faster on CPU: PyTorch's kernels
+    for contiguous (NCHW) maps are scalar, so on CPU this runs `_Pool2`; below ``SLICED_MIN``
+    elements (where its calls cost more) it is PyTorch's. [..., H, W] -> [..., H/2, W/2]."""
+
+    SLICED_MIN = 16384
+
+    def __init__(self):
+        super().__init__(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type != "cpu" or x.numel() < self.SLICED_MIN:
+            return super().forward(x)
+        return _Pool2.apply(x[..., : x.shape[-2] // 2 * 2, : x.shape[-1] // 2 * 2])  # odd last row, column: dropped
+
+
+class RowwiseLinear(nn.Linear):
+    """``nn.Linear`` whose result for a row never depends on the other rows of the call, in eval
+    mode: MKL's sgemm rounds a row differently when called with 1 or 3 rows than with 64 (observed
+    on CPU), which would make streamed (`aoi.anytime`) and chunked (`aoi.inference`) logits differ
+    in the last bit from the folded forward's. In eval mode it computes a batch of one-row products
+    (``torch.baddbmm``: the same small product for every row, about as fast); in training mode it is
+    ``nn.Linear``. [..., F] -> [..., K]."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            return super().forward(x)
+        rows = x.reshape(-1, 1, self.in_features)
+        weight = self.weight.t().expand(rows.shape[0], -1, -1)
+        if self.bias is None:
+            out = torch.bmm(rows, weight)
+        else:
+            out = torch.baddbmm(self.bias.expand(rows.shape[0], 1, -1), rows, weight)
+        return out.view(*x.shape[:-1], self.out_features)
+
+
 def avg_pool(kernel_size: int = 2) -> TimeFolded:
-    """Time-folded AvgPool2d: [T, N, C, H, W] -> [T, N, C, H/k, W/k]."""
-    return TimeFolded(nn.AvgPool2d(kernel_size))
+    """Time-folded AvgPool2d: [T, N, C, H, W] -> [T, N, C, H/k, W/k] (`AvgPool2` for k = 2)."""
+    return TimeFolded(AvgPool2() if kernel_size == 2 else nn.AvgPool2d(kernel_size))
 
 
 class ConvBNLIF(nn.Module):

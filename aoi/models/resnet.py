@@ -10,7 +10,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from aoi.models.layers import ConvBNLIF, TimeFolded, check_input_shape, conv_bn, global_avg_pool, kaiming_init_convs
+from aoi.models.layers import (
+    ConvBNLIF,
+    RowwiseLinear,
+    TimeFolded,
+    check_input_shape,
+    conv_bn,
+    global_avg_pool,
+    kaiming_init_convs,
+)
 from aoi.neurons import LIF
 
 
@@ -79,9 +87,9 @@ class ResNet19(nn.Module):
             residual_stage(128, 256, 3, 2, sew=False),
             residual_stage(256, 512, 2, 2, sew=False),
         )
-        self.fc1 = nn.Linear(512, 256)
+        self.fc1 = RowwiseLinear(512, 256)
         self.lif_fc = LIF()
-        self.fc2 = nn.Linear(256, num_classes)
+        self.fc2 = RowwiseLinear(256, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """[T, N, C, H, W] -> logits [T, N, K]."""
@@ -116,7 +124,7 @@ class SEWResNet34(nn.Module):
             residual_stage(128, 256, 6, 2, sew=True),
             residual_stage(256, 512, 3, 2, sew=True),
         )
-        self.fc = nn.Linear(512, num_classes)
+        self.fc = RowwiseLinear(512, num_classes)
         kaiming_init_convs(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

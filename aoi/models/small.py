@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from aoi.models.layers import ConvBNLIF, avg_pool, check_input_shape
+from aoi.models.layers import ConvBNLIF, RowwiseLinear, avg_pool, check_input_shape
 
 
 class ConvSNN(nn.Module):
@@ -31,7 +31,7 @@ class ConvSNN(nn.Module):
             previous = out
         self.features = nn.Sequential(*layers)
         shrink = 2 ** len(channels)
-        self.readout = nn.Linear(previous * (height // shrink) * (width_px // shrink), num_classes)
+        self.readout = RowwiseLinear(previous * (height // shrink) * (width_px // shrink), num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """[T, N, C, H, W] -> logits [T, N, K]."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from aoi.models.layers import ConvBNLIF, avg_pool, check_input_shape, kaiming_init_convs
+from aoi.models.layers import ConvBNLIF, RowwiseLinear, avg_pool, check_input_shape, kaiming_init_convs
 
 VGGSNN_CHANNELS = (64, 128, "P", 256, 256, "P", 512, 512, "P", 512, 512, "P")
 
@@ -39,7 +39,7 @@ class VGGSNN(nn.Module):
                 layers.append(ConvBNLIF(previous, out, bias=True))
                 previous = out
         self.features = nn.Sequential(*layers)
-        self.classifier = nn.Linear(previous * (height // 16) * (width_px // 16), num_classes)
+        self.classifier = RowwiseLinear(previous * (height // 16) * (width_px // 16), num_classes)
         kaiming_init_convs(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

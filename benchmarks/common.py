@@ -1,0 +1,71 @@
+"""What the benchmark scripts share: where their CSVs go and the record of what made them.
+
+Every CSV row carries the machine (CPU model, cores, torch threads, device), the versions that
+matter and the git commit, so that a table is never read apart from where it was measured.
+Results go to ``$OUT`` when that is set (a device machine's output folder), else to
+results/benchmarks/.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from aoi.files import write_csv
+from aoi.layout import REPO_ROOT
+from aoi.provenance import package_version
+
+RESULTS = REPO_ROOT / "results" / "benchmarks"
+VERSIONS = ("torch", "numba", "triton", "spikingjelly")
+
+
+def results_dir() -> Path:
+    """``$OUT`` if set, else results/benchmarks/."""
+    return Path(os.environ["OUT"]) if os.environ.get("OUT") else RESULTS
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (else the platform's)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def commit() -> str:
+    """The checkout's commit, "+dirty" when tracked files differ from it (new result files do not count)."""
+    run = {"cwd": REPO_ROOT, "capture_output": True, "text": True, "timeout": 10, "check": False}
+    head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], **run).stdout.strip() or "unknown"
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], **run).stdout.strip()
+    return head + ("+dirty" if dirty else "")
+
+
+def provenance(device: torch.device) -> dict:
+    """Columns for every row: machine, cores, torch threads, device, versions, commit, time (UTC)."""
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else ""
+    return {
+        "machine": cpu_model(),
+        "cpus": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "device": gpu or "cpu",
+        **{name: package_version(name) for name in VERSIONS},
+        "commit": commit(),
+        "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def write(name: str, table: pd.DataFrame, device: torch.device) -> Path:
+    """Write ``table`` with the `provenance` columns to <results_dir>/<name>.csv; return the path."""
+    path = results_dir() / f"{name}.csv"
+    write_csv(path, table.assign(**provenance(device)))
+    print(f"wrote {path}")
+    return path
