@@ -20,10 +20,13 @@ RATIO_RTOL = 1e-6  # tolerance on r dt / tau = 1 when importing
 
 
 class _Tracer(fx.Tracer):
-    """Traces aoi models down to TimeFolded blocks, LIFs and torch.nn layers."""
+    """Traces aoi models down to TimeFolded blocks, LIFs and torch.nn layers (aoi's subclasses of
+    them, such as `aoi.models.layers.RowwiseLinear`, included)."""
+
+    LEAVES = (TimeFolded, LIF, nn.Linear, nn.Conv2d, nn.AvgPool2d)
 
     def is_leaf_module(self, module: nn.Module, qualname: str) -> bool:
-        return isinstance(module, (TimeFolded, LIF)) or super().is_leaf_module(module, qualname)
+        return isinstance(module, self.LEAVES) or super().is_leaf_module(module, qualname)
 
 
 class _Exporter:
