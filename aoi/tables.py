@@ -36,7 +36,7 @@ COST_COLUMNS = {
     "wallclock_speedup": ("wall-clock speed-up", 1, 2),
 }
 VARIANT = ["method", "alpha", "detach_reset", "width"]
-PAPER_GRADIENT = RESET_GRADIENTS[False]  # the authors' toolkit keeps the reset in the graph, as TET
+PAPER_GRADIENT = "toolkit's (assumed)"  # the paper does not say; its authors' toolkit keeps the reset in the graph
 
 
 def _pm(mean: float, std: float, digits: int = 2, scale: float = 1.0) -> str:
