@@ -67,6 +67,8 @@ def test_profile_datasets_frame_lists_the_paper_references():
     frame = results.profile_datasets_frame(load_profile("default"))
     assert frame.values.tolist() == [
         ["digits", "cifar10"],
+        ["digits", "cifar100"],
+        ["digits", "imagenet"],
         ["ndigits", "cifar10dvs"],
         ["ndigits", "ncaltech101"],
         ["ndigits", "dvsgesture"],
