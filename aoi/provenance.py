@@ -19,12 +19,14 @@ PACKAGES = ("aoi", "torch", "torchvision", "snntorch", "tonic", "numpy", "numba"
 
 def git_commit() -> tuple[str, bool | None]:
     """(commit, dirty) of the repository holding this package, or ("unknown", None). Dirty means a
-    tracked file differs from the commit (files git does not track, such as new results, do not count)."""
+    tracked file differs from the commit, results/ and notebooks/ aside (a study rewrites their
+    outputs; ./reproduce.sh checks the notebooks' code against the commit itself)."""
     root = Path(__file__).resolve().parent.parent
     try:
         run = {"cwd": root, "capture_output": True, "text": True, "timeout": 10, "check": True}
         commit = subprocess.run(["git", "rev-parse", "HEAD"], **run).stdout.strip()
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], **run).stdout
+        outside = ["--", ".", ":(exclude)results", ":(exclude)notebooks"]
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", *outside], **run).stdout
         return commit, bool(status.strip())
     except (OSError, subprocess.SubprocessError):
         return "unknown", None
