@@ -170,8 +170,8 @@ def curve_table(curve: pd.DataFrame) -> pd.DataFrame:
 
 
 def selection_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """Per dataset and reset gradient, the STR alpha chosen on the validation data and its test
-    numbers.
+    """Per dataset and reset gradient, the STR alpha chosen on the validation data, its test
+    numbers, and TET's beside them (the same dataset and gradient; "–" without TET runs).
 
     The choice reads only the ``val_*`` columns: the best mean validation accuracy with cutoff,
     ties broken by fewer mean validation exit steps. Raises ValueError when no run holds
@@ -179,30 +179,40 @@ def selection_table(summary: pd.DataFrame) -> pd.DataFrame:
     runs = summary[summary["method"] == "str"]
     if runs[["val_cutoff_accuracy", "val_mean_exit_step"]].isna().all(axis=None):
         raise ValueError("no STR run held validation data out (TrainConfig validation > 0): nothing to select on")
-    validation = mean_std(runs, ["dataset", "detach_reset", "alpha"], ["val_cutoff_accuracy", "val_mean_exit_step"])
-    validation = validation.sort_values(
+    scores = ["val_cutoff_accuracy", "val_mean_exit_step", "accuracy", "cutoff_accuracy", "mean_exit_step"]
+    candidates = mean_std(runs, ["dataset", "detach_reset", "alpha"], scores)
+    candidates = candidates.sort_values(
         ["val_cutoff_accuracy_mean", "val_mean_exit_step_mean"], ascending=[False, True], kind="stable"
     )
     order = {name: i for i, name in enumerate(dict.fromkeys(summary["dataset"]))}
-    chosen = validation.drop_duplicates(["dataset", "detach_reset"])
+    chosen = candidates.drop_duplicates(["dataset", "detach_reset"])
     chosen = chosen.sort_values(["dataset", "detach_reset"], key=lambda c: c.map(order) if c.name == "dataset" else c)
-    test = mean_std(runs, ["dataset", "detach_reset", "alpha"], ["accuracy", "cutoff_accuracy", "mean_exit_step"])
-    rows = []
-    for pick in chosen.merge(test, on=["dataset", "detach_reset", "alpha", "seeds"]).to_dict("records"):
-        rows.append(
-            {
-                "dataset": pick["dataset"],
-                "reset gradient": RESET_GRADIENTS[bool(pick["detach_reset"])],
-                "chosen": method_label("str", pick["alpha"]),
-                "seeds": str(pick["seeds"]),
-                "val w/ cutoff (%)": _pm(pick["val_cutoff_accuracy_mean"], pick["val_cutoff_accuracy_std"], 2, 100),
-                "val mean exit step": _pm(pick["val_mean_exit_step_mean"], pick["val_mean_exit_step_std"]),
-                "test accuracy at T (%)": _pm(pick["accuracy_mean"], pick["accuracy_std"], 2, 100),
-                "test w/ cutoff (%)": _pm(pick["cutoff_accuracy_mean"], pick["cutoff_accuracy_std"], 2, 100),
-                "test mean exit step": _pm(pick["mean_exit_step_mean"], pick["mean_exit_step_std"]),
-            }
-        )
-    return pd.DataFrame(rows)
+    tet = mean_std(summary[summary["method"] == "tet"], ["dataset", "detach_reset"], scores)
+    picks = chosen.merge(tet, on=["dataset", "detach_reset"], how="left", suffixes=("", "_tet"))
+    return pd.DataFrame([_selection_row(pick) for pick in picks.to_dict("records")])
+
+
+def _selection_row(pick: dict) -> dict:
+    """One row of `selection_table`: the chosen alpha's numbers, then TET's (columns ``*_tet``)."""
+
+    def cell(column: str, digits: int = 2, scale: float = 1.0, suffix: str = "") -> str:
+        mean, std = pick.get(f"{column}_mean{suffix}"), pick.get(f"{column}_std{suffix}")
+        return "–" if mean is None or pd.isna(mean) else _pm(mean, std, digits, scale)
+
+    return {
+        "dataset": pick["dataset"],
+        "reset gradient": RESET_GRADIENTS[bool(pick["detach_reset"])],
+        "chosen": method_label("str", pick["alpha"]),
+        "seeds": str(pick["seeds"]),
+        "val w/ cutoff (%)": cell("val_cutoff_accuracy", scale=100),
+        "TET val w/ cutoff (%)": cell("val_cutoff_accuracy", scale=100, suffix="_tet"),
+        "val mean exit step": cell("val_mean_exit_step"),
+        "test accuracy at T (%)": cell("accuracy", scale=100),
+        "test w/ cutoff (%)": cell("cutoff_accuracy", scale=100),
+        "TET test w/ cutoff (%)": cell("cutoff_accuracy", scale=100, suffix="_tet"),
+        "test mean exit step": cell("mean_exit_step"),
+        "TET test mean exit step": cell("mean_exit_step", suffix="_tet"),
+    }
 
 
 def markdown_table(table: pd.DataFrame) -> str:

@@ -26,7 +26,9 @@ def test_accuracy_table_cells_and_the_papers_rows():
     table = tables.accuracy_table(summary(), reported, REFERENCES)
     assert table["source"].tolist() == ["aoi (T=4)"] * 2 + ["paper (T=4)"] * 2
     assert table["method"].tolist() == ["TET", "STR(0.5)", "TET", "STR(0.1)"]  # TET first
-    assert table["reset gradient"].tolist() == ["through reset"] * 2 + ["toolkit's (assumed)"] * 2  # the paper is silent
+    assert (
+        table["reset gradient"].tolist() == ["through reset"] * 2 + ["toolkit's (assumed)"] * 2
+    )  # the paper is silent
     ours = table.iloc[0]
     assert ours["accuracy at T (%)"] == "91.00±1.41"  # mean 0.91, sample std 0.01414 of 0.90/0.92
     assert ours["w/ cutoff (%)"] == "89.50±0.71"
@@ -108,6 +110,9 @@ def test_selection_reads_only_validation_columns_and_breaks_ties_on_exit_steps()
     first = table.iloc[0]
     assert first["val w/ cutoff (%)"] == "95.00±0.00" and first["test accuracy at T (%)"] == "80.00±0.00"
     assert first["seeds"] == "2"
+    # TET of the same gradient beside it (one seed): validation 100% with cutoff, test 100% - 1 point at 2 steps
+    assert (first["TET val w/ cutoff (%)"], first["TET test w/ cutoff (%)"]) == ("100.00±0.00", "99.00±0.00")
+    assert first["TET test mean exit step"] == "2.00±0.00"
 
 
 def test_selection_without_validation_data_says_so():
@@ -132,7 +137,10 @@ def test_markdown_table():
 def test_table_notes_give_the_energy_formula_and_the_stand_ins():
     notes = tables.table_notes(load_profile("default"))
     assert len(notes) == 3 and "ε = 0.01" in notes[0] and "E = 4.6 pJ × MACs + 0.9 pJ × SOPs" in notes[0]
-    assert "digits stands in for cifar10; ndigits stands in for cifar10dvs, ncaltech101, dvsgesture" in notes[2]
+    assert (
+        "digits stands in for cifar10, cifar100, imagenet; ndigits stands in for cifar10dvs, ncaltech101, dvsgesture"
+        in notes[2]
+    )
     assert len(tables.table_notes(load_profile("paper"))) == 2  # the paper's own datasets: no stand-ins
 
 
