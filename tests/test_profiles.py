@@ -6,10 +6,10 @@ from aoi.profiles import load_profile, profile_names, run_grid, run_params
 
 
 def test_shipped_profiles():
-    assert profile_names() == ["default", "fashion", "paper", "smoke", "sweep"]
+    assert profile_names() == ["capacity", "default", "fashion", "paper", "smoke", "sweep"]
 
 
-@pytest.mark.parametrize("name", ["smoke", "default", "fashion", "paper", "sweep"])
+@pytest.mark.parametrize("name", ["smoke", "default", "fashion", "paper", "sweep", "capacity"])
 def test_every_profile_loads_with_fixed_seeds_and_epsilon(name):
     profile = load_profile(name)
     assert profile["name"] == name
@@ -74,7 +74,7 @@ def test_run_params_defaults_pick_the_first_dataset_seed_and_alpha():
 
 
 def test_unknown_profile_lists_the_known_ones():
-    with pytest.raises(ValueError, match="known profiles are default, fashion, paper, smoke, sweep"):
+    with pytest.raises(ValueError, match="known profiles are capacity, default, fashion, paper, smoke, sweep"):
         load_profile("nope")
 
 
@@ -117,7 +117,7 @@ datasets:
         load_profile(str(path))
 
 
-@pytest.mark.parametrize("name", ["smoke", "default", "fashion", "paper", "sweep"])
+@pytest.mark.parametrize("name", ["smoke", "default", "fashion", "paper", "sweep", "capacity"])
 def test_every_run_of_every_profile_is_a_valid_train_config(name):
     from aoi.config import TrainConfig
 
