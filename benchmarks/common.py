@@ -69,3 +69,18 @@ def write(name: str, table: pd.DataFrame, device: torch.device) -> Path:
     write_csv(path, table.assign(**provenance(device)))
     print(f"wrote {path}")
     return path
+
+
+class TriangleSpike(torch.autograd.Function):
+    """H(v), v = u - theta, with the triangle surrogate max(0, 1 - |v|): the spike function most
+    SNN code writes by hand, used by the plain per-step LIF loops the benchmarks compare against."""
+
+    @staticmethod
+    def forward(ctx, v):
+        ctx.save_for_backward(v)
+        return (v > 0).to(v.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (v,) = ctx.saved_tensors
+        return grad * (1.0 - v.abs()).clamp(min=0)
