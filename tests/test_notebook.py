@@ -94,11 +94,12 @@ def test_a_scratch_run_is_emptied_and_a_study_run_kept(tmp_path):
 def test_comparison_with_the_committed_run_names_weights_and_threads(tmp_path):
     committed = json.loads((layout.REPO_ROOT / "results/default/runs/digits/T4-tet-s0/metrics.json").read_text())
     same = json.loads(json.dumps(committed))
-    same["provenance"]["train"]["machine"] = {"torch_threads": 1}
+    committed_threads = (committed["provenance"]["train"].get("machine") or {}).get("torch_threads", "not recorded")
+    same["provenance"]["train"]["machine"] = {"torch_threads": 7}
     assert notebook.compare_with_committed(same, tmp_path).startswith("the same final weights as the committed")
     same["provenance"]["final"]["weights_sha256"] = "0"
     text = notebook.compare_with_committed(same, tmp_path)
-    assert text.startswith("other final weights") and "torch threads: here 1, committed not recorded" in text
+    assert text.startswith("other final weights") and f"torch threads: here 7, committed {committed_threads}" in text
     assert "no committed results" in notebook.compare_with_committed({**same, "run_name": "x/y"}, tmp_path)
 
 

@@ -97,7 +97,7 @@ def test_only_matching_nothing_is_an_error(tiny, capsys):
 
 def test_unknown_profile_is_an_error(capsys):
     assert reproduce.main(["--profile", "nope", "--dry-run"]) == 2
-    assert "known profiles are default, fashion, paper, smoke" in capsys.readouterr().err
+    assert "known profiles are capacity, default, fashion, paper, smoke, sweep" in capsys.readouterr().err
 
 
 def test_a_failed_run_is_reported_and_the_others_go_on(tiny, monkeypatch, capsys):

@@ -70,7 +70,7 @@ def test_the_sweep_notebook_draws_the_sweep_and_selects_on_validation(tmp_path, 
     notebook = execute(tmp_path, "07_sweep", "sweep", runs)
     assert (tmp_path / "sweep" / "figure_sweep.png").is_file()
     selection, every = html_outputs(notebook)
-    assert "STR(0.001)" in selection and "α chosen on validation data" in selection
+    assert "STR(0.001)" in selection and "α chosen on validation per dataset" in selection and "TET" in selection
     assert every.count("<tr>") == 1 + (2 if detach else 1) * 4  # a header, then TET and three alphas per gradient
 
 
