@@ -82,13 +82,11 @@ def main(argv: list[str] | None = None) -> int:
 
         return reproduce.main(argv[1:]) or 0
     args = _parser().parse_args(argv)
-    from aoi.checkpoint import CheckpointError
-    from aoi.files import UnreadableFile
-    from aoi.train import RunMismatch, TrainingDiverged
+    from aoi.errors import UserError
 
     try:
         _run(args)
-    except (FileNotFoundError, RunMismatch, CheckpointError, TrainingDiverged, UnreadableFile) as exc:
+    except (FileNotFoundError, UserError) as exc:
         raise SystemExit(f"aoi {args.command}: {exc}") from None
     return 0
 

@@ -19,12 +19,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from aoi.errors import UserError
 from aoi.files import save_torch
 
 CHECKPOINT_FORMAT = "aoi-checkpoint-v1"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint that is corrupt or was not written by aoi."""
 
 

@@ -16,8 +16,10 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from aoi.errors import UserError
 
-class UnreadableFile(ValueError):
+
+class UnreadableFile(UserError, ValueError):
     """A file that exists but cannot be parsed (the message names it and what to do)."""
 
 

@@ -63,6 +63,7 @@ from aoi.config import TrainConfig, build_model
 from aoi.data import get_dataset
 from aoi.data.batches import time_major_batches
 from aoi.distributed import Topology, all_gather_objects, all_reduce_sum, barrier, broadcast_buffers, process_group
+from aoi.errors import UserError
 from aoi.files import json_safe, read_json, write_json, write_text
 from aoi.losses import tet_loss
 from aoi.metrics import accuracy_per_step
@@ -71,11 +72,11 @@ from aoi.provenance import provenance
 from aoi.regularisers import collect_factors, str_loss
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(UserError, RuntimeError):
     """The loss became NaN or infinite."""
 
 
-class RunMismatch(RuntimeError):
+class RunMismatch(UserError, RuntimeError):
     """``run_dir`` holds a run with a different configuration."""
 
 

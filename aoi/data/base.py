@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from aoi.errors import UserError
+
 SPLITS = ("train", "val", "test")  # "val": held out of the training data (get_dataset's validation)
 
 
@@ -28,7 +30,7 @@ class DatasetInfo:
     augmentation: str = ""  # training augmentation, "" when the dataset has none
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(UserError, FileNotFoundError):
     """The files of a dataset are not on disk (the message names the expected layout)."""
 
 
