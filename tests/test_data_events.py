@@ -2,14 +2,17 @@
 N-Caltech101 40-bit .bin, CIFAR10-DVS through a patched AEDAT4 reader. No network."""
 
 import hashlib
+from pathlib import Path
 
 import numpy as np
 import pytest
 import tonic.datasets.cifar10dvs
 import torch
+from repository import snapshot
 
 from aoi.data import DatasetNotFoundError, get_dataset, tonic_readers
 from aoi.data.events import translate
+from aoi.errors import UserError
 
 pytestmark = pytest.mark.usefixtures("no_network")  # tests/conftest.py
 
@@ -183,3 +186,22 @@ def test_cifar10dvs_with_a_class_folder_missing_is_refused(tmp_path):
         (tmp_path / "CIFAR10DVS" / cls / "a.aedat4").write_bytes(b"")
     with pytest.raises(DatasetNotFoundError, match="all 10 classes"):
         get_dataset("cifar10dvs", "test", root=tmp_path)
+
+
+def test_a_read_only_data_root_needs_aoi_cache_and_aoi_cache_leaves_it_untouched(
+    ncaltech_root, read_only, monkeypatch, tmp_path_factory
+):
+    before = snapshot(ncaltech_root)
+    read_only(ncaltech_root)
+    with pytest.raises(UserError) as error:
+        get_dataset("ncaltech101", "test", root=ncaltech_root)
+    message = str(error.value)
+    assert f"cannot write aoi's cache {ncaltech_root / 'cache'}" in message and "set AOI_CACHE" in message
+    assert "\n" not in message
+    cache = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("AOI_CACHE", str(cache))
+    ds = get_dataset("ncaltech101", "test", root=ncaltech_root)
+    assert ds[0][0].shape == (10, 2, 48, 48)
+    assert ds.provenance["cache_dir"] == str(cache / "cache" / "ncaltech101" / ds.provenance["cache_key"])
+    assert len(list(Path(ds.provenance["cache_dir"]).glob("*.npy"))) == 1
+    assert snapshot(ncaltech_root) == before

@@ -10,10 +10,12 @@ import pytest
 import torch
 import torchvision.datasets.utils as tv_utils
 from PIL import Image
+from repository import snapshot
 from torchvision.datasets import CIFAR10, CIFAR100
 
 from aoi.data import DatasetNotFoundError, fashion, get_dataset, simulated
 from aoi.data.images import Cutout
+from aoi.errors import UserError
 
 pytestmark = pytest.mark.usefixtures("no_network")  # tests/conftest.py
 
@@ -177,3 +179,19 @@ def test_nfashion_is_cached_and_keyed_by_its_parameters(fashion_root, monkeypatc
     )
     other = get_dataset("nfashion", "train", root=fashion_root)
     assert other.provenance["cache_key"] != ds.provenance["cache_key"]
+
+
+def test_nfashion_on_a_read_only_data_root_needs_aoi_cache(fashion_root, read_only, monkeypatch, tmp_path_factory):
+    before = snapshot(fashion_root)
+    read_only(fashion_root)
+    with pytest.raises(UserError) as error:
+        get_dataset("nfashion", "test", root=fashion_root)
+    message = str(error.value)
+    assert f"cannot write aoi's cache {fashion_root / 'nfashion'}" in message and "set AOI_CACHE" in message
+    assert "\n" not in message
+    cache = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("AOI_CACHE", str(cache))
+    ds = get_dataset("nfashion", "test", root=fashion_root)
+    assert ds[0][0].shape == (10, 2, 34, 34)
+    assert ds.provenance["cache_dir"] == str(cache / "nfashion" / ds.provenance["cache_key"])
+    assert snapshot(fashion_root) == before

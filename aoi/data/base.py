@@ -1,5 +1,5 @@
-"""What every loader shares: DatasetInfo, the dataset object returned to users, the data root,
-and the one-line error for missing files."""
+"""What every loader shares: DatasetInfo, the dataset object returned to users, the data root
+and the cache root, and the one-line error for missing files."""
 
 from __future__ import annotations
 
@@ -68,6 +68,12 @@ class AoiDataset(Dataset):
 def resolve_root(root: str | os.PathLike | None) -> Path:
     """Data root: `root`, else the AOI_DATA environment variable, else ./data."""
     return Path(root if root is not None else os.environ.get("AOI_DATA", "data")).expanduser()
+
+
+def cache_root(root: Path) -> Path:
+    """Where aoi writes its caches: the AOI_CACHE environment variable, else the data root `root`
+    (set AOI_CACHE when the data root is read-only)."""
+    return Path(os.environ.get("AOI_CACHE") or root).expanduser()
 
 
 def missing(name: str, layout: str, where: str) -> DatasetNotFoundError:

@@ -3,12 +3,14 @@ and N-MNIST.
 
 Each recording becomes T event-count frames over its duration (tonic's ToFrame; DVS128 Gesture:
 its first 1.3 s), resized to 48x48 (bilinear with antialiasing, like TET's Resize(48); N-MNIST
-keeps its 34x34) and cached per file under `<root>/cache/<name>/<key>/`, the key hashing every
-setting that shapes the frames. Training adds a random translation of the frames, the same for
-all T, zero fill: up to 25 px at the recording's resolution, scaled to the 48x48 frames (9 px for
-128x128); N-MNIST has none. Splits: CIFAR10-DVS and N-Caltech101 stratified 9:1 on sorted file
-names (splits.py); DVS128 Gesture the standard user split (users 24-29 test); N-MNIST its official
+keeps its 34x34). Training adds a random translation of the frames, the same for all T, zero
+fill: up to 25 px at the recording's resolution, scaled to the 48x48 frames (9 px for 128x128);
+N-MNIST has none. Splits: CIFAR10-DVS and N-Caltech101 stratified 9:1 on sorted file names
+(splits.py); DVS128 Gesture the standard user split (users 24-29 test); N-MNIST its official
 Train/Test folders. Labels: index in the sorted class names (DVS128 Gesture, N-MNIST: tonic's).
+
+Cache: one .npy per recording under `<cache root>/cache/<name>/<key>/` (cache root: $AOI_CACHE,
+else the data root), the key hashing every setting that shapes the frames.
 `EventFileSource`, `cache_params` and `open_cache` also serve `aoi.data.tonic_datasets.from_tonic`.
 """
 
@@ -21,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from aoi.data.base import AoiDataset, DatasetInfo, missing
+from aoi.data.base import AoiDataset, DatasetInfo, cache_root, missing
 from aoi.data.cache import has_params, params_key, save_array, write_params
 from aoi.data.encoding import events_to_frames
 from aoi.data.splits import nine_to_one_split, split_hash
@@ -150,8 +152,9 @@ def cache_params(name: str, T: int, sensor_size, size, window_us: int | None, **
 
 
 def open_cache(root: Path, params: dict) -> Path:
-    """The frame cache folder `<root>/cache/<dataset>/<key>/` of ``params`` (recorded in it)."""
-    cache_dir = root / "cache" / params["dataset"] / params_key(params)
+    """The frame cache folder `<cache root>/cache/<dataset>/<key>/` of ``params`` (recorded in it),
+    for the data root `root`."""
+    cache_dir = cache_root(root) / "cache" / params["dataset"] / params_key(params)
     if not has_params(cache_dir, params):
         write_params(cache_dir, params)
     return cache_dir

@@ -3,7 +3,8 @@
 
 The idx files (plain or .gz) are looked for in `<root>/fashion-mnist/`, in torchvision's layout
 `<root>/fashion-mnist/FashionMNIST/raw/`, and where Debian's `dataset-fashion-mnist` package puts
-them; when absent, torchvision downloads them into the second place.
+them; when absent, torchvision downloads them into the second place. nfashion's simulator cache:
+`<cache root>/nfashion/<key>/` (cache root: $AOI_CACHE, else the data root).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from aoi.data.base import AoiDataset, DatasetInfo, download_or_raise, missing
+from aoi.data.base import AoiDataset, DatasetInfo, cache_root, download_or_raise, missing
 from aoi.data.encoding import ImageArraySource
 from aoi.data.simulated import SimulatedEventSource
 from aoi.data.simulator import SaccadeParams
@@ -78,7 +79,8 @@ def build_fashion(info: DatasetInfo, split: str, T: int, root: Path, augment: bo
 
 def build_nfashion(info: DatasetInfo, split: str, T: int, root: Path, augment: bool) -> AoiDataset:
     images, labels = load(root, split)
-    source = SimulatedEventSource(images, labels, NFASHION_PARAMS, root / "nfashion", T, f"nfashion {split}")
+    folder = cache_root(root) / "nfashion"
+    source = SimulatedEventSource(images, labels, NFASHION_PARAMS, folder, T, f"nfashion {split}")
     provenance = {
         **_provenance(root, split),
         "simulator": source.cache_params["simulator"],

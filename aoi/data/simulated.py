@@ -17,7 +17,7 @@ import torch
 from tonic.io import events_struct, make_structured_array
 from tqdm.auto import tqdm  # text bars in a terminal, widget bars in JupyterLab (ipywidgets)
 
-from aoi.data.cache import has_params, params_key, save_array, write_params
+from aoi.data.cache import has_params, params_key, save_array, writable_folder, write_params
 from aoi.data.encoding import events_to_frames
 from aoi.data.simulator import SaccadeParams, simulate_saccades_batch
 
@@ -42,6 +42,7 @@ def generate(images: np.ndarray, params: SaccadeParams, folder: Path, desc: str)
     """Simulate every image [N, H, W] (sample i's noise seeded by (params.seed, i)), save to `folder`."""
     if params.sensor_size > 256:
         raise ValueError("the cache stores x, y as uint8: sensor_size must be <= 256")
+    writable_folder(folder)
     chunks = {name: [] for name in FIELDS}
     counts = []
     for start in tqdm(range(0, len(images), BATCH), desc=f"simulating {desc}", unit="batch"):

@@ -6,7 +6,8 @@
 
 The recordings are framed, resized and cached exactly as the paper's event datasets
 (`aoi.data.events`: T event-count bins over each recording, bilinear antialiased resize, one
-.npy per recording under `<root>/cache/<name>/<key>/`, the key hashing every setting that shapes
+.npy per recording under `<cache root>/cache/<name>/<key>/` (cache root: $AOI_CACHE, else the
+data root), the key hashing every setting that shapes
 the frames, including the dataset's own scalar settings, its transforms' repr and its file list;
 a dataset that holds its recordings in memory is known by their number only, so give it another
 ``name`` or ``cache=False`` when its recordings change).
@@ -89,7 +90,7 @@ def from_tonic(
         T: time bins per recording.
         size: (H, W) of the frames (default: the sensor's).
         name: the dataset's name in the cache and the provenance (default: its class name, lower case).
-        root: data root holding `cache/` (default $AOI_DATA, else ./data).
+        root: data root (default $AOI_DATA, else ./data); the cache goes under $AOI_CACHE when set, else under it.
         window_us: keep only the first ``window_us`` microseconds of each recording (None: all).
         translate: random translation of the frames for training (as the paper's event datasets).
         cache: keep the frames on disk (False: frame every recording at every access).
