@@ -30,18 +30,24 @@ def test_bin_encoding_matches_hand_computed_bytes():
 NCALTECH_FILES = {"BACKGROUND_Google": 11, "accordion": 3, "airplanes": 2}
 
 
-@pytest.fixture
-def ncaltech_root(tmp_path):
+def random_bin(rng, n=300) -> bytes:
+    t = np.sort(rng.integers(0, 300_000, n))
+    return encode_bin(rng.integers(3, 230, n), rng.integers(3, 170, n), rng.integers(0, 2, n), t)
+
+
+def write_ncaltech(root):
     rng = np.random.default_rng(0)
     for cls, count in NCALTECH_FILES.items():
-        folder = tmp_path / "NCALTECH101" / "Caltech101" / cls
+        folder = root / "NCALTECH101" / "Caltech101" / cls
         folder.mkdir(parents=True)
         for k in range(1, count + 1):
-            n = 300
-            t = np.sort(rng.integers(0, 300_000, n))
-            data = encode_bin(rng.integers(3, 230, n), rng.integers(3, 170, n), rng.integers(0, 2, n), t)
-            (folder / f"image_{k:04d}.bin").write_bytes(data)
-    return tmp_path
+            (folder / f"image_{k:04d}.bin").write_bytes(random_bin(rng))
+    return root
+
+
+@pytest.fixture
+def ncaltech_root(tmp_path):
+    return write_ncaltech(tmp_path)
 
 
 def test_bin_files_decode_through_tonic(tmp_path):
@@ -186,6 +192,22 @@ def test_cifar10dvs_with_a_class_folder_missing_is_refused(tmp_path):
         (tmp_path / "CIFAR10DVS" / cls / "a.aedat4").write_bytes(b"")
     with pytest.raises(DatasetNotFoundError, match="all 10 classes"):
         get_dataset("cifar10dvs", "test", root=tmp_path)
+
+
+def test_a_recording_replaced_under_the_same_name_is_framed_anew(ncaltech_root, monkeypatch, tmp_path_factory):
+    old = get_dataset("ncaltech101", "test", root=ncaltech_root)
+    old_frames = [old[i][0] for i in range(len(old))]
+    replaced = ncaltech_root / "NCALTECH101" / "Caltech101" / "accordion" / "image_0001.bin"  # test item 2
+    replaced.write_bytes(random_bin(np.random.default_rng(1), n=200))
+    read, real_getitem = [], tonic_readers.NCALTECH101.__getitem__
+    monkeypatch.setattr(tonic_readers.NCALTECH101, "__getitem__", lambda ds, i: read.append(i) or real_getitem(ds, i))
+    new = get_dataset("ncaltech101", "test", root=ncaltech_root)
+    new_frames = [new[i][0] for i in range(len(new))]
+    assert read == [new.source.positions[2]]  # only the replaced recording is read again
+    assert all(torch.equal(new_frames[i], old_frames[i]) for i in (0, 1, 3))  # the others from the cache
+    monkeypatch.setenv("AOI_CACHE", str(tmp_path_factory.mktemp("fresh")))  # framed with no cache at all
+    assert torch.equal(new_frames[2], get_dataset("ncaltech101", "test", root=ncaltech_root)[2][0])
+    assert not torch.equal(new_frames[2], old_frames[2])
 
 
 def test_a_read_only_data_root_needs_aoi_cache_and_aoi_cache_leaves_it_untouched(

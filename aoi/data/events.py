@@ -10,12 +10,15 @@ N-MNIST has none. Splits: CIFAR10-DVS and N-Caltech101 stratified 9:1 on sorted 
 Train/Test folders. Labels: index in the sorted class names (DVS128 Gesture, N-MNIST: tonic's).
 
 Cache: one .npy per recording under `<cache root>/cache/<name>/<key>/` (cache root: $AOI_CACHE,
-else the data root), the key hashing every setting that shapes the frames.
+else the data root), the key hashing every setting that shapes the frames, the file named after
+the recording and its file's size and mtime (stat only; a content hash would read every file at
+each start), so a recording replaced under the same name is framed anew.
 `EventFileSource`, `cache_params` and `open_cache` also serve `aoi.data.tonic_datasets.from_tonic`.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -163,8 +166,9 @@ def open_cache(root: Path, params: dict) -> Path:
 class EventFileSource:
     """Recordings read by a tonic dataset; item j -> (frames [T, P, H', W'] float32, label).
 
-    Frames are made by `frame_events` and kept in ``cache_dir`` (None: never cached); with
-    ``max_shift`` (dy, dx) every item is translated at random (training augmentation).
+    ``files``: each recording's file (None: held in memory). Frames are made by `frame_events` and
+    kept in ``cache_dir`` (None: never cached); with ``max_shift`` (dy, dx) every item is
+    translated at random (training augmentation).
     """
 
     def __init__(
@@ -172,6 +176,7 @@ class EventFileSource:
         reader,
         positions,
         names,
+        files,
         labels,
         sensor_size: tuple[int, int, int],
         window_us: int | None,
@@ -180,14 +185,22 @@ class EventFileSource:
         cache_dir: Path | None,
         max_shift: tuple[int, int] | None = None,
     ):
-        self.reader, self.positions, self.names = reader, list(positions), list(names)
+        self.reader, self.positions, self.names, self.files = reader, list(positions), list(names), list(files)
         self.labels = np.asarray(labels, dtype=np.int64)
         self.sensor_size, self.window_us, self.T, self.size = sensor_size, window_us, T, size
         self.cache_dir, self.max_shift = cache_dir, max_shift
 
+    def cache_path(self, j: int) -> Path:
+        """Recording j's cache file: its name, then (when it is a file) the file's size and mtime."""
+        name = self.names[j].replace("/", "__")
+        if self.files[j] is not None:
+            stat = os.stat(self.files[j])
+            name += f".{stat.st_size}.{stat.st_mtime_ns}"
+        return self.cache_dir / f"{name}.npy"
+
     def frames(self, j: int) -> torch.Tensor:
         """The resized frames of recording j (from the cache when present)."""
-        path = None if self.cache_dir is None else self.cache_dir / (self.names[j].replace("/", "__") + ".npy")
+        path = None if self.cache_dir is None else self.cache_path(j)
         if path is not None and path.exists():
             return torch.from_numpy(np.load(path))
         events, _ = self.reader[self.positions[j]]
@@ -238,6 +251,7 @@ def build_events(info: DatasetInfo, split: str, T: int, root: Path, augment: boo
         reader,
         positions,
         [names[p] for p in positions],
+        [reader.data[p] for p in positions],
         labels,
         spec.sensor_size,
         spec.window_us,
