@@ -1,5 +1,5 @@
-"""What every loader shares: DatasetInfo, the dataset object returned to users, the data root
-and the cache root, and the one-line error for missing files."""
+"""What every loader shares: DatasetInfo, the dataset object returned to users, the data root and
+the cache root, and the one-line errors for missing and unreadable files."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ import torch
 from torch.utils.data import Dataset
 
 from aoi.errors import UserError
+from aoi.files import UnreadableFile
 
 SPLITS = ("train", "val", "test")  # "val": held out of the training data (get_dataset's validation)
+REPLACE = "download it again or put a good copy there"  # what to do with an unreadable data file
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,13 @@ def cache_root(root: Path) -> Path:
 def missing(name: str, layout: str, where: str) -> DatasetNotFoundError:
     """The one-line error for a dataset whose files are not on disk."""
     return DatasetNotFoundError(f"{name}: files not found; expected {layout} (get them from {where})")
+
+
+def unreadable(path: Path, problem: str | BaseException, todo: str) -> UnreadableFile:
+    """The one-line error for a file that exists but does not parse: names it, the problem, what to do."""
+    if isinstance(problem, BaseException):
+        problem = f"{type(problem).__name__}: {problem}"
+    return UnreadableFile(f"{path} is unreadable ({' '.join(str(problem).split())}): {todo}")
 
 
 def download_or_raise(download: Callable[[], None], folder: Path, error: DatasetNotFoundError) -> None:

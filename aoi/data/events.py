@@ -12,7 +12,8 @@ Train/Test folders. Labels: index in the sorted class names (DVS128 Gesture, N-M
 Cache: one .npy per recording under `<cache root>/cache/<name>/<key>/` (cache root: $AOI_CACHE,
 else the data root), the key hashing every setting that shapes the frames, the file named after
 the recording and its file's size and mtime (stat only; a content hash would read every file at
-each start), so a recording replaced under the same name is framed anew.
+each start), so a recording replaced under the same name is framed anew. A recording that does
+not parse or holds no events, or a cached frame file that does not load, is an `UnreadableFile`.
 `EventFileSource`, `cache_params` and `open_cache` also serve `aoi.data.tonic_datasets.from_tonic`.
 """
 
@@ -26,8 +27,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from aoi.data.base import AoiDataset, DatasetInfo, cache_root, missing
-from aoi.data.cache import has_params, params_key, save_array, write_params
+from aoi.data.base import REPLACE, AoiDataset, DatasetInfo, cache_root, missing, unreadable
+from aoi.data.cache import has_params, load_array, params_key, save_array, write_params
 from aoi.data.encoding import events_to_frames
 from aoi.data.splits import nine_to_one_split, split_hash
 
@@ -198,18 +199,33 @@ class EventFileSource:
             name += f".{stat.st_size}.{stat.st_mtime_ns}"
         return self.cache_dir / f"{name}.npy"
 
-    def frames(self, j: int) -> torch.Tensor:
-        """The resized frames of recording j (from the cache when present)."""
-        path = None if self.cache_dir is None else self.cache_path(j)
-        if path is not None and path.exists():
-            return torch.from_numpy(np.load(path))
-        events, _ = self.reader[self.positions[j]]
+    def events(self, j: int) -> np.ndarray:
+        """Recording j as a tonic structured array (x, y, t, p); a file must parse and hold events."""
+        file = self.files[j]
+        try:
+            events, _ = self.reader[self.positions[j]]
+        except (KeyboardInterrupt, SystemExit, MemoryError):
+            raise
+        except BaseException as exc:  # BaseException: the AEDAT4 decoder panics on a corrupt file
+            if file is None:
+                raise
+            raise unreadable(file, exc, REPLACE) from exc
         if getattr(events, "dtype", None) is None or not {"x", "y", "t", "p"} <= set(events.dtype.names or ()):
             raise ValueError(
                 f"sample {self.names[j]} is {type(events).__name__}, not events (a structured array with x, y, t, "
                 "p): create the tonic dataset without a transform that frames the events"
             )
-        frames = frame_events(events, self.sensor_size, self.T, self.size, self.window_us)
+        if file is not None and len(events) == 0:
+            raise unreadable(file, "no events", REPLACE)
+        return events
+
+    def frames(self, j: int) -> torch.Tensor:
+        """The resized frames of recording j (from the cache when present)."""
+        path = None if self.cache_dir is None else self.cache_path(j)
+        if path is not None and path.exists():
+            shape = (self.T, self.sensor_size[2], *self.size)
+            return torch.from_numpy(load_array(path, np.float32, shape, "delete it and run again"))
+        frames = frame_events(self.events(j), self.sensor_size, self.T, self.size, self.window_us)
         if path is not None:
             save_array(path, frames.numpy())
         return frames
