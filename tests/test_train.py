@@ -75,12 +75,12 @@ def test_the_reset_gradient_and_width_reach_the_model():
         (dict(alpha=0.5), "use method 'str'"),
         (dict(method="rate"), "method must be one of"),
         (dict(model="nope"), "unknown model 'nope'"),
-        (dict(epochs=0), "epochs must be >= 1"),
+        (dict(epochs=0), "epochs must be an integer >= 1, got 0"),
         (dict(method="str", alpha=-0.1), "alpha must be a finite number >= 0"),
         (dict(method="str", alpha=float("inf")), "alpha must be a finite number >= 0"),
         (dict(detach_reset="no"), "detach_reset must be true or false"),
         (dict(width=0.0), "width must be a finite number > 0"),
-        (dict(validation=1.0), r"validation must be in \[0, 1\)"),
+        (dict(validation=1.0), r"validation must be a finite number in \[0, 1\), got 1.0"),
     ],
 )
 def test_bad_config_is_a_clear_error(bad, message):
