@@ -2,24 +2,40 @@
 
 from __future__ import annotations
 
+import csv
+import errno
+import json
+import os
+import shutil
+from pathlib import Path
+
 import pytest
 import torch
 
+import aoi.checkpoint as checkpoints
+import aoi.train as training
 from aoi.__main__ import main
+from aoi.checkpoint import CheckpointError
 from aoi.config import ConfigError, TrainConfig
 from aoi.errors import UserError
+from aoi.train import TrainingDiverged, train
 
 torch.set_num_threads(1)  # the CI box has 2 shared cores
 
 TINY = dict(dataset="digits", batch_size=16, limit_train=32, limit_test=16, device="cpu")
 
 
-def cli_train(run_dir, **values) -> int:
-    """``python -m aoi train`` with the flags of TINY and ``values``."""
+def train_args(run_dir, **values) -> list[str]:
+    """The command line ``aoi train`` of TINY and ``values`` into ``run_dir``."""
     args = ["train", "--run-dir", str(run_dir), "--no-progress"]
     for name, value in {**TINY, **values}.items():
         args += ["--" + name.replace("_", "-"), str(value)]
-    return main(args)
+    return args
+
+
+def read_log(run_dir) -> list[dict]:
+    with open(run_dir / "log.csv", newline="") as f:
+        return list(csv.DictReader(f))
 
 
 def cli_error(*args) -> str:
@@ -95,3 +111,199 @@ def test_bad_flags_stop_before_anything_is_written(tmp_path, flags, message):
     error = cli_error("train", "--dataset", "digits", "--run-dir", str(run_dir), *flags)
     assert error == f"aoi train: invalid TrainConfig: {message}"
     assert not run_dir.exists()
+
+
+# ---- runs that cannot start: run directory, device, empty split
+
+
+def test_a_run_directory_that_is_a_file_is_refused_and_kept(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("mine")
+    assert cli_error("train", "--dataset", "digits", "--run-dir", str(path)) == (
+        f"aoi train: run directory {path} is a file: choose another --run-dir or move the file away"
+    )
+    assert path.read_text() == "mine"
+    run_dir = path / "run"
+    assert cli_error("train", "--dataset", "digits", "--run-dir", str(run_dir)) == (
+        f"aoi train: cannot write to run directory {run_dir} (Not a directory): "
+        "make it writable or choose another --run-dir"
+    )
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_run_directory_is_refused(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir(mode=0o500)
+    assert cli_error("train", "--dataset", "digits", "--run-dir", str(run_dir)) == (
+        f"aoi train: cannot write to run directory {run_dir} (Permission denied): "
+        "make it writable or choose another --run-dir"
+    )
+
+
+@pytest.mark.parametrize(
+    "device, message",
+    [
+        ("cuda", "device 'cuda' requested but CUDA is not available: use --device cpu"),
+        ("cuda:1", "device 'cuda:1' requested but CUDA is not available: use --device cpu"),
+        ("gpu", "device 'gpu' is not a torch device: use auto, cpu, cuda or cuda:N"),
+    ],
+)
+def test_a_device_this_machine_lacks_is_one_line(tmp_path, monkeypatch, device, message):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert cli_error("train", "--dataset", "digits", "--device", device, "--run-dir", str(tmp_path)) == (
+        f"aoi train: {message}"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_empty_training_split_is_refused(tmp_path):
+    error = cli_error("train", "--dataset", "digits", "--validation", "0.999", "--run-dir", str(tmp_path))
+    assert error == (
+        "aoi train: the train split of 'digits' is empty (validation=0.999): "
+        "lower --validation or check the dataset's files"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---- NaN and infinity: in the data, in the weights, in a checkpoint
+
+
+class WithNaN(torch.utils.data.Dataset):
+    """``dataset`` with NaN images at the positions ``bad``."""
+
+    def __init__(self, dataset, bad):
+        self.dataset, self.bad, self.provenance = dataset, bad, dataset.provenance
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        frames, label = self.dataset[index]
+        return (torch.full_like(frames, float("nan")) if index in self.bad else frames), label
+
+
+@pytest.mark.parametrize("split, where", [("train", "epoch 1, batch 1"), ("test", "epoch 1")], ids=["train", "test"])
+def test_nan_images_stop_training_naming_the_dataset(tmp_path, monkeypatch, split, where):
+    real = training.get_dataset
+
+    def three_nan_images(name, part, **options):
+        dataset = real(name, part, **options)
+        return WithNaN(dataset, {3, 7, 11}) if part == split else dataset
+
+    monkeypatch.setattr(training, "get_dataset", three_nan_images)
+    with pytest.raises(TrainingDiverged) as error:
+        train(TrainConfig(**{**TINY, "batch_size": 32, "epochs": 1}), tmp_path, progress=False)
+    assert str(error.value) == (
+        f"the {split} data of 'digits' hold NaN or infinite values ({where}); no checkpoint was written; "
+        "check the dataset's files"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json"]
+
+
+@pytest.fixture(scope="module")
+def half_run(tmp_path_factory):
+    """A 2-epoch run killed right after its epoch-1 checkpoint: (config, run_dir)."""
+    config = TrainConfig(**TINY, epochs=2)
+    run_dir = tmp_path_factory.mktemp("half")
+    save = checkpoints.save_torch
+
+    def save_then_die(obj, path):
+        save(obj, path)
+        raise KeyboardInterrupt
+
+    with pytest.MonkeyPatch.context() as patch, pytest.raises(KeyboardInterrupt):
+        patch.setattr(checkpoints, "save_torch", save_then_die)
+        train(config, run_dir, progress=False)
+    return config, run_dir
+
+
+def copy_run(source, tmp_path):
+    return Path(shutil.copytree(source, tmp_path / "run"))
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["features.0.conv_bn.module.0.weight", "features.2.conv_bn.module.1.running_var"],
+    ids=["parameter", "batchnorm-buffer"],
+)
+def test_weights_that_turn_nan_stop_the_run_and_keep_the_last_finite_checkpoint(half_run, tmp_path, monkeypatch, name):
+    config, source = half_run
+    run_dir = copy_run(source, tmp_path)
+    saved = (run_dir / "checkpoint.pt").read_bytes()
+    train_epoch = training._Session._train_epoch
+
+    def epoch_leaving_a_nan(session, epoch, progress):  # like SGD with NaN momentum: the loss stays finite
+        row = train_epoch(session, epoch, progress)
+        session.core.state_dict()[name].view(-1)[0] = float("nan")
+        return row
+
+    monkeypatch.setattr(training._Session, "_train_epoch", epoch_leaving_a_nan)
+    with pytest.raises(TrainingDiverged) as error:
+        train(config, run_dir, progress=False)
+    assert str(error.value) == (
+        f"training diverged in epoch 2: {name} of the model became NaN or infinite; "
+        f"{run_dir / 'checkpoint.pt'} keeps epoch 1; lower the learning rate (in a new run directory) or check the data"
+    )
+    assert (run_dir / "checkpoint.pt").read_bytes() == saved
+    assert [row["epoch"] for row in read_log(run_dir)] == ["1"]
+    assert not (run_dir / "final.json").exists()
+
+
+def without(key):
+    def tamper(checkpoint):
+        del checkpoint[key]
+
+    return tamper
+
+
+def nan_weight(checkpoint):
+    checkpoint["model"]["readout.weight"][0, 0] = float("inf")
+
+
+@pytest.mark.parametrize(
+    "tamper, problem",
+    [
+        (without("rng"), "is an incomplete aoi checkpoint (it lacks rng)"),
+        (nan_weight, "holds NaN or infinite values (readout.weight)"),
+    ],
+    ids=["missing-key", "nan-weight"],
+)
+def test_a_bad_checkpoint_is_named_and_the_advice_restarts_the_run(half_run, tmp_path, tamper, problem):
+    config, source = half_run
+    run_dir = copy_run(source, tmp_path)
+    path = run_dir / "checkpoint.pt"
+    checkpoint = torch.load(path, weights_only=True)
+    tamper(checkpoint)
+    torch.save(checkpoint, path)
+    saved = path.read_bytes()
+    with pytest.raises(CheckpointError) as error:
+        train(config, run_dir, progress=False)
+    assert str(error.value) == f"{path} {problem}: delete it to restart the run"
+    assert path.read_bytes() == saved
+
+    path.unlink()  # the advice
+    final = train(config, run_dir, progress=False)
+    assert final["metrics"]["epoch"] == 2 and (run_dir / "final.json").exists()
+
+
+def test_a_full_disk_keeps_the_last_checkpoint_and_the_run_resumes(half_run, tmp_path, monkeypatch):
+    _, source = half_run
+    run_dir = copy_run(source, tmp_path)
+    saved = (run_dir / "checkpoint.pt").read_bytes()
+
+    def disk_fills_up(obj, file):
+        file.write(b"half a checkpoint")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(torch, "save", disk_fills_up)
+        error = cli_error(*train_args(run_dir, epochs=2))
+    assert error == (
+        f"aoi train: cannot write {run_dir / 'checkpoint.pt'} (No space left on device): "
+        "free some disk space, then run again"
+    )
+    assert (run_dir / "checkpoint.pt").read_bytes() == saved
+    assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoint.pt", "config.json", "log.csv"]
+
+    assert main(train_args(run_dir, epochs=2)) == 0  # space freed: the run resumes and finishes
+    assert json.loads((run_dir / "final.json").read_text())["metrics"]["epoch"] == 2

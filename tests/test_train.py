@@ -203,7 +203,7 @@ def test_nan_loss_stops_the_run_naming_epoch_and_batch(tmp_path, monkeypatch):
         return loss * float("nan") if len(calls) == 2 else loss
 
     monkeypatch.setattr(training, "tet_loss", loss_that_turns_nan)
-    with pytest.raises(TrainingDiverged, match="NaN or infinite.*epoch 1, batch 2"):
+    with pytest.raises(TrainingDiverged, match=r"in epoch 1: the loss is nan \(NaN or infinite\) at batch 2; no"):
         train(TrainConfig(**TINY), tmp_path, progress=False)
     assert not (tmp_path / "checkpoint.pt").exists()
 
