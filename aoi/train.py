@@ -92,17 +92,19 @@ class RunMismatch(UserError, RuntimeError):
 def train(config: TrainConfig, run_dir: str | os.PathLike, progress: bool = True) -> dict:
     """Train ``config`` into ``run_dir`` (resuming from its checkpoint) and return final.json's content.
 
-    A finished run (final.json with the same config) is returned at once; a run directory of a
-    different config raises `RunMismatch`; a NaN/inf loss, weight or input `TrainingDiverged`.
+    A finished run (final.json with the same config) is returned at once, or is a `CheckpointError`
+    when its checkpoint is gone; a run directory of a different config raises `RunMismatch`; a NaN
+    or infinite loss, weight or input `TrainingDiverged`; a run directory that cannot be written
+    to `aoi.files.UnwritableFile`.
     Under ``torchrun`` (WORLD_SIZE > 1) every process calls this with the same arguments.
     """
     run_dir = Path(run_dir)
-    _check_writable(run_dir)
     final = read_json(run_dir / "final.json")
     if final is not None:
         _check_same_config(run_dir / "final.json", config, final.get("config"))
-        final_checkpoint(run_dir)
+        _final_checkpoint(run_dir)
         return final
+    _check_writable(run_dir)
     stored = read_json(run_dir / "config.json")
     if stored is not None:
         _check_same_config(run_dir / "config.json", config, stored.get("config"))
@@ -111,7 +113,7 @@ def train(config: TrainConfig, run_dir: str | os.PathLike, progress: bool = True
         return session.run(progress and topology.is_main)
 
 
-def final_checkpoint(run_dir: str | os.PathLike) -> Path:
+def _final_checkpoint(run_dir: str | os.PathLike) -> Path:
     """``checkpoint.pt`` of the finished run in ``run_dir``: its final weights.
 
     FileNotFoundError when the run is not finished (no final.json); `CheckpointError` saying
@@ -132,7 +134,7 @@ def final_checkpoint(run_dir: str | os.PathLike) -> Path:
 def load_final_checkpoint(run_dir: str | os.PathLike) -> dict:
     """The checkpoint of the finished run in ``run_dir``; `CheckpointError` saying what to delete
     when it is missing or unreadable."""
-    checkpoint = final_checkpoint(run_dir)
+    checkpoint = _final_checkpoint(run_dir)
     return load_checkpoint(checkpoint, remedy=_retrain(checkpoint, checkpoint.parent / "final.json"))
 
 
