@@ -132,10 +132,17 @@ def _final_checkpoint(run_dir: str | os.PathLike) -> Path:
 
 
 def load_final_checkpoint(run_dir: str | os.PathLike) -> dict:
-    """The checkpoint of the finished run in ``run_dir``; `CheckpointError` saying what to delete
-    when it is missing or unreadable."""
-    checkpoint = _final_checkpoint(run_dir)
-    return load_checkpoint(checkpoint, remedy=_retrain(checkpoint, checkpoint.parent / "final.json"))
+    """The checkpoint of the finished run in ``run_dir``; `CheckpointError` saying what to do when
+    it is missing, unreadable or holds NaN or infinite weights."""
+    path = _final_checkpoint(run_dir)
+    checkpoint = load_checkpoint(path, remedy=_retrain(path, path.parent / "final.json"))
+    bad = _nonfinite(checkpoint["model"])
+    if bad:
+        raise CheckpointError(
+            f"{path} holds NaN or infinite values ({', '.join(bad)}): the run diverged; "
+            "train it with other settings (e.g. a lower lr) in a new run directory"
+        )
+    return checkpoint
 
 
 def _retrain(*paths: Path) -> str:
@@ -254,7 +261,7 @@ class _Session:
         set_rng_state(states[self.topology.rank % len(states)], self.loader_generator)
         if self.topology.is_main:
             _write_log(self.run_dir / "log.csv", self.log, self.config.T)  # drop epochs never checkpointed
-        bad = _nonfinite(self.core)
+        bad = _nonfinite(self.core.state_dict())
         if bad:
             raise CheckpointError(f"{path} holds NaN or infinite values ({', '.join(bad)}): {RESTART}")
 
@@ -293,7 +300,7 @@ class _Session:
         row = {"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"], **self._train_epoch(epoch, progress)}
         self.scheduler.step()
         broadcast_buffers(self.core, self.topology)
-        bad = _nonfinite(self.core)
+        bad = _nonfinite(self.core.state_dict())
         if bad:
             raise self._diverged(f"{', '.join(bad)} of the model became NaN or infinite", epoch)
         per_step, finite = _test_accuracy_per_step(
@@ -371,9 +378,9 @@ class _Session:
         return f"{path} keeps epoch {epoch - 1}" if epoch > 1 else "no checkpoint was written"
 
 
-def _nonfinite(module: nn.Module) -> list[str]:
-    """Names of the floating-point parameters and buffers of ``module`` holding NaN or infinity."""
-    tensors = {name: t for name, t in module.state_dict().items() if t.is_floating_point()}
+def _nonfinite(state: dict[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors of a state dict (parameters, buffers) holding NaN or infinity."""
+    tensors = {name: t for name, t in state.items() if t.is_floating_point()}
     finite = torch.stack([torch.isfinite(t).all() for t in tensors.values()]).tolist()
     return [name for name, ok in zip(tensors, finite) if not ok]
 

@@ -407,3 +407,17 @@ def test_unreadable_logits_are_named_by_load_logits(finished, tmp_path):
         load_logits(run_dir)
     assert str(error.value).startswith(f"{run_dir / 'logits_test.npz'} is unreadable (")
     assert str(error.value).endswith(f"): run `python -m aoi evaluate {run_dir}` to recompute it")
+
+
+def test_a_finished_run_with_nan_weights_is_not_evaluated(finished, tmp_path):
+    run_dir = copy_run(finished, tmp_path)  # as a run finished before aoi checked its weights
+    path = run_dir / "checkpoint.pt"
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint["model"]["features.0.conv_bn.module.1.running_mean"][:] = float("nan")
+    torch.save(checkpoint, path)
+    logits = (run_dir / "logits_test.npz").read_bytes()
+    assert cli_error("evaluate", str(run_dir), "--no-progress") == (
+        f"aoi evaluate: {path} holds NaN or infinite values (features.0.conv_bn.module.1.running_mean): "
+        "the run diverged; train it with other settings (e.g. a lower lr) in a new run directory"
+    )
+    assert (run_dir / "logits_test.npz").read_bytes() == logits
