@@ -5,13 +5,16 @@ be compared by what produced them. Bitwise reproducibility on CPU needs the same
 count (and, across machines, the same CPU model), both part of the machine record.
 
 The code fingerprint (`code_fingerprint`) identifies the code that decides a run's numbers:
-every module under ``aoi/`` except `PRESENTATION` (modules that plan, read back or show runs and
-never compute one: nothing that `aoi.train`, `aoi.evaluate` or `aoi.analysis` imports), plus the
-code cells of the compute notebooks that ``./reproduce.sh`` executes per run (`COMPUTE_NOTEBOOKS`).
-It hashes each source's syntax tree without docstrings, unparsed: an edit of a comment, docstring
-or layout keeps it; any code edit changes it, even one that changes no number. What the excluded
-modules hand to a run (its TrainConfig values, its torch threads) is recorded beside the
-fingerprint and compared on its own (`staleness`).
+every module under ``aoi/`` except `PRESENTATION_MODULES`, plus the code cells of the compute
+notebooks that ``./reproduce.sh`` executes per run (`COMPUTE_NOTEBOOKS`). The excluded modules
+plan, read back or show runs, or convert your own networks, and never compute a run (none of them
+is imported by `aoi.train`, `aoi.evaluate` or `aoi.analysis`, which tests/test_provenance.py
+checks), so editing a figure or the study runner does not make every run stale. What they hand to
+a run is recorded beside the fingerprint and compared on its own: its TrainConfig values
+(`aoi.layout.is_finished`) and torch threads (`staleness`); the profile's analysis sizes are not
+(after changing them, rerun with ``--force``). Each source counts
+as its syntax tree without docstrings, unparsed: an edit of a comment, docstring or layout keeps
+the fingerprint; any code edit changes it, even one that changes no number.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from pathlib import Path
 from aoi.layout import REPO_ROOT
 
 PACKAGES = ("aoi", "torch", "torchvision", "snntorch", "tonic", "numpy", "numba", "pandas")
-PRESENTATION = (  # under aoi/: modules (or folders) that never compute a run's numbers
+PRESENTATION_MODULES = (  # under aoi/: modules and folders that never compute a run (see above)
     "__main__.py",
     "explorer.py",
     "interop.py",
@@ -116,9 +119,9 @@ def provenance(device=None, world_size: int = 1, **extra) -> dict:
 
 def fingerprinted_sources(root: Path = REPO_ROOT) -> list[Path]:
     """The files `code_fingerprint` covers under repository ``root``: the modules of ``aoi/``
-    outside `PRESENTATION`, and the `COMPUTE_NOTEBOOKS` there are (none in an installed package)."""
+    outside `PRESENTATION_MODULES`, and the `COMPUTE_NOTEBOOKS` there are (none in an installed package)."""
     package = root / "aoi"
-    modules = [path for path in package.rglob("*.py") if path.relative_to(package).parts[0] not in PRESENTATION]
+    modules = [path for path in package.rglob("*.py") if path.relative_to(package).parts[0] not in PRESENTATION_MODULES]
     return modules + [root / name for name in COMPUTE_NOTEBOOKS if (root / name).is_file()]
 
 

@@ -77,9 +77,9 @@ def module_name(path: Path) -> str:
 
 
 def excluded(module: str) -> bool:
-    """``module`` (aoi.x.y) is one of provenance.PRESENTATION or inside one."""
+    """``module`` (aoi.x.y) is one of provenance.PRESENTATION_MODULES or inside one."""
     parts = module.split(".")
-    return parts[0] == "aoi" and len(parts) > 1 and parts[1] in {Path(p).stem for p in provenance.PRESENTATION}
+    return parts[0] == "aoi" and len(parts) > 1 and parts[1] in {Path(p).stem for p in provenance.PRESENTATION_MODULES}
 
 
 def imported_names(source: str) -> set[str]:
