@@ -22,6 +22,8 @@ from aoi.methods import method_label
 from aoi.profiles import load_profile
 from aoi.provenance import code_fingerprint, recorded_code
 
+OTHER_CODE = "†"  # the mark of table rows with runs made by other code than the current aoi (`aoi.tables`)
+
 
 def load_runs(directory: str | os.PathLike) -> list[dict]:
     """Every run's metrics.json under ``directory/runs`` (a profile's results folder), sorted by
@@ -176,11 +178,11 @@ class Study:
         return "\n".join([line, *self._other_code_warnings()])
 
     def _other_code_warnings(self) -> list[str]:
-        """A warning per fingerprint of `other_code`, naming its runs (marked † in the tables)."""
+        """A warning per fingerprint of `other_code`, naming its runs (marked `OTHER_CODE` in the tables)."""
         current = code_fingerprint()
         return [
             f"WARNING: runs made by other code (fingerprint {code}) than the current aoi ({current}), "
-            f"marked † in the tables: {', '.join(names)}; rerun ./reproduce.sh --profile {self.name}"
+            f"marked {OTHER_CODE} in the tables: {', '.join(names)}; rerun ./reproduce.sh --profile {self.name}"
             for code, names in self.other_code.items()
         ]
 

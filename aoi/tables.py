@@ -22,6 +22,7 @@ from aoi.files import write_text
 from aoi.methods import RESET_GRADIENTS, method_label
 from aoi.plots import mean_std, with_variants
 from aoi.provenance import code_fingerprint
+from aoi.results import OTHER_CODE
 
 ACCURACY_COLUMNS = {  # summary_frame column -> (heading, scale, decimals)
     "accuracy": ("accuracy at T (%)", 100, 2),
@@ -39,7 +40,6 @@ COST_COLUMNS = {
     "wallclock_speedup": ("wall-clock speed-up", 1, 2),
 }
 VARIANT = ["method", "alpha", "detach_reset", "width"]
-OTHER_CODE = "†"  # after the method of rows with runs made by other code than the current aoi
 PAPER_GRADIENT = "toolkit's (assumed)"  # the paper does not say; its authors' toolkit keeps the reset in the graph
 
 
