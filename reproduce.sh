@@ -9,7 +9,7 @@ cd "$(dirname "$0")"
 
 usage() {
   cat <<'USAGE'
-usage: ./reproduce.sh [test [PYTEST_ARGS...]] | [--profile NAME] [--jobs N] [--force] [--only PATTERN]
+usage: ./reproduce.sh [test [PYTEST_ARGS...]] | [--profile NAME] [--jobs N] [--force] [--keep-stale] [--only PATTERN]
 
   test                 lint (ruff), then the tests: unit tests, `pytest --nbval-lax notebooks` on a fresh copy
                        (compute notebooks on the smoke profile), the presentation notebooks in JupyterLab
@@ -17,6 +17,8 @@ usage: ./reproduce.sh [test [PYTEST_ARGS...]] | [--profile NAME] [--jobs N] [--f
   --profile NAME       smoke | default | sweep | capacity | fashion | paper, or a .yaml path (default: default)
   --jobs N             run N independent runs in parallel (default: the profile's jobs; default profile: 2)
   --force              rerun runs that are already finished
+  --keep-stale         keep stale runs (finished by other code or another torch thread count; by default
+                       their run folders are removed and they rerun; --dry-run lists them and why)
   --only PATTERN       only runs whose name contains PATTERN (substring or glob)
   --dry-run            list the runs and their status; run nothing
   -h, --help           this help

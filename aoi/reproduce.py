@@ -7,9 +7,11 @@ executed copies in the run directory as its record (``runs/<profile>/<run_name>/
 runs ``--jobs`` at a time; the analyses then run one at a time, so the wall-clock timings of
 streaming inference are taken on an otherwise idle machine (a profile that times nothing,
 ``analysis: {timing_samples: 0}``, analyses each run right after its training instead). A run
-is skipped when it is finished with unchanged parameters (`aoi.layout.is_finished`); a run whose
-parameters changed, or every run with ``--force``, starts again from scratch; an interrupted run
-resumes from its checkpoint.
+is skipped when it is finished with unchanged parameters (`aoi.layout.is_finished`), by the
+current code with the profile's torch thread count; a run whose parameters changed, a stale one
+(trained or analysed by other code, `aoi.provenance.code_fingerprint`, or with another thread
+count; ``--keep-stale`` keeps it), or every run with ``--force``, starts again from scratch, its
+run folder removed (the log says which and why first); an interrupted run resumes from its checkpoint.
 Then the profile's presentation notebooks (its ``presentation`` list, default figure, tables,
 stf, explorer) are executed: in place in ``notebooks/`` when the profile is the one a notebook
 shows by default and the results are the repository's (their committed outputs are those
@@ -49,7 +51,8 @@ from aoi.layout import (
 )
 from aoi.notebook import declared_parameters
 from aoi.profiles import load_profile, profile_names, run_grid
-from aoi.runspec import notebook_parameters
+from aoi.provenance import staleness
+from aoi.runspec import notebook_parameters, profile_threads
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 TRAIN, ANALYSE = "01_train", "02_analyse"
@@ -63,6 +66,7 @@ PRESENTATION = {  # a profile's ``presentation`` names -> notebook
 }
 DEFAULT_PRESENTATION = ("figure", "tables", "stf", "explorer")
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+RESTART = {"forced": "--force", "changed": "its parameters changed", "stale": "stale"}  # status -> why it starts afresh
 
 
 @dataclass(frozen=True)
@@ -73,13 +77,16 @@ class Run:
     params: dict
     run_dir: Path
     results_dir: Path
-    status: str  # "finished", "new", "resume", "changed" (parameters differ: start again), "forced"
+    status: str  # "finished", "new", "resume", or one of RESTART: "changed" (parameters differ), "stale", "forced"
+    stale: str = ""  # why a finished or resumable run is stale (`run_staleness`), "" when it is not
 
 
-def plan(profile: dict, runs: Path, results: Path, force: bool = False, only: str | None = None) -> list[Run]:
+def plan(
+    profile: dict, runs: Path, results: Path, force: bool = False, only: str | None = None, keep_stale: bool = False
+) -> list[Run]:
     """The runs of ``profile`` whose names match ``only`` (a substring, or a glob with * ? [),
-    each with its status."""
-    planned = []
+    each with its status; a stale one is "stale" unless ``keep_stale``."""
+    planned, threads = [], profile_threads(profile)
     for params in run_grid(profile):
         name = run_name(params)
         if only and not (fnmatch.fnmatch(name, only) if any(c in only for c in "*?[") else only in name):
@@ -96,8 +103,38 @@ def plan(profile: dict, runs: Path, results: Path, force: bool = False, only: st
             status = "resume"
         else:
             status = "changed"
-        planned.append(Run(name, params, directory, out, status))
+        stale = run_staleness(status, stored, out, threads)
+        planned.append(Run(name, params, directory, out, "stale" if stale and not keep_stale else status, stale))
     return planned
+
+
+def run_staleness(status: str, stored: dict | None, results_directory: Path, threads: int) -> str:
+    """Why a "finished" or "resume" run was not made by the current code with ``threads`` torch
+    threads (`aoi.provenance.staleness` of its training record in config.json, ``stored``, and of a
+    finished run's analysis record in metrics.json); "" when it was, or for any other status."""
+    if status not in ("finished", "resume"):
+        return ""
+    records = [(stored or {}).get("provenance")]
+    if status == "finished":
+        records.append(((read_json(results_directory / "metrics.json") or {}).get("provenance") or {}).get("analysis"))
+    return staleness(records, threads)
+
+
+def status_line(run: Run, dry_run: bool) -> str:
+    """How ``run``'s status is listed, e.g. "finished (skipped)", "stale: code none -> 1a2b3c4d5e6f",
+    "finished (skipped), stale (kept): threads 2 -> 1"."""
+    line = run.status + (" (skipped)" if run.status == "finished" and not dry_run else "")
+    if run.stale:
+        line += f": {run.stale}" if run.status == "stale" else f", stale (kept): {run.stale}"
+    return line
+
+
+def announce_removals(todo: list[Run]) -> None:
+    """Print each run folder that is removed before its run starts again (`RESTART`), and why."""
+    for run in todo:
+        if run.status in RESTART and run.run_dir.exists():
+            why = RESTART[run.status] + (f": {run.stale}" if run.stale else "")
+            print(f"  removing {run.run_dir} ({why})", flush=True)
 
 
 def presentation_notebooks(profile: dict) -> list[str]:
@@ -200,7 +237,7 @@ def execute_run(run: Run, stem: str, parameters: dict) -> tuple[str, str, float]
     """Execute one compute notebook of ``run`` into its run folder. Returns (name, "" or the
     failure message naming the executed notebook, seconds)."""
     start = time.perf_counter()
-    if stem == TRAIN and run.status in ("forced", "changed") and run.run_dir.exists():
+    if stem == TRAIN and run.status in RESTART and run.run_dir.exists():
         shutil.rmtree(run.run_dir)
     output = run.run_dir / f"{stem}.ipynb"
     try:
@@ -288,6 +325,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--jobs", type=int, default=None, help="independent runs in parallel (default: the profile's jobs, else 1)"
     )
     parser.add_argument("--force", action="store_true", help="rerun runs that are already finished")
+    parser.add_argument(
+        "--keep-stale",
+        action="store_true",
+        help="keep runs made by other code or thread count (stale) instead of rerunning them",
+    )
     parser.add_argument("--only", metavar="PATTERN", help="only runs whose name contains PATTERN (or matches a glob)")
     parser.add_argument("--dry-run", action="store_true", help="list the runs and their status; run nothing")
     parser.add_argument("--runs", help="runs root (default: $AOI_RUNS or ./runs)")
@@ -315,21 +357,20 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         return fail(str(error))
     runs, results = runs_root(args.runs).resolve(), results_root(args.results).resolve()
-    planned = plan(profile, runs, results, args.force, args.only)
+    planned = plan(profile, runs, results, args.force, args.only, args.keep_stale)
     if not planned:
         return fail(f"no run of profile {profile['name']!r} matches --only {args.only!r}")
     todo = [run for run in planned if run.status != "finished"]
     counts = f"{len(planned)} runs, {len(todo)} to run"
     print(f"[aoi] profile {profile['name']}: {counts}; runs in {runs}, results in {results}", flush=True)
     for run in planned:
-        print(
-            f"  {run.name:<40} {run.status}" + (" (skipped)" if run.status == "finished" and not args.dry_run else "")
-        )
+        print(f"  {run.name:<40} {status_line(run, args.dry_run)}")
     if args.dry_run:
         return 0
     edited = [code_changes(NOTEBOOK_DIR / f"{stem}.ipynb") for stem in [TRAIN, ANALYSE, *stems]]
     if any(edited):
         return fail("\n  ".join(["nothing was run:", *filter(None, edited)]))
+    announce_removals(todo)
     parameters = {r.name: notebook_parameters(args.profile, profile, r.params, r.run_dir, r.results_dir) for r in todo}
     progress, start = Progress(len(todo)), time.perf_counter()
     timed = bool(profile.get("analysis", {}).get("timing_samples", 1))

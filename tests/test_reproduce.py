@@ -10,6 +10,7 @@ import pytest
 from aoi import reproduce
 from aoi.layout import run_name
 from aoi.profiles import load_profile, run_params
+from aoi.provenance import code_fingerprint
 
 TINY = """epsilon: 0.01
 epsilons: [0.0, 0.01, 0.5]
@@ -43,8 +44,14 @@ def roots(runs, results):
     return ["--runs", str(runs), "--results", str(results)]
 
 
-def mark_finished(profile_path, runs, results, name, **changes):
-    """What a finished run leaves: config.json + final.json in runs/, metrics.json in results/."""
+def record(code=None, threads=1) -> dict:
+    """A provenance record of ``code`` (None: the current code's fingerprint) with ``threads`` torch threads."""
+    return {"code_fingerprint": code or code_fingerprint(), "machine": {"torch_threads": threads}}
+
+
+def mark_finished(profile_path, runs, results, name, provenance=None, **changes):
+    """What a finished run leaves: config.json + final.json in runs/, metrics.json in results/
+    (``provenance``: of training and analysis, default `record`)."""
     profile = load_profile(profile_path)
     dataset, rest = name.split("/")
     _, method, *alpha, seed = rest.split("-")
@@ -53,9 +60,10 @@ def mark_finished(profile_path, runs, results, name, **changes):
     run, out = runs / "tiny" / name, results / "tiny" / "runs" / name
     run.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
-    (run / "config.json").write_text(json.dumps({"config": params}))
+    provenance = record() if provenance is None else provenance
+    (run / "config.json").write_text(json.dumps({"config": params, "provenance": provenance}))
     (run / "final.json").write_text("{}")
-    (out / "metrics.json").write_text(json.dumps({"params": params}))
+    (out / "metrics.json").write_text(json.dumps({"params": params, "provenance": {"analysis": provenance}}))
 
 
 def test_dry_run_lists_the_grid(tiny, capsys):
@@ -74,12 +82,69 @@ def test_plan_status_skips_finished_resumes_and_restarts_changed(tiny):
     mark_finished(profile_path, runs, results, NAMES[1], epochs=5)  # parameters changed since
     (runs / "tiny" / NAMES[2]).mkdir(parents=True)
     (runs / "tiny" / NAMES[2] / "config.json").write_text(  # interrupted: no final.json
-        json.dumps({"config": run_params(load_profile(profile_path), "digits", "str", 0.5, 0)})
+        json.dumps({"config": run_params(load_profile(profile_path), "digits", "str", 0.5, 0), "provenance": record()})
     )
     profile = load_profile(profile_path)
     statuses = {run.name: run.status for run in reproduce.plan(profile, runs, results)}
     assert statuses == {NAMES[0]: "finished", NAMES[1]: "changed", NAMES[2]: "resume", NAMES[3]: "new"}
     assert {run.status for run in reproduce.plan(profile, runs, results, force=True)} == {"forced"}
+
+
+def test_runs_made_by_other_code_or_thread_count_are_stale_and_say_why(tiny):
+    profile_path, runs, results = tiny
+    profile, current = load_profile(profile_path), code_fingerprint()
+    mark_finished(profile_path, runs, results, NAMES[0], record("0123456789ab", threads=2))
+    mark_finished(profile_path, runs, results, NAMES[1], {})  # trained before fingerprints were recorded
+    (runs / "tiny" / NAMES[2]).mkdir(parents=True)
+    (runs / "tiny" / NAMES[2] / "config.json").write_text(  # interrupted, then the code changed
+        json.dumps({"config": run_params(profile, "digits", "str", 0.5, 0), "provenance": record("0123456789ab")})
+    )
+    expected = {
+        NAMES[0]: f"code 0123456789ab -> {current}; threads 2 -> 1",
+        NAMES[1]: f"code none -> {current}; threads none -> 1",
+        NAMES[2]: f"code 0123456789ab -> {current}",
+        NAMES[3]: "",
+    }
+    planned = reproduce.plan(profile, runs, results)
+    assert {run.name: (run.status, run.stale) for run in planned} == {
+        name: ("stale" if why else "new", why) for name, why in expected.items()
+    }
+    kept = {run.name: run.status for run in reproduce.plan(profile, runs, results, keep_stale=True)}
+    assert kept == {NAMES[0]: "finished", NAMES[1]: "finished", NAMES[2]: "resume", NAMES[3]: "new"}
+    mark_finished(profile_path, runs, results, NAMES[3])
+    analysed_by_other_code = {"train": record(), "analysis": record("0123456789ab")}
+    metrics = results / "tiny" / "runs" / NAMES[3] / "metrics.json"
+    metrics.write_text(json.dumps({**json.loads(metrics.read_text()), "provenance": analysed_by_other_code}))
+    (last,) = reproduce.plan(profile, runs, results, only=NAMES[3])
+    assert (last.status, last.stale) == ("stale", f"code {current}, 0123456789ab -> {current}")
+
+
+def test_a_stale_run_is_listed_with_its_reason_removed_after_saying_so_and_rerun(tiny, monkeypatch, capsys):
+    profile, runs, results = tiny
+    mark_finished(profile, runs, results, NAMES[0], record(threads=2))
+    why = "threads 2 -> 1"
+    assert reproduce.main(["--profile", profile, "--only", "tet-s0", "--dry-run", *roots(runs, results)]) == 0
+    assert capsys.readouterr().out.splitlines()[1].split(maxsplit=1) == [NAMES[0], f"stale: {why}"]
+    args = ["--profile", profile, "--only", "tet-s0", "--keep-stale", *roots(runs, results)]
+    monkeypatch.setattr(reproduce, "present", lambda *args: None)
+    monkeypatch.setattr(reproduce, "code_changes", lambda notebook: None)
+    assert reproduce.main(args) == 0
+    assert f"finished (skipped), stale (kept): {why}" in capsys.readouterr().out
+    run = runs / "tiny" / NAMES[0]
+    seen = []
+
+    def fake_execute(notebook, output, parameters):
+        seen.append((notebook.stem, (run / "final.json").exists()))
+        if notebook.stem == "02_analyse":
+            mark_finished(profile, runs, results, NAMES[0])
+
+    monkeypatch.setattr(reproduce, "execute_notebook", fake_execute)
+    assert reproduce.main(args[:4] + args[5:]) == 0  # without --keep-stale
+    out = capsys.readouterr().out
+    assert f"  removing {run} (stale: {why})" in out.splitlines()
+    assert out.index("removing") < out.index("done in")
+    assert seen == [("01_train", False), ("02_analyse", False)]  # trained from a clean folder
+    assert reproduce.plan(load_profile(profile), runs, results, only="tet-s0")[0].status == "finished"
 
 
 def test_only_filters_by_substring_or_glob(tiny):

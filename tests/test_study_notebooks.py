@@ -85,3 +85,7 @@ def test_the_capacity_notebook_draws_width(tmp_path):
     assert (tmp_path / "capacity" / "figure_capacity.png").is_file()
     (table,) = html_outputs(notebook)
     assert ">width<" in table and table.count("<tr>") == 1 + 6
+    # these runs record no code fingerprint: the notebook warns, naming them, and marks its rows
+    printed = "".join(o.get("text", "") for c in notebook.cells for o in c.get("outputs", []))
+    assert "WARNING: runs made by other code (fingerprint none) than the current aoi" in printed
+    assert "ndigits/T4-tet-w2-s1" in printed and ">TET†<" in table
