@@ -57,7 +57,7 @@ def test_the_profile_sets_the_threads(tmp_path):
     (tmp_path / "p.yaml").write_text(text + "threads: 2\n")
     assert runspec.resolve(str(tmp_path / "p.yaml")).threads == 2
     (tmp_path / "q.yaml").write_text(text + "threads: 0\n")
-    with pytest.raises(ValueError, match="'threads' must be an integer >= 1, got 0"):
+    with pytest.raises(ValueError, match="threads: expected an integer >= 1, got 0"):
         runspec.resolve(str(tmp_path / "q.yaml"))
 
 
