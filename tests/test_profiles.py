@@ -5,6 +5,7 @@ import inspect
 
 import pytest
 
+from aoi import results
 from aoi.layout import REPO_ROOT
 from aoi.profiles import ANALYSIS, ProfileError, load_profile, profile_names, run_grid, run_params
 
@@ -214,6 +215,7 @@ def test_a_copy_of_a_built_in_profile_needs_a_name_of_its_own(tmp_path):
         load_profile(str(copy))
     copy.write_text(SMOKE + "name: smoke-edited\n")
     assert load_profile(str(copy))["name"] == "smoke-edited"
+    assert results.load_study(str(copy), required=False).directory == REPO_ROOT / "results" / "smoke-edited"
     assert load_profile(str(REPO_ROOT / "aoi" / "profiles" / "smoke.yaml"))["name"] == "smoke"  # the built-in itself
 
 

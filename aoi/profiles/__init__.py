@@ -117,7 +117,7 @@ SCHEMA = {  # key -> value check; train, analysis and datasets are checked key b
     "analysis": _MAPPING,
     "datasets": _kind(lambda v: isinstance(v, dict) and v, "a non-empty mapping of dataset names to runs"),
 }
-ANALYSIS = {  # the sizes of aoi.analysis.analyse_run that a profile sets (its other arguments come from the profile)
+ANALYSIS = {  # the aoi.analysis.analyse_run arguments of analysis: (the others come from the profile)
     "stf_samples": _integer(1),
     "timing_samples": _integer(0),
     "timing_repeats": _integer(1),
