@@ -325,7 +325,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="only the runs of dataset PATTERN, or whose whole name <dataset>/<run> matches the glob PATTERN "
         "(e.g. digits, 'ndigits/*-str-*', '*-s0')",
     )
-    parser.add_argument("--dry-run", action="store_true", help="list the runs and their status; run nothing")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="list the runs, their status and what would be deleted; run nothing"
+    )
     parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     parser.add_argument("--runs", help="runs root (default: $AOI_RUNS or ./runs)")
     parser.add_argument("--results", help="results root (default: $AOI_RESULTS or ./results)")
