@@ -83,6 +83,17 @@ def _non_empty_list(test, text: str):
     return _kind(lambda v: isinstance(v, list) and v and all(test(x) for x in v), f"a non-empty list of {text}")
 
 
+def _each(check):
+    """``check`` of a method entry's value, or of each value of a list (which stands for each of its values)."""
+
+    def check_each(value):
+        if not isinstance(value, list):
+            return check(value)
+        return next(filter(None, map(check, value)), None) if value else "expected a non-empty list, got []"
+
+    return check_each
+
+
 _TEXT = _kind(lambda v: isinstance(v, str), "text")
 _MAPPING = _kind(lambda v: isinstance(v, dict), "a mapping")
 _TYPES = {  # TrainConfig field type -> (test, text)
@@ -123,7 +134,7 @@ ANALYSIS = {  # the aoi.analysis.analyse_run arguments of analysis: (the others 
     "timing_repeats": _integer(1),
     "device": _TEXT,
 }
-_METHOD = {name: check for name, check in _FIELD_CHECKS.items() if name not in ("dataset", "seed")}
+_METHOD = {name: _each(check) for name, check in _FIELD_CHECKS.items() if name not in ("dataset", "seed")}
 _DATASET = {
     **_RUN_VALUES,
     "methods": _non_empty_list(lambda v: isinstance(v, dict), "method entries such as {method: tet}"),
@@ -270,23 +281,11 @@ def _dataset_problems(dataset, entry) -> list[str]:
 def _method_problems(method: dict, where: str) -> list[str]:
     """The problems of one method entry: its keys and values (each value of a list), else the
     first (method, alpha) of it that `aoi.methods.check_method` refuses."""
-    problems = _mapping_problems(method, {name: _each(check) for name, check in _METHOD.items()}, where, ("method",))
-    for run in [] if problems else expand(method):
-        refused = check_method(run["method"], run.get("alpha", 0.0))
-        if refused:
-            return [f"{where}: {refused[0]}"]
-    return problems
-
-
-def _each(check):
-    """``check`` of a method entry's value, or of each value of a list (which stands for each of its values)."""
-
-    def check_each(value):
-        if not isinstance(value, list):
-            return check(value)
-        return next(filter(None, map(check, value)), None) if value else "expected a non-empty list, got []"
-
-    return check_each
+    problems = _mapping_problems(method, _METHOD, where, ("method",))
+    if problems:
+        return problems
+    refused = [problem for run in expand(method) for problem in check_method(run["method"], run.get("alpha", 0.0))]
+    return [f"{where}: {refused[0]}"] if refused else []
 
 
 def expand(entry: dict) -> list[dict]:
