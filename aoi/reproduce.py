@@ -37,9 +37,11 @@ from dataclasses import dataclass
 from itertools import zip_longest
 from pathlib import Path
 
-from aoi.files import atomic_path, read_json
+from aoi.errors import DEBUG_HELP, UserError
+from aoi.files import UnreadableFile, atomic_path, read_json
 from aoi.layout import (
     REPO_ROOT,
+    canonical,
     is_finished,
     params_match,
     profile_results_dir,
@@ -50,7 +52,7 @@ from aoi.layout import (
     runs_root,
 )
 from aoi.notebook import declared_parameters
-from aoi.profiles import load_profile, profile_names, run_grid
+from aoi.profiles import ProfileError, load_profile, profile_names, run_grid
 from aoi.provenance import staleness
 from aoi.runspec import notebook_parameters, profile_threads
 
@@ -66,7 +68,6 @@ PRESENTATION = {  # a profile's ``presentation`` names -> notebook
 }
 DEFAULT_PRESENTATION = ("figure", "tables", "stf", "explorer")
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
-RESTART = {"forced": "--force", "changed": "its parameters changed", "stale": "stale"}  # status -> why it starts afresh
 
 
 @dataclass(frozen=True)
@@ -77,64 +78,78 @@ class Run:
     params: dict
     run_dir: Path
     results_dir: Path
-    status: str  # "finished", "new", "resume", or one of RESTART: "changed" (parameters differ), "stale", "forced"
-    stale: str = ""  # why a finished or resumable run is stale (`run_staleness`), "" when it is not
+    status: str  # "finished", "new", "resume", "changed" (parameters differ), "stale", "forced", "unreadable"
+    note: str = ""  # why it is stale (`run_staleness`, also when kept) or cannot run ("unreadable": file, what to do)
 
 
 def plan(
     profile: dict, runs: Path, results: Path, force: bool = False, only: str | None = None, keep_stale: bool = False
 ) -> list[Run]:
-    """The runs of ``profile`` whose names match ``only`` (a substring, or a glob with * ? [),
-    each with its status; a stale one is "stale" unless ``keep_stale``."""
+    """The runs of ``profile`` that ``only`` selects (`selects`), each with its status: a stale one
+    is "stale" unless ``keep_stale``; one whose config.json or metrics.json cannot be read is
+    "unreadable", its note naming the file."""
     planned, threads = [], profile_threads(profile)
     for params in run_grid(profile):
         name = run_name(params)
-        if only and not (fnmatch.fnmatch(name, only) if any(c in only for c in "*?[") else only in name):
+        if only and not selects(only, params):
             continue
         directory, out = run_dir(profile["name"], name, runs), run_results_dir(profile["name"], name, results)
-        stored = read_json(directory / "config.json")
-        if force:
-            status = "forced"
-        elif is_finished(directory, out, params):
-            status = "finished"
-        elif stored is None:
-            status = "new"
-        elif params_match(stored.get("config", stored), params):
-            status = "resume"
-        else:
-            status = "changed"
-        stale = run_staleness(status, stored, out, threads)
+        try:
+            status = run_status(directory, out, params, force)
+            stale = run_staleness(status, directory, out, threads)
+        except UnreadableFile as error:
+            planned.append(Run(name, params, directory, out, "unreadable", str(error)))
+            continue
         planned.append(Run(name, params, directory, out, "stale" if stale and not keep_stale else status, stale))
     return planned
 
 
-def run_staleness(status: str, stored: dict | None, results_directory: Path, threads: int) -> str:
+def run_status(directory: Path, out: Path, params: dict, force: bool) -> str:
+    """The status of the run in ``directory`` (results in ``out``) with TrainConfig values ``params``,
+    staleness aside."""
+    if force:
+        return "forced"
+    stored = read_json(directory / "config.json")
+    if is_finished(directory, out, params):
+        return "finished"
+    if stored is None:
+        return "new"
+    if params_match(stored.get("config", stored), params):
+        return "resume"
+    return "changed"
+
+
+def run_staleness(status: str, directory: Path, out: Path, threads: int) -> str:
     """Why a "finished" or "resume" run was not made by the current code with ``threads`` torch
-    threads (`aoi.provenance.staleness` of its training record in config.json, ``stored``, and of a
-    finished run's analysis record in metrics.json); "" when it was, or for any other status."""
+    threads (`aoi.provenance.staleness` of its training record in config.json and of a finished
+    run's analysis record in metrics.json); "" when it was, or for any other status."""
     if status not in ("finished", "resume"):
         return ""
-    records = [(stored or {}).get("provenance")]
+    records = [(read_json(directory / "config.json") or {}).get("provenance")]
     if status == "finished":
-        records.append(((read_json(results_directory / "metrics.json") or {}).get("provenance") or {}).get("analysis"))
+        records.append(((read_json(out / "metrics.json") or {}).get("provenance") or {}).get("analysis"))
     return staleness(records, threads)
 
 
-def status_line(run: Run, dry_run: bool) -> str:
-    """How ``run``'s status is listed, e.g. "finished (skipped)", "stale: code none -> 1a2b3c4d5e6f",
-    "finished (skipped), stale (kept): threads 2 -> 1"."""
-    line = run.status + (" (skipped)" if run.status == "finished" and not dry_run else "")
-    if run.stale:
-        line += f": {run.stale}" if run.status == "stale" else f", stale (kept): {run.stale}"
-    return line
+def selects(only: str, params: dict) -> bool:
+    """Whether ``--only`` selects the run of TrainConfig values ``params``: ``only`` is its dataset's
+    name, or a glob that matches its whole name ``<dataset>/<run>`` (``*`` matches any characters)."""
+    return only == params["dataset"] or fnmatch.fnmatchcase(run_name(params), only)
 
 
-def announce_removals(todo: list[Run]) -> None:
-    """Print each run folder that is removed before its run starts again (`RESTART`), and why."""
-    for run in todo:
-        if run.status in RESTART and run.run_dir.exists():
-            why = RESTART[run.status] + (f": {run.stale}" if run.stale else "")
-            print(f"  removing {run.run_dir} ({why})", flush=True)
+def deletion(run: Run) -> str | None:
+    """Why ``run``'s folder is deleted before it trains again (--force, stale and why, or the
+    parameters that changed since it was trained, e.g. "epochs 5 -> 4"), or None when it is kept."""
+    if run.status == "forced":
+        return "--force"
+    if run.status == "stale":
+        return f"stale: {run.note}"
+    if run.status != "changed":
+        return None
+    stored = read_json(run.run_dir / "config.json") or {}
+    stored, params = canonical(stored.get("config", stored)), canonical(run.params)
+    changed = [f"{key} {stored.get(key)!r} -> {value!r}" for key, value in params.items() if stored.get(key) != value]
+    return f"parameters changed since it trained: {', '.join(changed)}"
 
 
 def presentation_notebooks(profile: dict) -> list[str]:
@@ -142,7 +157,8 @@ def presentation_notebooks(profile: dict) -> list[str]:
     names = profile.get("presentation", DEFAULT_PRESENTATION)
     unknown = [name for name in names if name not in PRESENTATION]
     if unknown:
-        raise ValueError(f"profile {profile['name']!r}: unknown presentation {unknown}; use {', '.join(PRESENTATION)}")
+        choices = ", ".join(PRESENTATION)
+        raise ProfileError(f"profile {profile['name']!r}: unknown presentation {unknown}; use {choices}")
     return [PRESENTATION[name] for name in names]
 
 
@@ -237,7 +253,9 @@ def execute_run(run: Run, stem: str, parameters: dict) -> tuple[str, str, float]
     """Execute one compute notebook of ``run`` into its run folder. Returns (name, "" or the
     failure message naming the executed notebook, seconds)."""
     start = time.perf_counter()
-    if stem == TRAIN and run.status in RESTART and run.run_dir.exists():
+    reason = deletion(run) if stem == TRAIN and run.run_dir.exists() else None
+    if reason:
+        print(f"  deleting {run.run_dir} to train it again ({reason})", flush=True)
         shutil.rmtree(run.run_dir)
     output = run.run_dir / f"{stem}.ipynb"
     try:
@@ -330,8 +348,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="keep runs made by other code or thread count (stale) instead of rerunning them",
     )
-    parser.add_argument("--only", metavar="PATTERN", help="only runs whose name contains PATTERN (or matches a glob)")
-    parser.add_argument("--dry-run", action="store_true", help="list the runs and their status; run nothing")
+    parser.add_argument(
+        "--only",
+        metavar="PATTERN",
+        help="only the runs of dataset PATTERN, or whose whole name <dataset>/<run> matches the glob PATTERN "
+        "(e.g. digits, 'ndigits/*-str-*', '*-s0')",
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="list the runs, their status and what would be deleted; run nothing"
+    )
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     parser.add_argument("--runs", help="runs root (default: $AOI_RUNS or ./runs)")
     parser.add_argument("--results", help="results root (default: $AOI_RESULTS or ./results)")
     args = parser.parse_args(argv)
@@ -342,6 +368,35 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def status_line(run: Run, dry_run: bool) -> str:
+    """How ``run``'s status is listed, e.g. "finished (skipped)", "unreadable: <file> ...",
+    "finished (skipped), stale (kept): threads 2 -> 1", "stale: code none -> 1a2b3c4d5e6f; its folder
+    will be deleted to train it again"."""
+    line = run.status + (" (skipped)" if run.status == "finished" and not dry_run else "")
+    if run.status in ("unreadable", "stale"):
+        line += f": {run.note}"
+    elif run.note:
+        line += f", stale (kept): {run.note}"
+    reason = deletion(run) if run.run_dir.exists() else None
+    if run.status == "stale" and reason:
+        return line + "; its folder will be deleted to train it again"
+    return line + (f": its folder will be deleted to train it again ({reason})" if reason else "")
+
+
+def config_problems(runs: list[Run]) -> list[str]:
+    """What TrainConfig refuses in the values of ``runs`` (their ranges), one line per distinct
+    problem naming its first run; it imports torch, so a dry run does not ask."""
+    from aoi.config import TrainConfig
+
+    problems = {}
+    for run in runs:
+        try:
+            TrainConfig(**run.params)
+        except ValueError as error:
+            problems.setdefault(str(error), run.name)
+    return [f"{name}: {message}" for message, name in problems.items()]
+
+
 def fail(message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
     return 2
@@ -349,17 +404,28 @@ def fail(message: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the grid and rebuild the presentation; 0 when every run and notebook succeeded, 1 when
-    one failed, 2 when nothing could start."""
+    one failed, 2 when nothing could start (a user error: one line, with ``--debug`` its traceback)."""
     args = parse_args(argv)
     try:
-        profile = load_profile(args.profile)
-        stems = presentation_notebooks(profile)
-    except ValueError as error:
+        return run_study(args)
+    except UserError as error:
+        if args.debug:
+            raise
         return fail(str(error))
+
+
+def run_study(args: argparse.Namespace) -> int:
+    """`main` after parsing the command line."""
+    profile = load_profile(args.profile)
+    stems = presentation_notebooks(profile)
     runs, results = runs_root(args.runs).resolve(), results_root(args.results).resolve()
     planned = plan(profile, runs, results, args.force, args.only, args.keep_stale)
     if not planned:
-        return fail(f"no run of profile {profile['name']!r} matches --only {args.only!r}")
+        example = f"{next(iter(profile['datasets']))}/*-s0"
+        return fail(
+            f"no run of profile {profile['name']!r} matches --only {args.only!r}: give a dataset "
+            f"({', '.join(profile['datasets'])}) or a glob on whole run names such as {example!r}"
+        )
     todo = [run for run in planned if run.status != "finished"]
     counts = f"{len(planned)} runs, {len(todo)} to run"
     print(f"[aoi] profile {profile['name']}: {counts}; runs in {runs}, results in {results}", flush=True)
@@ -368,9 +434,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         return 0
     edited = [code_changes(NOTEBOOK_DIR / f"{stem}.ipynb") for stem in [TRAIN, ANALYSE, *stems]]
-    if any(edited):
-        return fail("\n  ".join(["nothing was run:", *filter(None, edited)]))
-    announce_removals(todo)
+    unreadable = [run.note for run in planned if run.status == "unreadable"]
+    problems = [*filter(None, edited), *unreadable, *config_problems(todo)]
+    if problems:
+        return fail("\n  ".join(["nothing was run:", *problems]))
     parameters = {r.name: notebook_parameters(args.profile, profile, r.params, r.run_dir, r.results_dir) for r in todo}
     progress, start = Progress(len(todo)), time.perf_counter()
     timed = bool(profile.get("analysis", {}).get("timing_samples", 1))

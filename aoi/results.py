@@ -19,7 +19,7 @@ import pandas as pd
 from aoi.files import read_json
 from aoi.layout import PAPER_DIR, REPO_ROOT, profile_results_dir
 from aoi.methods import method_label
-from aoi.profiles import load_profile
+from aoi.profiles import load_profile, profile_name
 from aoi.provenance import code_fingerprint, recorded_code
 
 OTHER_CODE = "†"  # the mark of table rows with runs made by other code than the current aoi (`aoi.tables`)
@@ -192,7 +192,7 @@ def load_study(profile: str, results_dir: str | os.PathLike | None = None, requi
     repository's ``results/<name>``, whatever $AOI_RESULTS says). With ``required`` a study
     without runs is a FileNotFoundError; without, it comes back empty (the profile not loaded,
     so a profile still to be written is no error)."""
-    name = Path(profile).stem if str(profile).endswith((".yaml", ".yml")) else str(profile)
+    name = profile_name(profile)
     directory = Path(results_dir) if results_dir is not None else profile_results_dir(name, REPO_ROOT / "results")
     runs = load_runs(directory)
     study = Study(name, load_profile(profile) if runs else None, runs, directory)

@@ -1,7 +1,9 @@
 """What the notebooks share: parameters checked, the compute run resolved (scratch, threads, nbval)."""
 
+import ast
 import json
 
+import nbformat
 import pytest
 
 from aoi import layout, notebook, runspec
@@ -57,7 +59,7 @@ def test_the_profile_sets_the_threads(tmp_path):
     (tmp_path / "p.yaml").write_text(text + "threads: 2\n")
     assert runspec.resolve(str(tmp_path / "p.yaml")).threads == 2
     (tmp_path / "q.yaml").write_text(text + "threads: 0\n")
-    with pytest.raises(ValueError, match="'threads' must be an integer >= 1, got 0"):
+    with pytest.raises(ValueError, match="threads: expected an integer >= 1, got 0"):
         runspec.resolve(str(tmp_path / "q.yaml"))
 
 
@@ -111,3 +113,12 @@ def test_papermill_with_a_parameter_the_notebook_does_not_declare_fails_naming_i
         papermill.execute_notebook(
             str(source), str(tmp_path / "out.ipynb"), parameters={"run_dirr": "x"}, progress_bar=False
         )
+
+
+@pytest.mark.parametrize("path", sorted((layout.REPO_ROOT / "notebooks").glob("*.ipynb")), ids=lambda path: path.stem)
+def test_every_notebook_checks_its_parameters_before_it_uses_them(path):
+    """What makes papermill's unknown parameter (which it only warns about) an error in every notebook."""
+    cells = [cell for cell in nbformat.read(path, as_version=4).cells if cell.cell_type == "code"]
+    assert "parameters" in cells[0].metadata.get("tags", [])
+    statements = [node for node in ast.parse(cells[1].source).body if not isinstance(node, ast.ImportFrom)]
+    assert ast.unparse(statements[0]) == "notebook.check_parameters()"

@@ -46,7 +46,7 @@ def write_study(folder, runs) -> None:
 
 
 def execute(tmp_path, stem: str, name: str, runs) -> nbformat.NotebookNode:
-    profile = tmp_path / f"{name}.yaml"
+    profile = tmp_path / f"{name}-synthetic.yaml"  # not the built-in profile: a name of its own
     profile.write_text(PROFILE)
     write_study(tmp_path / name, runs)
     output = tmp_path / f"{stem}.ipynb"
