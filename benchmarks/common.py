@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import platform
 import subprocess
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import torch
 
 from aoi.files import write_csv
 from aoi.layout import REPO_ROOT
-from aoi.provenance import package_version
+from aoi.provenance import cpu_model, package_version
 
 RESULTS = REPO_ROOT / "results" / "benchmarks"
 VERSIONS = ("torch", "numba", "triton", "spikingjelly")
@@ -28,17 +27,6 @@ VERSIONS = ("torch", "numba", "triton", "spikingjelly")
 def results_dir() -> Path:
     """``$OUT`` if set, else results/benchmarks/."""
     return Path(os.environ["OUT"]) if os.environ.get("OUT") else RESULTS
-
-
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (else the platform's)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def commit() -> str:
