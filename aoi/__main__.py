@@ -4,6 +4,10 @@ python -m aoi train --dataset digits --method str --alpha 0.5 --seed 0 --epochs 
 python -m aoi evaluate runs/x
 python -m aoi reproduce --profile default --jobs 2
 torchrun --nproc_per_node 4 -m aoi train --dataset cifar10 ...   # multi-GPU (see aoi.distributed)
+
+A user's mistake (`aoi.errors.UserError`) prints one line and exits with status 1 (reproduce: 2,
+nothing could start); ``--debug`` shows its traceback. Any other exception is a bug in aoi and
+keeps its traceback.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import json
 import os
 import sys
 import typing
+
+from aoi.errors import DEBUG_HELP, UserError
 
 REPRODUCE = "reproduce"
 TRUE, FALSE = ("true", "1", "yes"), ("false", "0", "no")
@@ -57,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
             train.add_argument(flag, type=kind, default=default, help=help_text + shown)
     train.add_argument("--run-dir", help="output folder (default: runs/<run name>)")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
+    train.add_argument("--debug", action="store_true", help=DEBUG_HELP)
 
     evaluate = commands.add_parser(
         "evaluate",
@@ -69,6 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--device", default="auto")
     evaluate.add_argument("--no-progress", action="store_true")
+    evaluate.add_argument("--debug", action="store_true", help=DEBUG_HELP)
 
     commands.add_parser(REPRODUCE, add_help=False, help="run a whole profile (see `aoi reproduce --help`)")
     return parser
@@ -82,13 +90,11 @@ def main(argv: list[str] | None = None) -> int:
 
         return reproduce.main(argv[1:]) or 0
     args = _parser().parse_args(argv)
-    from aoi.checkpoint import CheckpointError
-    from aoi.files import UnreadableFile
-    from aoi.train import RunMismatch, TrainingDiverged
-
     try:
         _run(args)
-    except (FileNotFoundError, RunMismatch, CheckpointError, TrainingDiverged, UnreadableFile) as exc:
+    except (FileNotFoundError, UserError) as exc:
+        if args.debug:
+            raise
         raise SystemExit(f"aoi {args.command}: {exc}") from None
     return 0
 
@@ -101,6 +107,8 @@ def _run(args: argparse.Namespace) -> None:
         try:
             config = TrainConfig(**{name: getattr(args, name) for name, *_ in _train_config_fields()})
         except ValueError as exc:
+            if args.debug:
+                raise
             raise SystemExit(f"aoi train: {exc}") from None
         run_dir = args.run_dir or f"runs/{config.run_name()}"
         final = train(config, run_dir, progress=not args.no_progress)

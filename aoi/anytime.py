@@ -42,12 +42,32 @@ from torch import nn
 
 from aoi.cutoff import calibrate_topk_thresholds, confidence_stop, topk_cutoff, topk_stop
 from aoi.energy import OperationCounter, energy_pj
+from aoi.errors import UserError
 from aoi.inference import full_forward
 from aoi.metrics import accuracy_per_step, cutoff_curve, optimal_cutoff_timestep
 from aoi.neurons import keep_samples, lif_layers, restart_samples, streaming
 
 RULES = ("confidence", "topk", "fixed")
 COUNTS = ("synops", "macs")  # per-sample operation counts of `predict` (aoi.energy)
+
+
+class InputError(UserError, ValueError):
+    """Inputs or arguments that `predict` and `time_inference` cannot use; the message says what they take."""
+
+
+def check_inputs(model: nn.Module, inputs: torch.Tensor) -> None:
+    """Refuse ``inputs`` that are not [T, N, ...] with T the model's steps (``model.T``, which aoi
+    models carry; not checked for a model without it), or that hold NaN or infinite values."""
+    shape = tuple(inputs.shape)
+    if inputs.dim() < 2 or 0 in shape[:2]:
+        raise InputError(f"inputs must be [T, N, ...] with T >= 1 and N >= 1, got shape {shape}")
+    T = getattr(model, "T", None)
+    if T is not None and shape[0] != T:
+        hint = " (batch-first [N, T, ...]? pass inputs.transpose(0, 1))" if shape[1] == T else ""
+        raise InputError(f"inputs must be [T, N, ...] with the model's T = {T} steps first, got shape {shape}{hint}")
+    if inputs.is_floating_point() and not torch.isfinite(inputs).all():
+        bad = int((~torch.isfinite(inputs)).sum())
+        raise InputError(f"inputs hold {bad} NaN or infinite values (of {inputs.numel()}): pass finite inputs")
 
 
 class AnytimeResult(NamedTuple):
@@ -62,7 +82,7 @@ def _stop_rule(rule: str, epsilon, thresholds, steps, T: int) -> Callable[[torch
     """Check the rule's parameters and return ``stop(step [n] (0-based), Y [n, K]) -> bool [n]``."""
     if rule == "confidence":
         if epsilon is None or not 0 <= float(epsilon) < 1:
-            raise ValueError(
+            raise InputError(
                 f"rule='confidence' needs epsilon in [0, 1) (exit when max softmax > 1 - epsilon), got {epsilon!r}"
             )
         epsilon = float(epsilon)
@@ -70,7 +90,7 @@ def _stop_rule(rule: str, epsilon, thresholds, steps, T: int) -> Callable[[torch
     if rule == "topk":
         if thresholds is None or torch.as_tensor(thresholds).shape != (T,):
             shape = None if thresholds is None else tuple(torch.as_tensor(thresholds).shape)
-            raise ValueError(
+            raise InputError(
                 f"rule='topk' needs thresholds with one value per step, shape ({T},), got {shape} "
                 "(see aoi.cutoff.calibrate_topk_thresholds)"
             )
@@ -79,10 +99,10 @@ def _stop_rule(rule: str, epsilon, thresholds, steps, T: int) -> Callable[[torch
         return lambda step, accumulated: topk_stop(accumulated, thresholds.to(accumulated)[step])
     if rule == "fixed":
         if steps is None or not 1 <= int(steps) <= T:
-            raise ValueError(f"rule='fixed' needs steps, an int in 1..{T} (every sample stops there), got {steps!r}")
+            raise InputError(f"rule='fixed' needs steps, an int in 1..{T} (every sample stops there), got {steps!r}")
         steps = int(steps)
         return lambda step, accumulated: step + 1 >= steps
-    raise ValueError(f"unknown rule {rule!r}: use one of {RULES}")
+    raise InputError(f"unknown rule {rule!r}: use one of {RULES}")
 
 
 class _Flight:
@@ -152,7 +172,7 @@ def predict(
     Args:
         model: an aoi model in eval mode (it raises otherwise: batch norm must use its running
             statistics, and the caller decides the mode), taking [T, N, ...] and returning [T, N, K].
-        inputs: [T, N, ...] on the model's device.
+        inputs: [T, N, ...] on the model's device, T the model's (``model.T``), finite (`check_inputs`).
         epsilon: for rule "confidence": exit at the first step where max softmax(Y_t) > 1 - epsilon.
         rule: "confidence", "topk" (exit when top1 - top2 of Y_t > thresholds[t]) or "fixed"
             (every sample stops at ``steps``).
@@ -164,14 +184,18 @@ def predict(
         `AnytimeResult`, samples in input order; a sample never stopped by the rule exits at T.
         The counts are None when ``count`` is False.
     """
-    if inputs.dim() < 2 or inputs.shape[0] < 1 or inputs.shape[1] < 1:
-        raise ValueError(f"inputs must be [T, N, ...] with T >= 1 and N >= 1, got shape {tuple(inputs.shape)}")
+    check_inputs(model, inputs)
+    return _predict(model, inputs, epsilon, rule, thresholds, steps, count, batch_size)
+
+
+def _predict(model, inputs, epsilon, rule, thresholds, steps, count, batch_size) -> AnytimeResult:
+    """`predict` of checked inputs."""
     T, N = inputs.shape[:2]
     stop_rule = _stop_rule(rule, epsilon, thresholds, steps, T)
     if batch_size is not None and batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1 (or None for all samples at once), got {batch_size}")
+        raise InputError(f"batch_size must be >= 1 (or None for all samples at once), got {batch_size}")
     if model.training:
-        raise ValueError("predict needs the model in eval mode (batch norm running statistics): call model.eval()")
+        raise InputError("predict needs the model in eval mode (batch norm running statistics): call model.eval()")
     batch_size = N if batch_size is None else min(batch_size, N)
     results = {"exit_steps": torch.full((N,), T, dtype=torch.long, device=inputs.device)}
     results.update({name: torch.zeros(N, dtype=torch.long, device=inputs.device) for name in ("predictions", *COUNTS)})
@@ -252,7 +276,8 @@ def time_inference(
     ``inputs`` [T, N, ...] split into batches of ``batch_size`` samples; streaming is `predict`
     without counting, with at most ``batch_size`` samples in flight (all N at once when None).
     Each is timed with ``clock`` as the best of ``repeats`` runs, the two interleaved, after a
-    warm-up of each (`interleaved_times`). The model must be in eval mode.
+    warm-up of each (`interleaved_times`). The model must be in eval mode; the inputs are
+    checked once, before any timing (`check_inputs`).
 
     Returns:
         dict with full_s, streaming_s (seconds), wallclock_speedup (full_s / streaming_s),
@@ -260,14 +285,15 @@ def time_inference(
         step_speedup: the share of the step speed-up that the clock sees).
     """
     if repeats < 1:
-        raise ValueError(f"repeats must be >= 1, got {repeats}")
+        raise InputError(f"repeats must be >= 1, got {repeats}")
     if model.training:
-        raise ValueError("time_inference needs the model in eval mode: call model.eval()")
+        raise InputError("time_inference needs the model in eval mode: call model.eval()")
+    check_inputs(model, inputs)
     T, N = inputs.shape[:2]
     batches = inputs.split(batch_size or N, dim=1)
     runs = {
         "full": lambda: [full_forward(model, batch) for batch in batches],
-        "streaming": lambda: predict(model, inputs, epsilon, rule, thresholds, steps, False, batch_size),
+        "streaming": lambda: _predict(model, inputs, epsilon, rule, thresholds, steps, False, batch_size),
     }
     times, results = interleaved_times(runs, repeats, inputs.is_cuda, clock)
     full_s, streaming_s = min(times["full"]), min(times["streaming"])

@@ -19,27 +19,31 @@ import numpy as np
 import torch
 from torch import nn
 
-from aoi.files import save_torch
+from aoi.errors import UserError
+from aoi.files import first_line, save_torch
 
 CHECKPOINT_FORMAT = "aoi-checkpoint-v1"
+CHECKPOINT_KEYS = ("config", "epoch", "model", "optimizer", "scheduler", "log", "rng")
+RESTART = "delete it to restart the run"
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint that is corrupt or was not written by aoi."""
+class CheckpointError(UserError, RuntimeError):
+    """A checkpoint that is missing, corrupt, incomplete or was not written by aoi."""
 
 
-def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
-    """Load and validate an aoi checkpoint (``weights_only=True``); clear error if it is not one."""
+def load_checkpoint(path: str | os.PathLike, map_location="cpu", remedy: str = RESTART) -> dict:
+    """Load and validate an aoi checkpoint (``weights_only=True``); a `CheckpointError` naming
+    ``path`` and ending in ``remedy`` (what to do) if it is not a complete one."""
     path = Path(path)
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path} is not an aoi checkpoint ({reason}): delete it to restart the run") from exc
+        raise CheckpointError(f"{path} is not an aoi checkpoint ({first_line(exc)}): {remedy}") from exc
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(
-            f"{path} is not an aoi checkpoint (no {CHECKPOINT_FORMAT!r} marker): delete it to restart the run"
-        )
+        raise CheckpointError(f"{path} is not an aoi checkpoint (no {CHECKPOINT_FORMAT!r} marker): {remedy}")
+    missing = [key for key in CHECKPOINT_KEYS if key not in checkpoint]
+    if missing:
+        raise CheckpointError(f"{path} is an incomplete aoi checkpoint (it lacks {', '.join(missing)}): {remedy}")
     return checkpoint
 
 

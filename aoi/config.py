@@ -12,8 +12,44 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+from aoi.errors import UserError
 from aoi.layout import run_name
 from aoi.methods import check_method
+
+
+class ConfigError(UserError, ValueError):
+    """A TrainConfig value of the wrong type or out of range; the message names every such field."""
+
+
+_OPTIONAL = ("limit_train", "limit_test")  # may also be None
+_INTEGERS = {  # field: (smallest, largest)
+    "T": (1, math.inf),
+    "epochs": (1, math.inf),
+    "batch_size": (1, math.inf),
+    "seed": (0, 2**32 - 1),  # numpy's seed range
+    "limit_train": (1, math.inf),
+    "limit_test": (1, math.inf),
+    "num_workers": (0, math.inf),
+}
+_NUMBERS = {  # field: (its range in words, test); alpha is checked with the method
+    "beta": (" in (0, 1]", lambda v: 0 < v <= 1),
+    "window": (" in (0, 1]", lambda v: 0 < v <= 1),
+    "width": (" > 0", lambda v: v > 0),
+    "lamb": (" in [0, 1]", lambda v: 0 <= v <= 1),
+    "means": ("", lambda v: True),
+    "lr": (" > 0", lambda v: v > 0),
+    "momentum": (" in [0, 1)", lambda v: 0 <= v < 1),
+    "weight_decay": (" >= 0", lambda v: v >= 0),
+    "validation": (" in [0, 1)", lambda v: 0 <= v < 1),
+}
+
+
+def _is_integer(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _field(default, help: str):
@@ -52,48 +88,41 @@ class TrainConfig:
     device: str = _field("auto", "auto (CUDA if available), cpu, cuda, cuda:1, ...")
 
     def __post_init__(self):
-        from aoi.data import dataset_info
+        from aoi.data import DATASETS
         from aoi.models import DEFAULT_MODEL
 
+        if not isinstance(self.dataset, str) or self.dataset not in DATASETS:
+            raise ConfigError(f"invalid TrainConfig: unknown dataset {self.dataset!r} (known: {', '.join(DATASETS)})")
         if self.model is None:
-            if self.dataset not in DEFAULT_MODEL:
-                raise ValueError(f"no default model for dataset {self.dataset!r}: pass model=...")
-            object.__setattr__(self, "model", DEFAULT_MODEL[self.dataset])
+            object.__setattr__(self, "model", DEFAULT_MODEL.get(self.dataset))
         if self.T is None:
-            object.__setattr__(self, "T", int(dataset_info(self.dataset).default_T))
+            object.__setattr__(self, "T", DATASETS[self.dataset].default_T)
         problems = self._problems()
         if problems:
-            raise ValueError("invalid TrainConfig: " + "; ".join(problems))
+            raise ConfigError("invalid TrainConfig: " + "; ".join(problems))
 
     def _problems(self) -> list[str]:
+        """Every wrong value (type or range), one phrase each naming the field."""
         from aoi.models import MODELS
 
         problems = check_method(self.method, self.alpha)
-        if self.model not in MODELS:
+        if not isinstance(self.model, str) or self.model not in MODELS:
             problems.append(f"unknown model {self.model!r} (known: {', '.join(sorted(MODELS))})")
         if not isinstance(self.detach_reset, bool):
             problems.append(f"detach_reset must be true or false, got {self.detach_reset!r}")
-        problems += [
-            f"{n} must be >= 1, got {getattr(self, n)}" for n in ("T", "epochs", "batch_size") if getattr(self, n) < 1
-        ]
-        problems += [
-            f"{n} must be in (0, 1], got {getattr(self, n)}"
-            for n in ("beta", "window")
-            if not 0 < getattr(self, n) <= 1
-        ]
-        if not 0 <= self.lamb <= 1:
-            problems.append(f"lamb must be in [0, 1], got {self.lamb}")
-        if not self.lr > 0 or self.momentum < 0 or self.weight_decay < 0:
-            problems.append("lr must be > 0, momentum and weight_decay >= 0")
-        if not (math.isfinite(self.width) and self.width > 0):
-            problems.append(f"width must be a finite number > 0, got {self.width}")
-        if not 0 <= self.validation < 1:
-            problems.append(f"validation must be in [0, 1), got {self.validation}")
-        for name in ("limit_train", "limit_test"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                problems.append(f"{name} must be None or >= 1, got {getattr(self, name)}")
-        if self.num_workers < 0:
-            problems.append(f"num_workers must be >= 0, got {self.num_workers}")
+        if not isinstance(self.device, str):
+            problems.append(f"device must be a string (auto, cpu, cuda, cuda:1, ...), got {self.device!r}")
+        for name, (low, high) in _INTEGERS.items():
+            value = getattr(self, name)
+            missing = value is None and name in _OPTIONAL
+            if not missing and not (_is_integer(value) and low <= value <= high):
+                allowed = f">= {low}" if high == math.inf else f"in [{low}, {high}]"
+                none = "None or " if name in _OPTIONAL else ""
+                problems.append(f"{name} must be {none}an integer {allowed}, got {value!r}")
+        for name, (allowed, test) in _NUMBERS.items():
+            value = getattr(self, name)
+            if not (_is_number(value) and math.isfinite(value) and test(value)):
+                problems.append(f"{name} must be a finite number{allowed}, got {value!r}")
         return problems
 
     def run_name(self) -> str:
@@ -108,7 +137,7 @@ class TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"unknown TrainConfig fields {unknown}; known: {sorted(known)}")
+            raise ConfigError(f"unknown TrainConfig fields {unknown}; known: {sorted(known)}")
         return cls(**values)
 
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from aoi.errors import UserError
+
 
 @dataclass(frozen=True)
 class Topology:
@@ -39,14 +41,22 @@ class Topology:
 
 
 def resolve_device(device: str, local_rank: int = 0) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; ``"cuda"`` -> ``cuda:local_rank``."""
+    """``"auto"`` -> CUDA when available, else CPU; ``"cuda"`` -> ``cuda:local_rank``.
+
+    A device string torch does not know, or a CUDA device this machine lacks, is a `UserError`.
+    """
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError("device 'cuda' requested but CUDA is not available: use --device cpu")
-        return torch.device("cuda", local_rank)
-    return torch.device(device)
+    try:
+        resolved = torch.device("cuda", local_rank) if device == "cuda" else torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise UserError(f"device {device!r} is not a torch device: use auto, cpu, cuda or cuda:N") from exc
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device {device!r} requested but CUDA is not available: use --device cpu")
+    if resolved.type == "cuda" and (resolved.index or 0) >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise UserError(f"device {device!r}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+    return resolved
 
 
 @contextlib.contextmanager

@@ -1,15 +1,19 @@
 """Per-step logits of a trained run, saved so every cutoff analysis can be redone without the model.
 
 ``run_dir/logits_<split>.npz`` (compressed): ``outputs`` float32 [T, N, K] (per-step logits O_t
-of the final model, eval mode) and ``targets`` int64 [N]. Splits: ``test`` (with the run's
-``limit_test``), ``train`` (without augmentation, with the run's ``limit_train`` subset: Top-K
-threshold calibration) and, when the run holds data out (``validation`` > 0), ``val`` (model
-selection). Recomputed only when missing or older than the checkpoint.
+of the final model, eval mode), ``targets`` int64 [N] and ``weights_sha256`` (of the weights they
+come from, as in final.json). Splits: ``test`` (with the run's ``limit_test``), ``train``
+(without augmentation, with the run's ``limit_train`` subset: Top-K threshold calibration) and,
+when the run holds data out (``validation`` > 0), ``val`` (model selection).
+`evaluate` recomputes a file that is missing, unreadable or from other weights; `load_logits`
+refuses one whose weights are not final.json's.
 """
 
 from __future__ import annotations
 
 import os
+import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -17,29 +21,22 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from aoi.checkpoint import load_checkpoint
+from aoi.checkpoint import weights_sha256
 from aoi.config import TrainConfig, build_model
 from aoi.data import get_dataset
 from aoi.data.batches import time_major_batches
 from aoi.distributed import resolve_device
-from aoi.files import atomic_path
+from aoi.errors import UserError
+from aoi.files import UnreadableFile, atomic_path, first_line, read_json
+from aoi.train import load_final_checkpoint
 
 SPLITS = ("test", "train", "val")
-
-
-def _finished_checkpoint(run_dir: Path) -> Path:
-    checkpoint = run_dir / "checkpoint.pt"
-    if not (run_dir / "final.json").exists() or not checkpoint.exists():
-        raise FileNotFoundError(
-            f"{run_dir} holds no finished run (final.json and checkpoint.pt): "
-            f"train it first with `python -m aoi train ... --run-dir {run_dir}`"
-        )
-    return checkpoint
+_UNREADABLE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)  # what np.load raises on a bad file
 
 
 def load_model(run_dir: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, TrainConfig]:
     """The final model of a finished run, in eval mode on ``device``, and its `TrainConfig`."""
-    checkpoint = load_checkpoint(_finished_checkpoint(Path(run_dir)))
+    checkpoint = load_final_checkpoint(run_dir)
     config = TrainConfig.from_dict(checkpoint["config"])
     model = build_model(config)
     model.load_state_dict(checkpoint["model"])
@@ -78,29 +75,53 @@ def collect_outputs(
 def evaluate(
     run_dir: str | os.PathLike, splits=None, progress: bool = True, device: str = "auto", batch_size: int | None = None
 ) -> None:
-    """Write ``run_dir/logits_<split>.npz`` for each split (default: `run_splits`; skipped when
-    newer than the checkpoint). ``batch_size`` defaults to the run's training batch size."""
+    """Write ``run_dir/logits_<split>.npz`` for each split (default: `run_splits`), keeping those
+    already computed from the final weights. ``batch_size`` defaults to the run's training batch size."""
     run_dir = Path(run_dir)
-    checkpoint = _finished_checkpoint(run_dir)
     torch_device = resolve_device(device)
     model, config = load_model(run_dir, torch_device)
+    weights = weights_sha256(model)
     for split in splits or run_splits(config):
         path = run_dir / f"logits_{split}.npz"
-        if path.exists() and path.stat().st_mtime >= checkpoint.stat().st_mtime:
-            continue
+        if path.exists():
+            problem = _logits_problem(path, weights)
+            if problem is None:
+                continue
+            print(f"aoi evaluate: {path} {problem}: recomputing it", file=sys.stderr)
         dataset = split_dataset(config, split)
         desc = f"{config.run_name()} {split}"
         outputs, targets = collect_outputs(
             model, dataset, batch_size or config.batch_size, torch_device, progress, desc
         )
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
-            np.savez_compressed(f, outputs=outputs.numpy(), targets=targets.numpy())
+            np.savez_compressed(f, outputs=outputs.numpy(), targets=targets.numpy(), weights_sha256=np.array(weights))
+
+
+def _logits_problem(path: Path, weights: str) -> str | None:
+    """What is wrong with the logits file ``path`` for the weights of hash ``weights``; None if nothing."""
+    try:
+        with np.load(path) as data:
+            recorded = str(data["weights_sha256"]) if "weights_sha256" in data else None
+    except _UNREADABLE as exc:
+        return f"is unreadable ({first_line(exc)})"
+    if recorded is None:
+        return "does not record the weights it comes from"
+    return None if recorded == weights else "comes from other weights than the run's final ones"
 
 
 def load_logits(run_dir: str | os.PathLike, split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
-    """(outputs torch.float32 [T, N, K], targets torch.long [N]) saved by `evaluate`."""
+    """(outputs torch.float32 [T, N, K], targets torch.long [N]) saved by `evaluate` from the
+    final weights (final.json's ``weights_sha256``)."""
     path = Path(run_dir) / f"logits_{split}.npz"
+    again = f"run `python -m aoi evaluate {run_dir}` to recompute it"
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: run `python -m aoi evaluate {run_dir}` first")
-    with np.load(path) as data:
-        return torch.from_numpy(data["outputs"]).float(), torch.from_numpy(data["targets"]).long()
+    final = read_json(Path(run_dir) / "final.json")
+    problem = final and _logits_problem(path, final.get("weights_sha256"))
+    if problem:
+        raise UserError(f"{path} {problem}: {again}")
+    try:
+        with np.load(path) as data:
+            return torch.from_numpy(data["outputs"]).float(), torch.from_numpy(data["targets"]).long()
+    except _UNREADABLE as exc:
+        raise UnreadableFile(f"{path} is unreadable ({first_line(exc)}): {again}") from exc

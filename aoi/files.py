@@ -3,12 +3,14 @@
 Every writer goes through `atomic_path`: it yields a temporary path in the destination's
 folder and, only when the block finishes without error, renames it over the destination
 (`os.replace`, atomic on POSIX). On error the temporary file is removed and the old
-destination, if any, is untouched. JSON has no NaN: `write_json` stores NaN and infinities as null.
+destination, if any, is untouched; a folder that cannot be written to or a full disk is an
+`UnwritableFile` naming the file. JSON has no NaN: `write_json` stores NaN and infinities as null.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
@@ -16,29 +18,65 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from aoi.errors import UserError
 
-class UnreadableFile(ValueError):
+
+class UnreadableFile(UserError, ValueError):
     """A file that exists but cannot be parsed (the message names it and what to do)."""
+
+
+class UnwritableFile(UserError, OSError):
+    """A file that cannot be written: full disk, no permission, a folder that is a file."""
+
+
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message, or its type's name when it has none."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _unwritable(path: Path, exc: OSError) -> UnwritableFile:
+    remedy = "free some disk space" if exc.errno in _DISK_FULL else "make its folder writable or write elsewhere"
+    return UnwritableFile(f"cannot write {path} ({exc.strerror or exc}): {remedy}, then run again")
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path that replaces `path` when the block succeeds."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise _unwritable(path, exc) from exc
     os.close(fd)
     tmp = Path(tmp)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file ordinary permissions
     try:
-        yield tmp
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file ordinary permissions
+        try:
+            yield tmp
+        except OSError as exc:  # the block's own errors pass, except a full disk
+            if exc.errno not in _DISK_FULL or isinstance(exc, UserError):
+                raise
+            raise _unwritable(path, exc) from exc
+        _replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _replace(tmp: Path, path: Path) -> None:
+    """Flush ``tmp`` to disk and rename it over ``path``."""
+    try:
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    except OSError as exc:
+        raise _unwritable(path, exc) from exc
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
@@ -83,5 +121,5 @@ def save_torch(obj, path: str | os.PathLike) -> None:
     """`torch.save(obj, path)` atomically."""
     import torch
 
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)  # through Python's file, so a full disk is an OSError, not a RuntimeError

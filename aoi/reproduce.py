@@ -7,9 +7,11 @@ executed copies in the run directory as its record (``runs/<profile>/<run_name>/
 runs ``--jobs`` at a time; the analyses then run one at a time, so the wall-clock timings of
 streaming inference are taken on an otherwise idle machine (a profile that times nothing,
 ``analysis: {timing_samples: 0}``, analyses each run right after its training instead). A run
-is skipped when it is finished with unchanged parameters (`aoi.layout.is_finished`); a run whose
-parameters changed, or every run with ``--force``, starts again from scratch; an interrupted run
-resumes from its checkpoint.
+is skipped when it is finished with unchanged parameters (`aoi.layout.is_finished`), by the
+current code with the profile's torch thread count; a run whose parameters changed, a stale one
+(trained or analysed by other code, `aoi.provenance.code_fingerprint`, or with another thread
+count; ``--keep-stale`` keeps it), or every run with ``--force``, starts again from scratch, its
+run folder removed (the log says which and why first); an interrupted run resumes from its checkpoint.
 Then the profile's presentation notebooks (its ``presentation`` list, default figure, tables,
 stf, explorer) are executed: in place in ``notebooks/`` when the profile is the one a notebook
 shows by default and the results are the repository's (their committed outputs are those
@@ -35,9 +37,11 @@ from dataclasses import dataclass
 from itertools import zip_longest
 from pathlib import Path
 
-from aoi.files import atomic_path, read_json
+from aoi.errors import DEBUG_HELP, UserError
+from aoi.files import UnreadableFile, atomic_path, read_json
 from aoi.layout import (
     REPO_ROOT,
+    canonical,
     is_finished,
     params_match,
     profile_results_dir,
@@ -48,8 +52,9 @@ from aoi.layout import (
     runs_root,
 )
 from aoi.notebook import declared_parameters
-from aoi.profiles import load_profile, profile_names, run_grid
-from aoi.runspec import notebook_parameters
+from aoi.profiles import ProfileError, load_profile, profile_names, run_grid
+from aoi.provenance import staleness
+from aoi.runspec import notebook_parameters, profile_threads
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 TRAIN, ANALYSE = "01_train", "02_analyse"
@@ -73,31 +78,78 @@ class Run:
     params: dict
     run_dir: Path
     results_dir: Path
-    status: str  # "finished", "new", "resume", "changed" (parameters differ: start again), "forced"
+    status: str  # "finished", "new", "resume", "changed" (parameters differ), "stale", "forced", "unreadable"
+    note: str = ""  # why it is stale (`run_staleness`, also when kept) or cannot run ("unreadable": file, what to do)
 
 
-def plan(profile: dict, runs: Path, results: Path, force: bool = False, only: str | None = None) -> list[Run]:
-    """The runs of ``profile`` whose names match ``only`` (a substring, or a glob with * ? [),
-    each with its status."""
-    planned = []
+def plan(
+    profile: dict, runs: Path, results: Path, force: bool = False, only: str | None = None, keep_stale: bool = False
+) -> list[Run]:
+    """The runs of ``profile`` that ``only`` selects (`selects`), each with its status: a stale one
+    is "stale" unless ``keep_stale``; one whose config.json or metrics.json cannot be read is
+    "unreadable", its note naming the file."""
+    planned, threads = [], profile_threads(profile)
     for params in run_grid(profile):
         name = run_name(params)
-        if only and not (fnmatch.fnmatch(name, only) if any(c in only for c in "*?[") else only in name):
+        if only and not selects(only, params):
             continue
         directory, out = run_dir(profile["name"], name, runs), run_results_dir(profile["name"], name, results)
-        stored = read_json(directory / "config.json")
-        if force:
-            status = "forced"
-        elif is_finished(directory, out, params):
-            status = "finished"
-        elif stored is None:
-            status = "new"
-        elif params_match(stored.get("config", stored), params):
-            status = "resume"
-        else:
-            status = "changed"
-        planned.append(Run(name, params, directory, out, status))
+        try:
+            status = run_status(directory, out, params, force)
+            stale = run_staleness(status, directory, out, threads)
+        except UnreadableFile as error:
+            planned.append(Run(name, params, directory, out, "unreadable", str(error)))
+            continue
+        planned.append(Run(name, params, directory, out, "stale" if stale and not keep_stale else status, stale))
     return planned
+
+
+def run_status(directory: Path, out: Path, params: dict, force: bool) -> str:
+    """The status of the run in ``directory`` (results in ``out``) with TrainConfig values ``params``,
+    staleness aside."""
+    if force:
+        return "forced"
+    stored = read_json(directory / "config.json")
+    if is_finished(directory, out, params):
+        return "finished"
+    if stored is None:
+        return "new"
+    if params_match(stored.get("config", stored), params):
+        return "resume"
+    return "changed"
+
+
+def run_staleness(status: str, directory: Path, out: Path, threads: int) -> str:
+    """Why a "finished" or "resume" run was not made by the current code with ``threads`` torch
+    threads (`aoi.provenance.staleness` of its training record in config.json and of a finished
+    run's analysis record in metrics.json); "" when it was, or for any other status."""
+    if status not in ("finished", "resume"):
+        return ""
+    records = [(read_json(directory / "config.json") or {}).get("provenance")]
+    if status == "finished":
+        records.append(((read_json(out / "metrics.json") or {}).get("provenance") or {}).get("analysis"))
+    return staleness(records, threads)
+
+
+def selects(only: str, params: dict) -> bool:
+    """Whether ``--only`` selects the run of TrainConfig values ``params``: ``only`` is its dataset's
+    name, or a glob that matches its whole name ``<dataset>/<run>`` (``*`` matches any characters)."""
+    return only == params["dataset"] or fnmatch.fnmatchcase(run_name(params), only)
+
+
+def deletion(run: Run) -> str | None:
+    """Why ``run``'s folder is deleted before it trains again (--force, stale and why, or the
+    parameters that changed since it was trained, e.g. "epochs 5 -> 4"), or None when it is kept."""
+    if run.status == "forced":
+        return "--force"
+    if run.status == "stale":
+        return f"stale: {run.note}"
+    if run.status != "changed":
+        return None
+    stored = read_json(run.run_dir / "config.json") or {}
+    stored, params = canonical(stored.get("config", stored)), canonical(run.params)
+    changed = [f"{key} {stored.get(key)!r} -> {value!r}" for key, value in params.items() if stored.get(key) != value]
+    return f"parameters changed since it trained: {', '.join(changed)}"
 
 
 def presentation_notebooks(profile: dict) -> list[str]:
@@ -105,7 +157,8 @@ def presentation_notebooks(profile: dict) -> list[str]:
     names = profile.get("presentation", DEFAULT_PRESENTATION)
     unknown = [name for name in names if name not in PRESENTATION]
     if unknown:
-        raise ValueError(f"profile {profile['name']!r}: unknown presentation {unknown}; use {', '.join(PRESENTATION)}")
+        choices = ", ".join(PRESENTATION)
+        raise ProfileError(f"profile {profile['name']!r}: unknown presentation {unknown}; use {choices}")
     return [PRESENTATION[name] for name in names]
 
 
@@ -200,7 +253,9 @@ def execute_run(run: Run, stem: str, parameters: dict) -> tuple[str, str, float]
     """Execute one compute notebook of ``run`` into its run folder. Returns (name, "" or the
     failure message naming the executed notebook, seconds)."""
     start = time.perf_counter()
-    if stem == TRAIN and run.status in ("forced", "changed") and run.run_dir.exists():
+    reason = deletion(run) if stem == TRAIN and run.run_dir.exists() else None
+    if reason:
+        print(f"  deleting {run.run_dir} to train it again ({reason})", flush=True)
         shutil.rmtree(run.run_dir)
     output = run.run_dir / f"{stem}.ipynb"
     try:
@@ -288,8 +343,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--jobs", type=int, default=None, help="independent runs in parallel (default: the profile's jobs, else 1)"
     )
     parser.add_argument("--force", action="store_true", help="rerun runs that are already finished")
-    parser.add_argument("--only", metavar="PATTERN", help="only runs whose name contains PATTERN (or matches a glob)")
-    parser.add_argument("--dry-run", action="store_true", help="list the runs and their status; run nothing")
+    parser.add_argument(
+        "--keep-stale",
+        action="store_true",
+        help="keep runs made by other code or thread count (stale) instead of rerunning them",
+    )
+    parser.add_argument(
+        "--only",
+        metavar="PATTERN",
+        help="only the runs of dataset PATTERN, or whose whole name <dataset>/<run> matches the glob PATTERN "
+        "(e.g. digits, 'ndigits/*-str-*', '*-s0')",
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="list the runs, their status and what would be deleted; run nothing"
+    )
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     parser.add_argument("--runs", help="runs root (default: $AOI_RUNS or ./runs)")
     parser.add_argument("--results", help="results root (default: $AOI_RESULTS or ./results)")
     args = parser.parse_args(argv)
@@ -300,6 +368,35 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def status_line(run: Run, dry_run: bool) -> str:
+    """How ``run``'s status is listed, e.g. "finished (skipped)", "unreadable: <file> ...",
+    "finished (skipped), stale (kept): threads 2 -> 1", "stale: code none -> 1a2b3c4d5e6f; its folder
+    will be deleted to train it again"."""
+    line = run.status + (" (skipped)" if run.status == "finished" and not dry_run else "")
+    if run.status in ("unreadable", "stale"):
+        line += f": {run.note}"
+    elif run.note:
+        line += f", stale (kept): {run.note}"
+    reason = deletion(run) if run.run_dir.exists() else None
+    if run.status == "stale" and reason:
+        return line + "; its folder will be deleted to train it again"
+    return line + (f": its folder will be deleted to train it again ({reason})" if reason else "")
+
+
+def config_problems(runs: list[Run]) -> list[str]:
+    """What TrainConfig refuses in the values of ``runs`` (their ranges), one line per distinct
+    problem naming its first run; it imports torch, so a dry run does not ask."""
+    from aoi.config import TrainConfig
+
+    problems = {}
+    for run in runs:
+        try:
+            TrainConfig(**run.params)
+        except ValueError as error:
+            problems.setdefault(str(error), run.name)
+    return [f"{name}: {message}" for message, name in problems.items()]
+
+
 def fail(message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
     return 2
@@ -307,29 +404,40 @@ def fail(message: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the grid and rebuild the presentation; 0 when every run and notebook succeeded, 1 when
-    one failed, 2 when nothing could start."""
+    one failed, 2 when nothing could start (a user error: one line, with ``--debug`` its traceback)."""
     args = parse_args(argv)
     try:
-        profile = load_profile(args.profile)
-        stems = presentation_notebooks(profile)
-    except ValueError as error:
+        return run_study(args)
+    except UserError as error:
+        if args.debug:
+            raise
         return fail(str(error))
+
+
+def run_study(args: argparse.Namespace) -> int:
+    """`main` after parsing the command line."""
+    profile = load_profile(args.profile)
+    stems = presentation_notebooks(profile)
     runs, results = runs_root(args.runs).resolve(), results_root(args.results).resolve()
-    planned = plan(profile, runs, results, args.force, args.only)
+    planned = plan(profile, runs, results, args.force, args.only, args.keep_stale)
     if not planned:
-        return fail(f"no run of profile {profile['name']!r} matches --only {args.only!r}")
+        example = f"{next(iter(profile['datasets']))}/*-s0"
+        return fail(
+            f"no run of profile {profile['name']!r} matches --only {args.only!r}: give a dataset "
+            f"({', '.join(profile['datasets'])}) or a glob on whole run names such as {example!r}"
+        )
     todo = [run for run in planned if run.status != "finished"]
     counts = f"{len(planned)} runs, {len(todo)} to run"
     print(f"[aoi] profile {profile['name']}: {counts}; runs in {runs}, results in {results}", flush=True)
     for run in planned:
-        print(
-            f"  {run.name:<40} {run.status}" + (" (skipped)" if run.status == "finished" and not args.dry_run else "")
-        )
+        print(f"  {run.name:<40} {status_line(run, args.dry_run)}")
     if args.dry_run:
         return 0
     edited = [code_changes(NOTEBOOK_DIR / f"{stem}.ipynb") for stem in [TRAIN, ANALYSE, *stems]]
-    if any(edited):
-        return fail("\n  ".join(["nothing was run:", *filter(None, edited)]))
+    unreadable = [run.note for run in planned if run.status == "unreadable"]
+    problems = [*filter(None, edited), *unreadable, *config_problems(todo)]
+    if problems:
+        return fail("\n  ".join(["nothing was run:", *problems]))
     parameters = {r.name: notebook_parameters(args.profile, profile, r.params, r.run_dir, r.results_dir) for r in todo}
     progress, start = Progress(len(todo)), time.perf_counter()
     timed = bool(profile.get("analysis", {}).get("timing_samples", 1))

@@ -3,7 +3,8 @@ paper's own numbers, and a profile's whole study (`load_study`) as the notebooks
 
 Frames have one row per run (and per step / epsilon / rule / layer), with the columns that
 identify a run: dataset, T, method, alpha (None for TET), label (`aoi.methods.method_label`),
-detach_reset, width and seed. Accuracies are fractions, energy in picojoules per sample.
+detach_reset, width and seed, and the code that made it (``code``: its fingerprint, `run_code`).
+Accuracies are fractions, energy in picojoules per sample.
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ import pandas as pd
 from aoi.files import read_json
 from aoi.layout import PAPER_DIR, REPO_ROOT, profile_results_dir
 from aoi.methods import method_label
-from aoi.profiles import load_profile
+from aoi.profiles import load_profile, profile_name
+from aoi.provenance import code_fingerprint, recorded_code
+
+OTHER_CODE = "†"  # the mark of table rows with runs made by other code than the current aoi (`aoi.tables`)
 
 
 def load_runs(directory: str | os.PathLike) -> list[dict]:
@@ -41,7 +45,15 @@ def run_columns(run: dict) -> dict:
         "detach_reset": bool(params.get("detach_reset", False)),
         "width": float(params.get("width", 1.0)),
         "seed": params["seed"],
+        "code": run_code(run),
     }
+
+
+def run_code(run: dict) -> str:
+    """The fingerprint of the code that trained and analysed ``run`` (`aoi.provenance.recorded_code`:
+    "none" where not recorded, both when they differ)."""
+    records = run.get("provenance") or {}
+    return recorded_code([records.get("train"), records.get("analysis")])
 
 
 def records_frame(runs: list[dict], key: str) -> pd.DataFrame:
@@ -140,6 +152,15 @@ class Study:
         return f"no results of profile {self.name!r} yet: run ./reproduce.sh --profile {self.name}"
 
     @property
+    def other_code(self) -> dict[str, list[str]]:
+        """Fingerprint (`run_code`) -> the names of the runs it made, for every one but the current code's."""
+        made = {}
+        for run in self.runs:
+            made.setdefault(run_code(run), []).append(run["run_name"])
+        made.pop(code_fingerprint(), None)
+        return made
+
+    @property
     def seeds(self) -> int:
         """How many seeds its runs have (the most of any one method)."""
         return int(
@@ -147,12 +168,23 @@ class Study:
         )
 
     def describe(self) -> str:
-        """One line: how many runs of which profile, from where, at which stated epsilon."""
+        """One line: how many runs of which profile, from where, at which stated epsilon; then a
+        warning line per fingerprint of `other_code`, naming its runs."""
         if not self.runs:
             return self.missing
         where = self.directory.resolve()
         where = where.relative_to(REPO_ROOT) if where.is_relative_to(REPO_ROOT) else where
-        return f"{len(self.runs)} runs of profile {self.name!r} in {where}; stated epsilon {self.epsilon:g}"
+        line = f"{len(self.runs)} runs of profile {self.name!r} in {where}; stated epsilon {self.epsilon:g}"
+        return "\n".join([line, *self._other_code_warnings()])
+
+    def _other_code_warnings(self) -> list[str]:
+        """A warning per fingerprint of `other_code`, naming its runs (marked `OTHER_CODE` in the tables)."""
+        current = code_fingerprint()
+        return [
+            f"WARNING: runs made by other code (fingerprint {code}) than the current aoi ({current}), "
+            f"marked {OTHER_CODE} in the tables: {', '.join(names)}; rerun ./reproduce.sh --profile {self.name}"
+            for code, names in self.other_code.items()
+        ]
 
 
 def load_study(profile: str, results_dir: str | os.PathLike | None = None, required: bool = True) -> Study:
@@ -160,7 +192,7 @@ def load_study(profile: str, results_dir: str | os.PathLike | None = None, requi
     repository's ``results/<name>``, whatever $AOI_RESULTS says). With ``required`` a study
     without runs is a FileNotFoundError; without, it comes back empty (the profile not loaded,
     so a profile still to be written is no error)."""
-    name = Path(profile).stem if str(profile).endswith((".yaml", ".yml")) else str(profile)
+    name = profile_name(profile)
     directory = Path(results_dir) if results_dir is not None else profile_results_dir(name, REPO_ROOT / "results")
     runs = load_runs(directory)
     study = Study(name, load_profile(profile) if runs else None, runs, directory)

@@ -4,7 +4,9 @@ Markdown (for the README) and rendered as HTML for the notebooks.
 
 Inputs are the frames of `aoi.results`; cells are strings, ``mean±std`` over seeds (sample std,
 0 for one seed). Every row of ours names its dataset, method (`aoi.methods.method_label`, which
-carries alpha), reset gradient (`aoi.methods.RESET_GRADIENTS`) and, where it varies, the width.
+carries alpha), reset gradient (`aoi.methods.RESET_GRADIENTS`) and, where it varies, the width;
+its method is marked `OTHER_CODE` when a run of it was made by other code than the current aoi
+(`aoi.provenance.code_fingerprint`; the frames' ``code`` column), and `code_note` says so.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from aoi.energy import E_AC_PJ, E_MAC_PJ
 from aoi.files import write_text
 from aoi.methods import RESET_GRADIENTS, method_label
 from aoi.plots import mean_std, with_variants
+from aoi.provenance import code_fingerprint
+from aoi.results import OTHER_CODE
 
 ACCURACY_COLUMNS = {  # summary_frame column -> (heading, scale, decimals)
     "accuracy": ("accuracy at T (%)", 100, 2),
@@ -48,18 +52,44 @@ def grouped(frame: pd.DataFrame, by: list[str], columns: list[str]) -> list[dict
     """`mean_std` of ``columns`` per dataset, ``by`` and variant, as records in table order
     (datasets as they come, then `aoi.plots.with_variants` order), each with its identifying
     cells: ``dataset``, ``method``, ``reset gradient`` and ``width`` where the frame's widths vary,
-    and ``variant`` (the legend label of `aoi.plots.with_variants`)."""
-    stats, variants = with_variants(mean_std(frame, ["dataset", *by, *VARIANT], columns))
+    and ``variant`` (the legend label of `aoi.plots.with_variants`); both marked `OTHER_CODE` where
+    a run was made by other code."""
+    stats, variants = with_variants(
+        mean_std(_with_other_code(frame), ["dataset", *by, *VARIANT], [*columns, "other_code"])
+    )
     datasets = list(dict.fromkeys(stats["dataset"]))
     stats["_order"] = [(datasets.index(d), variants.index(v)) for d, v in zip(stats["dataset"], stats["variant"])]
     records = []
     for row in stats.sort_values("_order", kind="stable").to_dict("records"):
-        ids = {"dataset": row["dataset"], "method": method_label(row["method"], row["alpha"])}
+        mark = _mark(row)
+        ids = {"dataset": row["dataset"], "method": method_label(row["method"], row["alpha"]) + mark}
+        ids["variant"] = row["variant"] + mark
         ids["reset gradient"] = RESET_GRADIENTS[bool(row["detach_reset"])]
         if frame["width"].nunique() > 1:
             ids["width"] = f"{row['width']:g}"
         records.append({**{key: value for key, value in row.items() if key not in VARIANT}, **ids})
     return records
+
+
+def _with_other_code(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with a column ``other_code``: 1.0 for a run made by other code than the current aoi, else 0.0."""
+    return frame.assign(other_code=(frame["code"] != code_fingerprint()).astype(float))
+
+
+def _mark(row: dict, suffix: str = "") -> str:
+    """`OTHER_CODE` when a run of a `mean_std` row (its ``other_code_mean<suffix>``) was made by other code, else ""."""
+    return OTHER_CODE if row[f"other_code_mean{suffix}"] > 0 else ""
+
+
+def code_note(frame: pd.DataFrame) -> list[str]:
+    """The note on `OTHER_CODE` when a run of ``frame`` was made by other code than the current aoi, naming both."""
+    other = sorted(set(frame["code"]) - {code_fingerprint()})
+    if not other:
+        return []
+    return [
+        f"{OTHER_CODE} made by other code (fingerprint {', '.join(other)}) than the current aoi "
+        f"({code_fingerprint()}): rerun ./reproduce.sh to make them again."
+    ]
 
 
 def _table(summary: pd.DataFrame, spec: dict, paper_reported, references, paper_cells) -> pd.DataFrame:
@@ -176,10 +206,18 @@ def selection_table(summary: pd.DataFrame) -> pd.DataFrame:
     The choice reads only the ``val_*`` columns: the best mean validation accuracy with cutoff,
     ties broken by fewer mean validation exit steps. Raises ValueError when no run holds
     validation data out."""
+    summary = _with_other_code(summary)
     runs = summary[summary["method"] == "str"]
     if runs[["val_cutoff_accuracy", "val_mean_exit_step"]].isna().all(axis=None):
         raise ValueError("no STR run held validation data out (TrainConfig validation > 0): nothing to select on")
-    scores = ["val_cutoff_accuracy", "val_mean_exit_step", "accuracy", "cutoff_accuracy", "mean_exit_step"]
+    scores = [
+        "val_cutoff_accuracy",
+        "val_mean_exit_step",
+        "accuracy",
+        "cutoff_accuracy",
+        "mean_exit_step",
+        "other_code",
+    ]
     candidates = mean_std(runs, ["dataset", "detach_reset", "alpha"], scores)
     candidates = candidates.sort_values(
         ["val_cutoff_accuracy_mean", "val_mean_exit_step_mean"], ascending=[False, True], kind="stable"
@@ -202,7 +240,7 @@ def _selection_row(pick: dict) -> dict:
     return {
         "dataset": pick["dataset"],
         "reset gradient": RESET_GRADIENTS[bool(pick["detach_reset"])],
-        "chosen": method_label("str", pick["alpha"]),
+        "chosen": method_label("str", pick["alpha"]) + (_mark(pick) or _mark(pick, "_tet")),
         "seeds": str(pick["seeds"]),
         "val w/ cutoff (%)": cell("val_cutoff_accuracy", scale=100),
         "TET val w/ cutoff (%)": cell("val_cutoff_accuracy", scale=100, suffix="_tet"),
@@ -242,8 +280,9 @@ def html_table(table: pd.DataFrame, caption: str, key: str) -> str:
     return styler.to_html()
 
 
-def table_notes(profile: dict) -> list[str]:
-    """What a reader must know beside the tables of ``profile`` (a loaded profile dict)."""
+def table_notes(profile: dict, summary: pd.DataFrame) -> list[str]:
+    """What a reader must know beside the tables of ``profile`` (a loaded profile dict) made of
+    ``summary`` (`aoi.results.summary_frame`): with `code_note`."""
     notes = [
         f"aoi: mean±std over the seeds run (column seeds; the profile's seeds are {profile['seeds']}), "
         "last-epoch models (the test set never selects), "
@@ -265,7 +304,7 @@ def table_notes(profile: dict) -> list[str]:
             + ". The paper's rows are a reference for the kind of data: compare the shape "
             "(accuracy drop, speed-up), not the accuracies."
         )
-    return notes
+    return notes + code_note(summary)
 
 
 def write_table(table: pd.DataFrame, stem: str | os.PathLike, title: str, notes=()) -> list[Path]:

@@ -25,7 +25,13 @@ Files in ``run_dir`` (all written atomically, by rank 0 only):
   test_acc, test_acc_t1..test_acc_tT, seconds. Losses are sample means over the epoch, accuracies
   fractions, ``lr`` the rate used during the epoch; ``str_loss`` is NaN for method "tet" (not computed).
 - ``final.json``: {"config", "metrics" (the last log row), "wall_seconds" (sum of the epochs'
-  seconds), "weights_sha256" (of the final state_dict), "finished_at"}.
+  seconds), "weights_sha256" (of the final state_dict), "finished_at"}. The final weights are
+  those of ``checkpoint.pt``: a finished run whose checkpoint is lost is trained again after
+  deleting both files.
+
+Nothing non-finite passes silently: a NaN or infinite loss or input batch stops training at
+that batch, a NaN or infinite parameter or buffer (BatchNorm statistics) at the end of the
+epoch, before its checkpoint (`TrainingDiverged`); the checkpoint on disk stays the last finite one.
 
 Multi-GPU / multi-node: launch with ``torchrun`` (see `aoi.distributed`); the global
 ``batch_size`` is split evenly across processes, the model is wrapped in
@@ -41,6 +47,7 @@ import csv
 import datetime as dt
 import io
 import os
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +59,8 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from tqdm.auto import tqdm  # text bars in a terminal, widget bars in JupyterLab (ipywidgets)
 
 from aoi.checkpoint import (
+    RESTART,
+    CheckpointError,
     load_checkpoint,
     rng_state,
     save_checkpoint,
@@ -59,11 +68,12 @@ from aoi.checkpoint import (
     set_rng_state,
     weights_sha256,
 )
-from aoi.config import TrainConfig, build_model
+from aoi.config import ConfigError, TrainConfig, build_model
 from aoi.data import get_dataset
 from aoi.data.batches import time_major_batches
 from aoi.distributed import Topology, all_gather_objects, all_reduce_sum, barrier, broadcast_buffers, process_group
-from aoi.files import json_safe, read_json, write_json, write_text
+from aoi.errors import UserError
+from aoi.files import UnwritableFile, json_safe, read_json, write_json, write_text
 from aoi.losses import tet_loss
 from aoi.metrics import accuracy_per_step
 from aoi.neurons import reset_state, set_recording
@@ -71,32 +81,87 @@ from aoi.provenance import provenance
 from aoi.regularisers import collect_factors, str_loss
 
 
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite."""
+class TrainingDiverged(UserError, RuntimeError):
+    """The loss, the weights or an input batch became NaN or infinite."""
 
 
-class RunMismatch(RuntimeError):
+class RunMismatch(UserError, RuntimeError):
     """``run_dir`` holds a run with a different configuration."""
 
 
 def train(config: TrainConfig, run_dir: str | os.PathLike, progress: bool = True) -> dict:
     """Train ``config`` into ``run_dir`` (resuming from its checkpoint) and return final.json's content.
 
-    A finished run (final.json with the same config) is returned at once; a run directory of a
-    different config raises `RunMismatch`; a NaN/inf loss raises `TrainingDiverged`.
+    A finished run (final.json with the same config) is returned at once, or is a `CheckpointError`
+    when its checkpoint is gone; a run directory of a different config raises `RunMismatch`; a NaN
+    or infinite loss, weight or input `TrainingDiverged`; a run directory that cannot be written
+    to `aoi.files.UnwritableFile`.
     Under ``torchrun`` (WORLD_SIZE > 1) every process calls this with the same arguments.
     """
     run_dir = Path(run_dir)
     final = read_json(run_dir / "final.json")
     if final is not None:
         _check_same_config(run_dir / "final.json", config, final.get("config"))
+        _final_checkpoint(run_dir)
         return final
+    _check_writable(run_dir)
     stored = read_json(run_dir / "config.json")
     if stored is not None:
         _check_same_config(run_dir / "config.json", config, stored.get("config"))
     with process_group(config.device) as (topology, device):
         session = _Session.start(config, run_dir, topology, device)
         return session.run(progress and topology.is_main)
+
+
+def _final_checkpoint(run_dir: str | os.PathLike) -> Path:
+    """``checkpoint.pt`` of the finished run in ``run_dir``: its final weights.
+
+    FileNotFoundError when the run is not finished (no final.json); `CheckpointError` saying
+    what to delete when final.json is there but the checkpoint is not.
+    """
+    run_dir = Path(run_dir)
+    final, checkpoint = run_dir / "final.json", run_dir / "checkpoint.pt"
+    if not final.is_file():
+        raise FileNotFoundError(
+            f"{run_dir} holds no finished run (final.json and checkpoint.pt): "
+            f"train it first with `python -m aoi train ... --run-dir {run_dir}`"
+        )
+    if not checkpoint.is_file():
+        raise CheckpointError(f"{checkpoint}, the final weights of a finished run, is missing: {_retrain(final)}")
+    return checkpoint
+
+
+def load_final_checkpoint(run_dir: str | os.PathLike) -> dict:
+    """The checkpoint of the finished run in ``run_dir``; `CheckpointError` saying what to do when
+    it is missing, unreadable or holds NaN or infinite weights."""
+    path = _final_checkpoint(run_dir)
+    checkpoint = load_checkpoint(path, remedy=_retrain(path, path.parent / "final.json"))
+    bad = _nonfinite(checkpoint["model"])
+    if bad:
+        raise CheckpointError(
+            f"{path} holds NaN or infinite values ({', '.join(bad)}): the run diverged; "
+            "train it with other settings (e.g. a lower lr) in a new run directory"
+        )
+    return checkpoint
+
+
+def _retrain(*paths: Path) -> str:
+    """What to do when a finished run's weights are lost."""
+    return f"delete {' and '.join(map(str, paths))}, then train the run again (same config and run directory)"
+
+
+def _check_writable(run_dir: Path) -> None:
+    """Fail now, not after loading the data, when ``run_dir`` is a file or cannot be written to."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UnwritableFile(f"run directory {run_dir} is a file: choose another --run-dir or move the file away")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=run_dir).close()
+    except OSError as exc:
+        raise UnwritableFile(
+            f"cannot write to run directory {run_dir} ({exc.strerror or exc}): "
+            "make it writable or choose another --run-dir"
+        ) from exc
 
 
 def _check_same_config(path: Path, config: TrainConfig, stored: dict | None) -> None:
@@ -132,7 +197,7 @@ class _Session:
     def start(cls, config: TrainConfig, run_dir: Path, topology: Topology, device: torch.device) -> _Session:
         """Build everything from ``config`` (seeded), then resume from the checkpoint if there is one."""
         if config.batch_size % topology.world_size:
-            raise ValueError(
+            raise ConfigError(
                 f"batch_size {config.batch_size} is not divisible by the {topology.world_size} processes: "
                 "choose a multiple"
             )
@@ -145,6 +210,12 @@ class _Session:
         test_set = get_dataset(
             config.dataset, "test", T=config.T, augment=False, limit=config.limit_test, seed=config.seed
         )
+        for split, dataset in (("train", train_set), ("test", test_set)):
+            if len(dataset) == 0:
+                raise UserError(
+                    f"the {split} split of {config.dataset!r} is empty (validation={config.validation}): "
+                    "lower --validation or check the dataset's files"
+                )
         generator = torch.Generator().manual_seed(config.seed)
         train_loader, sampler, test_loader = _loaders(config, train_set, test_set, generator, topology, device)
         optimizer = torch.optim.SGD(
@@ -190,6 +261,9 @@ class _Session:
         set_rng_state(states[self.topology.rank % len(states)], self.loader_generator)
         if self.topology.is_main:
             _write_log(self.run_dir / "log.csv", self.log, self.config.T)  # drop epochs never checkpointed
+        bad = _nonfinite(self.core.state_dict())
+        if bad:
+            raise CheckpointError(f"{path} holds NaN or infinite values ({', '.join(bad)}): {RESTART}")
 
     def run(self, progress: bool) -> dict:
         """Train the remaining epochs (checkpoint after each), then write and return final.json's content."""
@@ -226,9 +300,14 @@ class _Session:
         row = {"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"], **self._train_epoch(epoch, progress)}
         self.scheduler.step()
         broadcast_buffers(self.core, self.topology)
-        per_step = _test_accuracy_per_step(
+        bad = _nonfinite(self.core.state_dict())
+        if bad:
+            raise self._diverged(f"{', '.join(bad)} of the model became NaN or infinite", epoch)
+        per_step, finite = _test_accuracy_per_step(
             self.core, self.test_loader, self.config.T, self.device, self.topology, progress
         )
+        if not finite:
+            raise self._bad_data("test", epoch)
         row["test_acc"] = per_step[-1]
         row.update({f"test_acc_t{t}": acc for t, acc in enumerate(per_step, start=1)})
         row["seconds"] = time.perf_counter() - started
@@ -258,12 +337,12 @@ class _Session:
         for batch, (inputs, targets) in enumerate(batches, start=1):
             outputs = self.model(inputs)
             loss, tet, regulariser = _loss(config, core, outputs, targets)
-            finite = torch.isfinite(loss.detach()).to(torch.float64).reshape(1)
-            if all_reduce_sum(finite, topology).item() < topology.world_size:
-                raise TrainingDiverged(
-                    f"training diverged: the loss is {loss.item()} (NaN or infinite) at epoch "
-                    f"{epoch}, batch {batch}; lower the learning rate or check the data"
-                )
+            finite = torch.stack([torch.isfinite(inputs).all(), torch.isfinite(loss.detach()).all()])
+            finite_inputs, finite_loss = all_reduce_sum(finite.to(torch.float64), topology).tolist()
+            if finite_inputs < topology.world_size:
+                raise self._bad_data("train", epoch, f", batch {batch}")
+            if finite_loss < topology.world_size:
+                raise self._diverged(f"the loss is {loss.item()} (NaN or infinite) at batch {batch}", epoch)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -281,6 +360,30 @@ class _Session:
             "train_acc": correct / count,
         }
 
+    def _diverged(self, what: str, epoch: int) -> TrainingDiverged:
+        return TrainingDiverged(
+            f"training diverged in epoch {epoch}: {what}; {self._kept(epoch)}; "
+            "lower the learning rate (in a new run directory) or check the data"
+        )
+
+    def _bad_data(self, split: str, epoch: int, where: str = "") -> TrainingDiverged:
+        return TrainingDiverged(
+            f"the {split} data of {self.config.dataset!r} hold NaN or infinite values (epoch {epoch}{where}); "
+            f"{self._kept(epoch)}; check the dataset's files"
+        )
+
+    def _kept(self, epoch: int) -> str:
+        """Which checkpoint survives a stop during ``epoch``."""
+        path = self.run_dir / "checkpoint.pt"
+        return f"{path} keeps epoch {epoch - 1}" if epoch > 1 else "no checkpoint was written"
+
+
+def _nonfinite(state: dict[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors of a state dict (parameters, buffers) holding NaN or infinity."""
+    tensors = {name: t for name, t in state.items() if t.is_floating_point()}
+    finite = torch.stack([torch.isfinite(t).all() for t in tensors.values()]).tolist()
+    return [name for name, ok in zip(tensors, finite) if not ok]
+
 
 def _loss(config: TrainConfig, core: nn.Module, outputs: torch.Tensor, targets: torch.Tensor):
     """(loss, TET part, STR part or NaN for method "tet") of one batch of per-step logits [T, N, K]."""
@@ -294,17 +397,18 @@ def _loss(config: TrainConfig, core: nn.Module, outputs: torch.Tensor, targets: 
 @torch.no_grad()
 def _test_accuracy_per_step(
     model: nn.Module, loader: DataLoader, T: int, device: torch.device, topology: Topology, progress: bool
-) -> list[float]:
-    """Accuracy of argmax of the accumulated output at every step t = 1..T on this process's test
-    shard, summed over processes."""
+) -> tuple[list[float], bool]:
+    """(accuracy of argmax of the accumulated output at every step t = 1..T, whether every input
+    was finite) on this process's test shard, summed over processes."""
     model.eval()
-    totals = torch.zeros(T + 1, dtype=torch.float64, device=device)  # correct at t = 1..T, count
+    totals = torch.zeros(T + 2, dtype=torch.float64, device=device)  # correct at t = 1..T, count, non-finite
     for inputs, targets in time_major_batches(loader, device, progress, desc="test"):
         n = targets.shape[0]
         totals[:T] += accuracy_per_step(model(inputs), targets).to(torch.float64) * n
         totals[T] += n
+        totals[T + 1] += ~torch.isfinite(inputs).all()
     totals = all_reduce_sum(totals, topology)
-    return (totals[:T] / totals[T]).tolist()
+    return (totals[:T] / totals[T]).tolist(), totals[T + 1].item() == 0
 
 
 def _loaders(

@@ -43,7 +43,7 @@ import time
 
 import pandas as pd
 import torch
-from common import write
+from common import TriangleSpike, write
 from torch import nn
 
 from aoi.losses import tet_loss
@@ -53,20 +53,6 @@ from aoi.neurons import LIF, lif_layers, reset_state, set_recording
 from aoi.regularisers import collect_factors, str_loss
 
 ALPHA = 0.5
-
-
-class TriangleSpike(torch.autograd.Function):
-    """H(v) with the triangle surrogate max(0, 1 - |v|): the usual hand-written spike function."""
-
-    @staticmethod
-    def forward(ctx, v):
-        ctx.save_for_backward(v)
-        return (v > 0).to(v.dtype)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (v,) = ctx.saved_tensors
-        return grad * (1.0 - v.abs()).clamp(min=0)
 
 
 class PlainLoopLIF(nn.Module):

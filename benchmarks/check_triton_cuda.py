@@ -31,6 +31,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from common import TriangleSpike
 
 from aoi import lif_triton
 from aoi.files import write_csv
@@ -45,26 +46,12 @@ SHOWN = ["layer", "shape", "quantity", "implementation", "value", "unit", "speed
 DEFAULT_OUT = REPO_ROOT / "results" / "benchmarks" / "triton_cuda.csv"
 
 
-class Spike(torch.autograd.Function):
-    """H(v), v = u - theta, with the triangle surrogate max(width - |v|, 0) / width^2."""
-
-    @staticmethod
-    def forward(ctx, v):
-        ctx.save_for_backward(v)
-        return (v > 0).to(v.dtype)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (v,) = ctx.saved_tensors
-        return grad * (WIDTH - v.abs()).clamp(min=0) / WIDTH**2
-
-
 def loop_lif(x, m0, record=True, detach_reset=True):
     """The plain per-step loop: u, s, r (or None), m_T [T, ...], with autograd through every step."""
     m, us, ss, rs = m0, [], [], []
     for t in range(x.shape[0]):
         u = TAU * m + x[t]
-        s = Spike.apply(u - THETA)
+        s = TriangleSpike.apply(u - THETA)
         m = u * (1 - s.detach()) if detach_reset else u * (1 - s)
         us.append(u)
         ss.append(s)

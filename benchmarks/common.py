@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import platform
 import subprocess
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import torch
 
 from aoi.files import write_csv
 from aoi.layout import REPO_ROOT
-from aoi.provenance import package_version
+from aoi.provenance import cpu_model, package_version
 
 RESULTS = REPO_ROOT / "results" / "benchmarks"
 VERSIONS = ("torch", "numba", "triton", "spikingjelly")
@@ -28,17 +27,6 @@ VERSIONS = ("torch", "numba", "triton", "spikingjelly")
 def results_dir() -> Path:
     """``$OUT`` if set, else results/benchmarks/."""
     return Path(os.environ["OUT"]) if os.environ.get("OUT") else RESULTS
-
-
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (else the platform's)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def commit() -> str:
@@ -69,3 +57,18 @@ def write(name: str, table: pd.DataFrame, device: torch.device) -> Path:
     write_csv(path, table.assign(**provenance(device)))
     print(f"wrote {path}")
     return path
+
+
+class TriangleSpike(torch.autograd.Function):
+    """H(v), v = u - theta, with the triangle surrogate max(0, 1 - |v|): the spike function most
+    SNN code writes by hand, used by the plain per-step LIF loops the benchmarks compare against."""
+
+    @staticmethod
+    def forward(ctx, v):
+        ctx.save_for_backward(v)
+        return (v > 0).to(v.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (v,) = ctx.saved_tensors
+        return grad * (1.0 - v.abs()).clamp(min=0)

@@ -2,6 +2,8 @@
 
 import pandas as pd
 
+from aoi.provenance import code_fingerprint
+
 METHODS = {"TET": ("tet", None), "STR(0.1)": ("str", 0.1), "STR(0.5)": ("str", 0.5), "STR(0.01)": ("str", 0.01)}
 RUNS = (  # dataset, T, method label, seed
     [("digits", 4, "TET", seed) for seed in (0, 1)]
@@ -10,8 +12,10 @@ RUNS = (  # dataset, T, method label, seed
 )
 
 
-def ids(dataset: str, T: int, label: str, seed: int, detach_reset: bool = False, width: float = 1.0) -> dict:
-    """The identifying columns of one run (`aoi.results.run_columns`)."""
+def ids(
+    dataset: str, T: int, label: str, seed: int, detach_reset: bool = False, width: float = 1.0, code: str | None = None
+) -> dict:
+    """The identifying columns of one run (`aoi.results.run_columns`); ``code`` None: the current code's fingerprint."""
     method, alpha = METHODS[label]
     return {
         "dataset": dataset,
@@ -22,6 +26,7 @@ def ids(dataset: str, T: int, label: str, seed: int, detach_reset: bool = False,
         "detach_reset": detach_reset,
         "width": width,
         "seed": seed,
+        "code": code or code_fingerprint(),
     }
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from aoi.layout import REPO_ROOT
 
-STEERING = ("AOI_PROFILE", "AOI_RUNS", "AOI_RESULTS", "AOI_DATA", "PYTEST_CURRENT_TEST", "PYTHONPATH")
+STEERING = ("AOI_PROFILE", "AOI_RUNS", "AOI_RESULTS", "AOI_DATA", "AOI_CACHE", "PYTEST_CURRENT_TEST", "PYTHONPATH")
 
 
 def fresh_copy(destination: Path) -> Path:

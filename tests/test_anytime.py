@@ -11,7 +11,7 @@ import torch
 from sklearn.datasets import load_digits
 from torch import nn
 
-from aoi.anytime import compare_rules, predict, time_inference
+from aoi.anytime import InputError, compare_rules, predict, time_inference
 from aoi.cutoff import calibrate_topk_thresholds, confidence_cutoff, topk_cutoff
 from aoi.energy import count_operations, energy_pj, sum_until_exit
 from aoi.losses import tet_loss
@@ -216,6 +216,23 @@ def test_bad_arguments_say_what_to_do():
             predict(model.eval(), bad, 0.1)
     with pytest.raises(ValueError, match="batch_size"):
         predict(model, inputs, 0.1, batch_size=0)
+
+
+def test_inputs_must_be_time_first_with_the_models_steps_and_finite():
+    model = ToySNN(1).eval()
+    model.T = 3  # as every aoi model carries it (aoi.models.get_model)
+    inputs = torch.rand(3, 5, 1, 8, 8)
+    assert predict(model, inputs, 0.1).exit_steps.shape == (5,)
+    not_finite = inputs.clone().index_fill_(1, torch.tensor([2]), float("nan"))
+    for bad, message in [
+        (inputs.transpose(0, 1), r"T = 3 steps first, got shape \(5, 3, 1, 8, 8\) \(batch-first \[N, T, ...\]\? pass"),
+        (torch.rand(4, 5, 1, 8, 8), r"inputs must be \[T, N, ...\] with the model's T = 3 steps first, got shape \(4,"),
+        (not_finite, r"inputs hold 192 NaN or infinite values \(of 960\): pass finite inputs"),
+    ]:
+        with pytest.raises(InputError, match=message):
+            predict(model, bad, 0.1)
+        with pytest.raises(InputError, match=message):
+            time_inference(model, bad, 0.1, repeats=1)
 
 
 def test_compare_rules_table_by_hand():

@@ -127,6 +127,25 @@ def test_evaluate_an_unfinished_run_is_a_clear_error(tmp_path):
         evaluation.load_logits(tmp_path)
 
 
+def test_a_user_error_is_one_line_its_traceback_comes_with_debug_and_a_bug_keeps_its_own(tmp_path, monkeypatch, capsys):
+    from aoi import reproduce
+    from aoi.profiles import ProfileError
+
+    with pytest.raises(FileNotFoundError, match="holds no finished run"):
+        main(["evaluate", str(tmp_path), "--no-progress", "--debug"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("epsilon: 0.01\n")
+    assert main(["reproduce", "--profile", str(bad), "--dry-run"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: profile {bad}: missing key datasets; missing key seeds; missing key epsilons\n"
+    )
+    with pytest.raises(ProfileError, match="missing key datasets"):
+        main(["reproduce", "--profile", str(bad), "--dry-run", "--debug"])
+    monkeypatch.setattr(reproduce, "plan", lambda *args: {}["a bug"])
+    with pytest.raises(KeyError, match="a bug"):
+        main(["reproduce", "--profile", "smoke", "--dry-run"])
+
+
 def test_reproduce_forwards_the_rest_of_the_command_line(monkeypatch):
     received = []
     fake = types.ModuleType("aoi.reproduce")

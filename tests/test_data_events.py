@@ -2,14 +2,19 @@
 N-Caltech101 40-bit .bin, CIFAR10-DVS through a patched AEDAT4 reader. No network."""
 
 import hashlib
+import io
+from pathlib import Path
 
 import numpy as np
 import pytest
 import tonic.datasets.cifar10dvs
 import torch
+from repository import snapshot
 
 from aoi.data import DatasetNotFoundError, get_dataset, tonic_readers
 from aoi.data.events import translate
+from aoi.errors import UserError
+from aoi.files import UnreadableFile
 
 pytestmark = pytest.mark.usefixtures("no_network")  # tests/conftest.py
 
@@ -27,18 +32,24 @@ def test_bin_encoding_matches_hand_computed_bytes():
 NCALTECH_FILES = {"BACKGROUND_Google": 11, "accordion": 3, "airplanes": 2}
 
 
-@pytest.fixture
-def ncaltech_root(tmp_path):
+def random_bin(rng, n=300) -> bytes:
+    t = np.sort(rng.integers(0, 300_000, n))
+    return encode_bin(rng.integers(3, 230, n), rng.integers(3, 170, n), rng.integers(0, 2, n), t)
+
+
+def write_ncaltech(root):
     rng = np.random.default_rng(0)
     for cls, count in NCALTECH_FILES.items():
-        folder = tmp_path / "NCALTECH101" / "Caltech101" / cls
+        folder = root / "NCALTECH101" / "Caltech101" / cls
         folder.mkdir(parents=True)
         for k in range(1, count + 1):
-            n = 300
-            t = np.sort(rng.integers(0, 300_000, n))
-            data = encode_bin(rng.integers(3, 230, n), rng.integers(3, 170, n), rng.integers(0, 2, n), t)
-            (folder / f"image_{k:04d}.bin").write_bytes(data)
-    return tmp_path
+            (folder / f"image_{k:04d}.bin").write_bytes(random_bin(rng))
+    return root
+
+
+@pytest.fixture
+def ncaltech_root(tmp_path):
+    return write_ncaltech(tmp_path)
 
 
 def test_bin_files_decode_through_tonic(tmp_path):
@@ -136,13 +147,18 @@ def test_dvsgesture_user_split_and_first_1300ms(tmp_path):
     assert train.provenance["split_hash"] != test.provenance["split_hash"]
 
 
-def test_cifar10dvs_reads_aedat4_through_a_patched_reader(tmp_path, monkeypatch):
-    classes = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-    for cls in classes:
-        folder = tmp_path / "CIFAR10DVS" / cls
+def write_cifar10dvs(root):
+    """Two empty .aedat4 files per class (the tests patch the reader or expect them refused)."""
+    for cls in ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]:
+        folder = root / "CIFAR10DVS" / cls
         folder.mkdir(parents=True)
         for k in range(2):
             (folder / f"cifar10_{cls}_{k}.aedat4").write_bytes(b"")
+    return root
+
+
+def test_cifar10dvs_reads_aedat4_through_a_patched_reader(tmp_path, monkeypatch):
+    write_cifar10dvs(tmp_path)
     dtype = np.dtype([("t", np.uint64), ("x", np.uint16), ("y", np.uint16), ("p", bool)])
 
     def fake_read_aedat4(path):
@@ -183,3 +199,98 @@ def test_cifar10dvs_with_a_class_folder_missing_is_refused(tmp_path):
         (tmp_path / "CIFAR10DVS" / cls / "a.aedat4").write_bytes(b"")
     with pytest.raises(DatasetNotFoundError, match="all 10 classes"):
         get_dataset("cifar10dvs", "test", root=tmp_path)
+
+
+def test_a_recording_replaced_under_the_same_name_is_framed_anew(ncaltech_root, monkeypatch, tmp_path_factory):
+    old = get_dataset("ncaltech101", "test", root=ncaltech_root)
+    old_frames = [old[i][0] for i in range(len(old))]
+    replaced = ncaltech_root / "NCALTECH101" / "Caltech101" / "accordion" / "image_0001.bin"  # test item 2
+    replaced.write_bytes(random_bin(np.random.default_rng(1), n=200))
+    read, real_getitem = [], tonic_readers.NCALTECH101.__getitem__
+    monkeypatch.setattr(tonic_readers.NCALTECH101, "__getitem__", lambda ds, i: read.append(i) or real_getitem(ds, i))
+    new = get_dataset("ncaltech101", "test", root=ncaltech_root)
+    new_frames = [new[i][0] for i in range(len(new))]
+    assert read == [new.source.positions[2]]  # only the replaced recording is read again
+    assert all(torch.equal(new_frames[i], old_frames[i]) for i in (0, 1, 3))  # the others from the cache
+    monkeypatch.setenv("AOI_CACHE", str(tmp_path_factory.mktemp("fresh")))  # framed with no cache at all
+    assert torch.equal(new_frames[2], get_dataset("ncaltech101", "test", root=ncaltech_root)[2][0])
+    assert not torch.equal(new_frames[2], old_frames[2])
+
+
+def test_a_read_only_data_root_needs_aoi_cache_and_aoi_cache_leaves_it_untouched(
+    ncaltech_root, read_only, monkeypatch, tmp_path_factory
+):
+    before = snapshot(ncaltech_root)
+    read_only(ncaltech_root)
+    with pytest.raises(UserError) as error:
+        get_dataset("ncaltech101", "test", root=ncaltech_root)
+    message = str(error.value)
+    assert f"cannot write aoi's cache {ncaltech_root / 'cache'}" in message and "set AOI_CACHE" in message
+    assert "\n" not in message
+    cache = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("AOI_CACHE", str(cache))
+    ds = get_dataset("ncaltech101", "test", root=ncaltech_root)
+    assert ds[0][0].shape == (10, 2, 48, 48)
+    assert ds.provenance["cache_dir"] == str(cache / "cache" / "ncaltech101" / ds.provenance["cache_key"])
+    assert len(list(Path(ds.provenance["cache_dir"]).glob("*.npy"))) == 1
+    assert snapshot(ncaltech_root) == before
+
+
+def npy_bytes(array) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def write_dvsgesture(root):
+    write_gesture(root, 24, "natural", [3, 10])
+    return root
+
+
+NCALTECH_FILE = ("ncaltech101", "NCALTECH101/Caltech101/accordion/image_0001.bin")
+GESTURE_FILE = ("dvsgesture", "DVSGesture/ibmGestureTest/user24_natural/3.npy")
+CIFAR10DVS_FILE = ("cifar10dvs", "CIFAR10DVS/airplane/cifar10_airplane_0.aedat4")
+CORRUPT = {  # case: (dataset, file, its content, the problem named)
+    "empty .bin": (*NCALTECH_FILE, b"", "0 bytes, not one or more whole 5-byte events"),
+    "cut-short .bin": (*NCALTECH_FILE, encode_bin([1, 2], [3, 4], [0, 1], [0, 9])[:-1], "9 bytes, not one"),
+    "empty .npy": (*GESTURE_FILE, b"", "EOFError"),
+    "cut-short .npy": (*GESTURE_FILE, npy_bytes(np.ones((100, 4), np.int64))[:-80], "Failed to read all data"),
+    ".npy of no events": (*GESTURE_FILE, npy_bytes(np.zeros((0, 4), np.int64)), "no events"),
+    ".npy of 3 columns": (*GESTURE_FILE, npy_bytes(np.ones((100, 3), np.int64)), "IndexError"),
+    "empty .aedat4": (*CIFAR10DVS_FILE, b"", "RuntimeError"),
+    "garbage .aedat4": (*CIFAR10DVS_FILE, b"#!AER-DAT4.0\r\n" + bytes(64), "PanicException"),
+}
+WRITE_TREE = {"ncaltech101": write_ncaltech, "dvsgesture": write_dvsgesture, "cifar10dvs": write_cifar10dvs}
+
+
+@pytest.mark.parametrize("case", CORRUPT)
+def test_a_corrupt_or_empty_recording_names_its_file_and_is_never_cached(case, tmp_path):
+    name, relative, content, problem = CORRUPT[case]
+    WRITE_TREE[name](tmp_path)
+    path = tmp_path / relative
+    path.write_bytes(content)
+    ds = get_dataset(name, "test", root=tmp_path)
+    with pytest.raises(UnreadableFile) as error:
+        ds[[Path(f) for f in ds.source.files].index(path)]
+    message = str(error.value)
+    assert message.startswith(f"{path} is unreadable (") and problem in message and "\n" not in message
+    assert message.endswith("download it again or put a good copy there")
+    assert path.read_bytes() == content and not list(Path(ds.provenance["cache_dir"]).glob("*.npy"))
+
+
+@pytest.mark.parametrize("damage", ["cut short", "other frames"])
+def test_a_corrupt_frame_cache_names_its_file_and_is_never_used(damage, ncaltech_root):
+    ds = get_dataset("ncaltech101", "test", root=ncaltech_root)
+    frames = ds[0][0]
+    cached = ds.source.cache_path(0)
+    if damage == "cut short":
+        cached.write_bytes(cached.read_bytes()[:200])
+    else:
+        np.save(cached, np.zeros((5, 2, 48, 48), np.float32))
+    with pytest.raises(UnreadableFile) as error:
+        get_dataset("ncaltech101", "test", root=ncaltech_root)[0]
+    message = str(error.value)
+    assert message.startswith(f"{cached} is unreadable (") and message.endswith("delete it and run again")
+    assert "\n" not in message
+    cached.unlink()
+    assert torch.equal(get_dataset("ncaltech101", "test", root=ncaltech_root)[0][0], frames)

@@ -4,16 +4,21 @@ ImageFolder tree, Fashion-MNIST idx files (and nfashion made from them). No netw
 import gzip
 import hashlib
 import pickle
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torchvision.datasets.utils as tv_utils
 from PIL import Image
+from repository import snapshot
 from torchvision.datasets import CIFAR10, CIFAR100
 
 from aoi.data import DatasetNotFoundError, fashion, get_dataset, simulated
 from aoi.data.images import Cutout
+from aoi.errors import UserError
+from aoi.files import UnreadableFile
 
 pytestmark = pytest.mark.usefixtures("no_network")  # tests/conftest.py
 
@@ -117,10 +122,13 @@ def test_imagenet_missing_never_downloads(tmp_path):
         get_dataset("imagenet", "test", root=tmp_path)
 
 
+def idx_bytes(array) -> bytes:
+    return bytes([0, 0, 8, array.ndim]) + np.array(array.shape, ">u4").tobytes() + array.astype(np.uint8).tobytes()
+
+
 def write_idx(path, array):
-    header = bytes([0, 0, 8, array.ndim]) + np.array(array.shape, ">u4").tobytes()
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(gzip.compress(header + array.astype(np.uint8).tobytes()))
+    path.write_bytes(gzip.compress(idx_bytes(array)))
 
 
 def test_read_idx_decodes_the_header_by_hand(tmp_path):
@@ -177,3 +185,74 @@ def test_nfashion_is_cached_and_keyed_by_its_parameters(fashion_root, monkeypatc
     )
     other = get_dataset("nfashion", "train", root=fashion_root)
     assert other.provenance["cache_key"] != ds.provenance["cache_key"]
+
+
+IMAGES = np.zeros((12, 28, 28), np.uint8)
+BAD_IDX = {  # case: (file written next to the fixture's .gz files, where a plain file is read first; content; problem)
+    "cut-short gzip": ("t10k-images-idx3-ubyte.gz", gzip.compress(idx_bytes(IMAGES))[:-30], "EOFError"),
+    "cut-short idx": ("t10k-images-idx3-ubyte", idx_bytes(IMAGES)[:-100], "9308 bytes of data, its header says 9408"),
+    "not idx": ("t10k-labels-idx1-ubyte", b"<html>Not Found</html>", "not an unsigned-byte idx file"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_IDX)
+def test_a_corrupt_idx_file_names_itself_and_what_to_do(case, fashion_root):
+    name, content, problem = BAD_IDX[case]
+    path = fashion_root / "fashion-mnist" / name
+    path.write_bytes(content)
+    with pytest.raises(UnreadableFile) as error:
+        get_dataset("fashion-mnist", "test", root=fashion_root)
+    message = str(error.value)
+    assert message.startswith(f"{path} is unreadable (") and problem in message and "\n" not in message
+    assert message.endswith("download it again or put a good copy there") and path.read_bytes() == content
+
+
+@pytest.mark.parametrize("name", ["fashion-mnist", "nfashion"])
+def test_idx_files_of_20_images_and_10_labels_do_not_train(name, fashion_root):
+    folder = fashion_root / "fashion-mnist"
+    images, labels = folder / "train-images-idx3-ubyte.gz", folder / "train-labels-idx1-ubyte.gz"
+    write_idx(images, np.zeros((20, 28, 28)))
+    write_idx(labels, np.arange(10))
+    with pytest.raises(UnreadableFile) as error:
+        get_dataset(name, "train", root=fashion_root)
+    message = str(error.value)
+    assert message == f"{images} holds 20 images but {labels} 10 labels: download both again or put good copies there"
+    assert not (fashion_root / "nfashion").exists()
+
+
+@pytest.mark.parametrize("damage", ["cut-short t.npy", "offsets out of order", "corrupt params.json"])
+def test_a_corrupt_simulator_cache_names_its_file_and_is_never_used(damage, fashion_root):
+    ds = get_dataset("nfashion", "test", root=fashion_root)
+    frames = ds[3][0]
+    folder = Path(ds.provenance["cache_dir"])
+    if damage == "cut-short t.npy":
+        broken, todo = folder / "t.npy", f"delete the folder {folder} and run again (it is simulated anew)"
+        broken.write_bytes(broken.read_bytes()[:-40])
+    elif damage == "offsets out of order":
+        broken, todo = folder / "offsets.npy", f"delete the folder {folder} and run again (it is simulated anew)"
+        np.save(broken, np.load(broken)[::-1].copy())
+    else:
+        broken, todo = folder / "params.json", "delete it and run again"
+        broken.write_text('{"format": ')
+    with pytest.raises(UnreadableFile) as error:
+        get_dataset("nfashion", "test", root=fashion_root)
+    message = str(error.value)
+    assert message.startswith(f"{broken} is unreadable (") and message.endswith(todo) and "\n" not in message
+    shutil.rmtree(folder) if broken.suffix == ".npy" else broken.unlink()
+    assert torch.equal(get_dataset("nfashion", "test", root=fashion_root)[3][0], frames)  # simulated anew
+
+
+def test_nfashion_on_a_read_only_data_root_needs_aoi_cache(fashion_root, read_only, monkeypatch, tmp_path_factory):
+    before = snapshot(fashion_root)
+    read_only(fashion_root)
+    with pytest.raises(UserError) as error:
+        get_dataset("nfashion", "test", root=fashion_root)
+    message = str(error.value)
+    assert f"cannot write aoi's cache {fashion_root / 'nfashion'}" in message and "set AOI_CACHE" in message
+    assert "\n" not in message
+    cache = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("AOI_CACHE", str(cache))
+    ds = get_dataset("nfashion", "test", root=fashion_root)
+    assert ds[0][0].shape == (10, 2, 34, 34)
+    assert ds.provenance["cache_dir"] == str(cache / "nfashion" / ds.provenance["cache_key"])
+    assert snapshot(fashion_root) == before

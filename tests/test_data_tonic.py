@@ -198,3 +198,15 @@ def test_from_tonic_refuses_framed_samples(tmp_path):
     dataset.recordings = [np.zeros((2, 2, 6, 8))] * 3  # what a ToFrame transform returns
     with pytest.raises(ValueError, match="not events .* without a transform that frames"):
         from_tonic(dataset, T=2, root=tmp_path, cache=False)[0]
+
+
+def test_from_tonic_frames_a_file_replaced_under_the_same_name_anew(nmnist_root):
+    def framed(**kwargs):
+        return from_tonic(tonic_readers.NMNIST(str(nmnist_root), train=False), T=2, root=nmnist_root, **kwargs)
+
+    old = framed()
+    old_frames = old[0][0]
+    write_nmnist(nmnist_root, "Test", 3, 0, HAND_CODED)  # Test/3/00000.bin, item 0
+    new = framed()
+    assert new.provenance["cache_key"] == old.provenance["cache_key"]  # same settings, same file names
+    assert torch.equal(new[0][0], framed(cache=False)[0][0]) and not torch.equal(new[0][0], old_frames)

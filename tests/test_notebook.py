@@ -1,7 +1,9 @@
 """What the notebooks share: parameters checked, the compute run resolved (scratch, threads, nbval)."""
 
+import ast
 import json
 
+import nbformat
 import pytest
 
 from aoi import layout, notebook, runspec
@@ -57,7 +59,7 @@ def test_the_profile_sets_the_threads(tmp_path):
     (tmp_path / "p.yaml").write_text(text + "threads: 2\n")
     assert runspec.resolve(str(tmp_path / "p.yaml")).threads == 2
     (tmp_path / "q.yaml").write_text(text + "threads: 0\n")
-    with pytest.raises(ValueError, match="'threads' must be an integer >= 1, got 0"):
+    with pytest.raises(ValueError, match="threads: expected an integer >= 1, got 0"):
         runspec.resolve(str(tmp_path / "q.yaml"))
 
 
@@ -94,11 +96,12 @@ def test_a_scratch_run_is_emptied_and_a_study_run_kept(tmp_path):
 def test_comparison_with_the_committed_run_names_weights_and_threads(tmp_path):
     committed = json.loads((layout.REPO_ROOT / "results/default/runs/digits/T4-tet-s0/metrics.json").read_text())
     same = json.loads(json.dumps(committed))
-    same["provenance"]["train"]["machine"] = {"torch_threads": 1}
+    committed_threads = (committed["provenance"]["train"].get("machine") or {}).get("torch_threads", "not recorded")
+    same["provenance"]["train"]["machine"] = {"torch_threads": 7}
     assert notebook.compare_with_committed(same, tmp_path).startswith("the same final weights as the committed")
     same["provenance"]["final"]["weights_sha256"] = "0"
     text = notebook.compare_with_committed(same, tmp_path)
-    assert text.startswith("other final weights") and "torch threads: here 1, committed not recorded" in text
+    assert text.startswith("other final weights") and f"torch threads: here 7, committed {committed_threads}" in text
     assert "no committed results" in notebook.compare_with_committed({**same, "run_name": "x/y"}, tmp_path)
 
 
@@ -110,3 +113,12 @@ def test_papermill_with_a_parameter_the_notebook_does_not_declare_fails_naming_i
         papermill.execute_notebook(
             str(source), str(tmp_path / "out.ipynb"), parameters={"run_dirr": "x"}, progress_bar=False
         )
+
+
+@pytest.mark.parametrize("path", sorted((layout.REPO_ROOT / "notebooks").glob("*.ipynb")), ids=lambda path: path.stem)
+def test_every_notebook_checks_its_parameters_before_it_uses_them(path):
+    """What makes papermill's unknown parameter (which it only warns about) an error in every notebook."""
+    cells = [cell for cell in nbformat.read(path, as_version=4).cells if cell.cell_type == "code"]
+    assert "parameters" in cells[0].metadata.get("tags", [])
+    statements = [node for node in ast.parse(cells[1].source).body if not isinstance(node, ast.ImportFrom)]
+    assert ast.unparse(statements[0]) == "notebook.check_parameters()"

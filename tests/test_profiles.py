@@ -1,8 +1,15 @@
-"""Profiles: every shipped profile loads, seeds and epsilon are fixed, the grids have the right runs."""
+"""Profiles: every shipped profile loads, seeds and epsilon are fixed, the grids have the right runs;
+a profile's name is its own; every problem of a profile is reported at once, naming its file."""
+
+import inspect
 
 import pytest
 
-from aoi.profiles import load_profile, profile_names, run_grid, run_params
+from aoi import results
+from aoi.layout import REPO_ROOT
+from aoi.profiles import ANALYSIS, ProfileError, load_profile, profile_names, run_grid, run_params
+
+SMOKE = (REPO_ROOT / "aoi" / "profiles" / "smoke.yaml").read_text()
 
 
 def test_shipped_profiles():
@@ -86,13 +93,13 @@ def test_unknown_dataset_is_a_clear_error():
 @pytest.mark.parametrize(
     "change, message",
     [
-        ("epsilon: 0.03", "must be one of 'epsilons'"),
+        ("epsilon: 0.03", "must be one of epsilons"),
         ("seeds: [0, one]", "list of integers"),
         ("methods: [{method: str}]", "method 'str' needs alpha > 0"),
         ("methods: [{method: sgd}]", "method must be one of"),
         ("methods: [{method: str, alpha: [0.1, -1]}]", "alpha must be a finite number >= 0, got -1"),
-        ("methods: [{method: tet, detach_reset: [false, maybe]}]", "detach_reset must be true or false"),
-        ("methods: [{method: tet, widht: 2}]", "unknown keys \\['widht'\\]"),
+        ("methods: [{method: tet, detach_reset: [false, maybe]}]", "detach_reset: expected true or false, got 'maybe'"),
+        ("methods: [{method: tet, widht: 2}]", r"methods\[0\].widht: unknown key, did you mean width\?"),
     ],
 )
 def test_bad_profiles_fail_with_one_line(tmp_path, change, message):
@@ -149,3 +156,79 @@ def test_sweep_spans_the_toolkits_and_the_legends_alpha_under_both_gradients():
     assert alphas == [0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]  # 0: TET
     assert ndigits == {(alpha, detach) for alpha in alphas for detach in (False, True)}
     assert all(p["validation"] == 0.1 for p in grid) and len(grid) == (22 + 10) * 3
+
+
+def test_every_problem_at_every_level_is_reported_at_once_naming_the_file(tmp_path):
+    typos = {
+        "momentum: 0.9": "momentun: 0.9",
+        "limit_train: 128": "limit_trian: 128",
+        "stf_samples: 32": "stf_sample: 32",
+        "epochs: 1": 'epochs: "1"',
+        "T: 4": "T: 4.5",
+        "jobs: 1": "jobs: 0",
+        "lr: 0.1": "lr: 1e-3",
+    }
+    text = SMOKE
+    for good, bad in typos.items():
+        text = text.replace(good, bad, 1)
+    path = tmp_path / "mine.yaml"
+    path.write_text(text + "train_extra: 1\n")
+    with pytest.raises(ProfileError) as error:
+        load_profile(str(path))
+    message = str(error.value)
+    assert message.startswith(f"profile {path}: ") and "\n" not in message
+    for problem in [
+        "train_extra: unknown key",
+        "train.momentun: unknown key, did you mean momentum?",
+        "datasets.digits.limit_trian: unknown key, did you mean limit_train?",
+        "analysis.stf_sample: unknown key, did you mean stf_samples?",
+        "datasets.digits.epochs: expected an integer, got '1' (text: write numbers unquoted",
+        "datasets.digits.T: expected an integer or null, got 4.5",
+        "jobs: expected an integer >= 1, got 0",
+        "datasets.digits.lr: expected a number, got '1e-3' (text: write numbers unquoted, with a dot before",
+    ]:
+        assert problem in message
+
+
+def test_values_the_grid_sets_are_refused_where_they_would_be_overridden(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text(SMOKE.replace("  device: cpu", "  device: cpu\n  seed: 3\n  dataset: digits"))
+    with pytest.raises(ProfileError, match="train.seed: not here, seed is given by seeds; train.dataset: not here"):
+        load_profile(str(path))
+
+
+def test_a_key_given_twice_is_an_error_not_the_last_one_kept(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text(SMOKE.replace("    epochs: 1\n", "    epochs: 1\n    epochs: 5\n", 1))
+    line = SMOKE[: SMOKE.index("    epochs: 1")].count("\n") + 2
+    with pytest.raises(ProfileError, match=f"profile {path}: not valid YAML: key 'epochs' given twice at line {line}$"):
+        load_profile(str(path))
+
+
+def test_a_copy_of_a_built_in_profile_needs_a_name_of_its_own(tmp_path):
+    copy = tmp_path / "smoke.yaml"
+    copy.write_text(SMOKE)
+    with pytest.raises(ProfileError, match=r"name 'smoke' is the built-in profile's: .* add `name: <another name>`"):
+        load_profile(str(copy))
+    copy.write_text(SMOKE + "name: default\n")
+    with pytest.raises(ProfileError, match="name 'default' is the built-in profile's: .* change its `name:`"):
+        load_profile(str(copy))
+    copy.write_text(SMOKE + "name: smoke-edited\n")
+    assert load_profile(str(copy))["name"] == "smoke-edited"
+    assert results.load_study(str(copy), required=False).directory == REPO_ROOT / "results" / "smoke-edited"
+    assert load_profile(str(REPO_ROOT / "aoi" / "profiles" / "smoke.yaml"))["name"] == "smoke"  # the built-in itself
+
+
+@pytest.mark.parametrize("file, name", [("...yaml", None), ("x.yaml", "../x"), ("x.yaml", ".hidden")])
+def test_a_profile_name_must_name_one_folder(tmp_path, file, name):
+    path = tmp_path / file
+    path.write_text(SMOKE + (f"name: {name}\n" if name else ""))
+    with pytest.raises(ProfileError, match="cannot name a folder"):
+        load_profile(str(path))
+
+
+def test_the_analysis_keys_are_the_sizes_analyse_run_takes():
+    from aoi.analysis import analyse_run
+
+    from_profile = {"run_directory", "results_directory", "epsilon", "epsilons", "profile"}
+    assert set(ANALYSIS) == set(inspect.signature(analyse_run).parameters) - from_profile

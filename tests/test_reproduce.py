@@ -1,5 +1,5 @@
-"""aoi.reproduce: the grid, skipping finished runs, --only, failures, committed notebooks only;
-one real run end to end."""
+"""aoi.reproduce: the grid, skipping finished runs, --only, failures, committed notebooks only,
+nothing deleted without saying why, unreadable run files named; one real run end to end."""
 
 import json
 import subprocess
@@ -8,8 +8,10 @@ import nbformat
 import pytest
 
 from aoi import reproduce
-from aoi.layout import run_name
-from aoi.profiles import load_profile, run_params
+from aoi.errors import UserError
+from aoi.layout import REPO_ROOT, run_name
+from aoi.profiles import ProfileError, load_profile, run_params
+from aoi.provenance import code_fingerprint
 
 TINY = """epsilon: 0.01
 epsilons: [0.0, 0.01, 0.5]
@@ -43,8 +45,14 @@ def roots(runs, results):
     return ["--runs", str(runs), "--results", str(results)]
 
 
-def mark_finished(profile_path, runs, results, name, **changes):
-    """What a finished run leaves: config.json + final.json in runs/, metrics.json in results/."""
+def record(code=None, threads=1) -> dict:
+    """A provenance record of ``code`` (None: the current code's fingerprint) with ``threads`` torch threads."""
+    return {"code_fingerprint": code or code_fingerprint(), "machine": {"torch_threads": threads}}
+
+
+def mark_finished(profile_path, runs, results, name, provenance=None, **changes):
+    """What a finished run leaves: config.json + final.json in runs/, metrics.json in results/
+    (``provenance``: of training and analysis, default `record`)."""
     profile = load_profile(profile_path)
     dataset, rest = name.split("/")
     _, method, *alpha, seed = rest.split("-")
@@ -53,9 +61,10 @@ def mark_finished(profile_path, runs, results, name, **changes):
     run, out = runs / "tiny" / name, results / "tiny" / "runs" / name
     run.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
-    (run / "config.json").write_text(json.dumps({"config": params}))
+    provenance = record() if provenance is None else provenance
+    (run / "config.json").write_text(json.dumps({"config": params, "provenance": provenance}))
     (run / "final.json").write_text("{}")
-    (out / "metrics.json").write_text(json.dumps({"params": params}))
+    (out / "metrics.json").write_text(json.dumps({"params": params, "provenance": {"analysis": provenance}}))
 
 
 def test_dry_run_lists_the_grid(tiny, capsys):
@@ -74,7 +83,7 @@ def test_plan_status_skips_finished_resumes_and_restarts_changed(tiny):
     mark_finished(profile_path, runs, results, NAMES[1], epochs=5)  # parameters changed since
     (runs / "tiny" / NAMES[2]).mkdir(parents=True)
     (runs / "tiny" / NAMES[2] / "config.json").write_text(  # interrupted: no final.json
-        json.dumps({"config": run_params(load_profile(profile_path), "digits", "str", 0.5, 0)})
+        json.dumps({"config": run_params(load_profile(profile_path), "digits", "str", 0.5, 0), "provenance": record()})
     )
     profile = load_profile(profile_path)
     statuses = {run.name: run.status for run in reproduce.plan(profile, runs, results)}
@@ -82,22 +91,163 @@ def test_plan_status_skips_finished_resumes_and_restarts_changed(tiny):
     assert {run.status for run in reproduce.plan(profile, runs, results, force=True)} == {"forced"}
 
 
-def test_only_filters_by_substring_or_glob(tiny):
+def test_runs_made_by_other_code_or_thread_count_are_stale_and_say_why(tiny):
     profile_path, runs, results = tiny
-    profile = load_profile(profile_path)
-    assert [r.name for r in reproduce.plan(profile, runs, results, only="str")] == NAMES[2:]
-    assert [r.name for r in reproduce.plan(profile, runs, results, only="*-s1")] == [NAMES[1], NAMES[3]]
+    profile, current = load_profile(profile_path), code_fingerprint()
+    mark_finished(profile_path, runs, results, NAMES[0], record("0123456789ab", threads=2))
+    mark_finished(profile_path, runs, results, NAMES[1], {})  # trained before fingerprints were recorded
+    (runs / "tiny" / NAMES[2]).mkdir(parents=True)
+    (runs / "tiny" / NAMES[2] / "config.json").write_text(  # interrupted, then the code changed
+        json.dumps({"config": run_params(profile, "digits", "str", 0.5, 0), "provenance": record("0123456789ab")})
+    )
+    expected = {
+        NAMES[0]: f"code 0123456789ab -> {current}; threads 2 -> 1",
+        NAMES[1]: f"code none -> {current}; threads none -> 1",
+        NAMES[2]: f"code 0123456789ab -> {current}",
+        NAMES[3]: "",
+    }
+    planned = reproduce.plan(profile, runs, results)
+    assert {run.name: (run.status, run.note) for run in planned} == {
+        name: ("stale" if why else "new", why) for name, why in expected.items()
+    }
+    kept = {run.name: run.status for run in reproduce.plan(profile, runs, results, keep_stale=True)}
+    assert kept == {NAMES[0]: "finished", NAMES[1]: "finished", NAMES[2]: "resume", NAMES[3]: "new"}
+    mark_finished(profile_path, runs, results, NAMES[3])
+    analysed_by_other_code = {"train": record(), "analysis": record("0123456789ab")}
+    metrics = results / "tiny" / "runs" / NAMES[3] / "metrics.json"
+    metrics.write_text(json.dumps({**json.loads(metrics.read_text()), "provenance": analysed_by_other_code}))
+    (last,) = reproduce.plan(profile, runs, results, only=NAMES[3])
+    assert (last.status, last.note) == ("stale", f"code {current}, 0123456789ab -> {current}")
+
+
+def test_a_stale_run_is_listed_with_its_reason_removed_after_saying_so_and_rerun(tiny, monkeypatch, capsys):
+    profile, runs, results = tiny
+    mark_finished(profile, runs, results, NAMES[0], record(threads=2))
+    why = "threads 2 -> 1"
+    assert reproduce.main(["--profile", profile, "--only", "*tet-s0", "--dry-run", *roots(runs, results)]) == 0
+    listed = capsys.readouterr().out.splitlines()[1].split(maxsplit=1)
+    assert listed == [NAMES[0], f"stale: {why}; its folder will be deleted to train it again"]
+    args = ["--profile", profile, "--only", "*tet-s0", "--keep-stale", *roots(runs, results)]
+    monkeypatch.setattr(reproduce, "present", lambda *args: None)
+    monkeypatch.setattr(reproduce, "code_changes", lambda notebook: None)
+    assert reproduce.main(args) == 0
+    assert f"finished (skipped), stale (kept): {why}" in capsys.readouterr().out
+    run = runs / "tiny" / NAMES[0]
+    seen = []
+
+    def fake_execute(notebook, output, parameters):
+        seen.append((notebook.stem, (run / "final.json").exists()))
+        if notebook.stem == "02_analyse":
+            mark_finished(profile, runs, results, NAMES[0])
+
+    monkeypatch.setattr(reproduce, "execute_notebook", fake_execute)
+    assert reproduce.main(args[:4] + args[5:]) == 0  # without --keep-stale
+    out = capsys.readouterr().out
+    assert f"  deleting {run} to train it again (stale: {why})" in out.splitlines()
+    assert out.index("deleting") < out.index("done in")
+    assert seen == [("01_train", False), ("02_analyse", False)]  # trained from a clean folder
+    assert reproduce.plan(load_profile(profile), runs, results, only="*tet-s0")[0].status == "finished"
+
+
+def test_only_selects_a_dataset_exactly_or_a_glob_on_whole_run_names(tmp_path):
+    smoke = load_profile("smoke")
+
+    def selected(only):
+        return [r.name for r in reproduce.plan(smoke, tmp_path, tmp_path, only=only)]
+
+    assert selected("digits") == ["digits/T4-tet-s0", "digits/T4-str-a0.1-s0"]  # not ndigits
+    assert selected("ndigits/*-str-*") == ["ndigits/T10-str-a0.5-s0"]
+    assert selected("*-tet-s0") == ["digits/T4-tet-s0", "ndigits/T10-tet-s0"]
+    assert selected("digits/T4-tet-s0") == ["digits/T4-tet-s0"]
+    assert selected("str") == selected("igits") == []  # no substrings
 
 
 def test_only_matching_nothing_is_an_error(tiny, capsys):
     profile, runs, results = tiny
-    assert reproduce.main(["--profile", profile, "--only", "cifar", *roots(runs, results)]) == 2
-    assert "no run of profile 'tiny' matches --only 'cifar'" in capsys.readouterr().err
+    assert reproduce.main(["--profile", profile, "--only", "str", *roots(runs, results)]) == 2
+    assert (
+        "no run of profile 'tiny' matches --only 'str': give a dataset (digits) or a glob on whole run names "
+        "such as 'digits/*-s0'" in capsys.readouterr().err
+    )
 
 
 def test_unknown_profile_is_an_error(capsys):
     assert reproduce.main(["--profile", "nope", "--dry-run"]) == 2
-    assert "known profiles are default, fashion, paper, smoke" in capsys.readouterr().err
+    assert "known profiles are capacity, default, fashion, paper, smoke, sweep" in capsys.readouterr().err
+
+
+def nothing_may_run(monkeypatch):
+    monkeypatch.setattr(reproduce, "code_changes", lambda notebook: None)
+    monkeypatch.setattr(reproduce, "execute_notebook", lambda *args: pytest.fail("a notebook ran"))
+
+
+def test_an_unreadable_run_file_is_named_in_the_dry_run_and_stops_a_real_run(tiny, monkeypatch, capsys):
+    profile, runs, results = tiny
+    mark_finished(profile, runs, results, NAMES[0])
+    mark_finished(profile, runs, results, NAMES[1])
+    metrics = results / "tiny" / "runs" / NAMES[0] / "metrics.json"
+    config = runs / "tiny" / NAMES[1] / "config.json"
+    metrics.write_text('{"params": ')  # cut short
+    config.write_text("")
+    assert reproduce.main(["--profile", profile, "--dry-run", *roots(runs, results)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split()[:2] == [NAMES[0], "unreadable:"] and f"{metrics} is unreadable (" in lines[1]
+    assert lines[2].split()[:2] == [NAMES[1], "unreadable:"] and lines[2].endswith("delete it and run again")
+    assert [line.split()[1] for line in lines[3:]] == ["new", "new"]
+
+    nothing_may_run(monkeypatch)
+    assert reproduce.main(["--profile", profile, *roots(runs, results)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: nothing was run:") and f"\n  {metrics} is unreadable" in err and str(config) in err
+    assert metrics.read_text() == '{"params": ' and config.read_text() == ""  # kept for the user to look at
+
+
+def test_a_changed_run_says_what_changed_before_its_folder_is_deleted(tiny, monkeypatch, capsys):
+    profile, runs, results = tiny
+    mark_finished(profile, runs, results, NAMES[1], epochs=5, lr=0.2)
+    folder = runs / "tiny" / NAMES[1]
+    why = "(parameters changed since it trained: epochs 5 -> 1, lr 0.2 -> 0.1)"
+    assert reproduce.main(["--profile", profile, "--dry-run", *roots(runs, results)]) == 0
+    assert f"{NAMES[1]:<40} changed: its folder will be deleted to train it again {why}" in capsys.readouterr().out
+
+    def train(notebook, output, parameters):
+        assert not folder.exists(), "deleted before training"
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(reproduce, "execute_notebook", train)
+    monkeypatch.setattr(reproduce, "code_changes", lambda notebook: None)
+    assert reproduce.main(["--profile", profile, "--only", NAMES[1], *roots(runs, results)]) == 1
+    assert f"  deleting {folder} to train it again {why}\n" in capsys.readouterr().out
+
+
+def test_values_train_config_refuses_stop_the_study_before_a_folder_is_deleted(tiny, monkeypatch, capsys):
+    profile, runs, results = tiny
+    mark_finished(profile, runs, results, NAMES[0])
+    with open(profile, "r+") as file:
+        text = file.read().replace("epochs: 1", "epochs: 0")
+        file.seek(0)
+        file.write(text)
+    nothing_may_run(monkeypatch)
+    assert reproduce.main(["--profile", profile, *roots(runs, results)]) == 2
+    err = capsys.readouterr().err
+    assert f"error: nothing was run:\n  {NAMES[0]}: invalid TrainConfig: epochs must be an integer >= 1, got 0" in err
+    assert err.count("epochs must be") == 1  # one line per problem, not per run
+    assert (runs / "tiny" / NAMES[0] / "final.json").is_file()  # the "changed" run is still there
+
+
+def test_a_copy_of_a_built_in_profile_is_refused_and_deletes_nothing(tmp_path, monkeypatch, capsys):
+    copy = tmp_path / "smoke.yaml"
+    copy.write_text((REPO_ROOT / "aoi" / "profiles" / "smoke.yaml").read_text().replace("epochs: 1", "epochs: 2"))
+    kept = tmp_path / "runs" / "smoke" / "digits" / "T4-tet-s0" / "final.json"
+    kept.parent.mkdir(parents=True)
+    kept.write_text("{}")
+    nothing_may_run(monkeypatch)
+    assert reproduce.main(["--profile", str(copy), *roots(tmp_path / "runs", tmp_path / "results")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"error: profile {copy}: name 'smoke' is the built-in profile's" in err
+    assert "add `name: <another name>` to it" in err and kept.is_file()
+    with pytest.raises(ProfileError):
+        reproduce.main(["--profile", str(copy), "--debug", "--dry-run"])  # the traceback, for a bug report
 
 
 def test_a_failed_run_is_reported_and_the_others_go_on(tiny, monkeypatch, capsys):
@@ -159,7 +309,7 @@ def test_a_profile_lists_its_presentation_notebooks():
     assert reproduce.presentation_notebooks({"name": "x"}) == ["03_figure", "04_tables", "05_stf", "06_explorer"]
     sweep = {"name": "x", "presentation": ["tables", "sweep"]}
     assert reproduce.presentation_notebooks(sweep) == ["04_tables", "07_sweep"]
-    with pytest.raises(ValueError, match=r"profile 'x': unknown presentation \['plot'\]"):
+    with pytest.raises(UserError, match=r"profile 'x': unknown presentation \['plot'\]"):
         reproduce.presentation_notebooks({"name": "x", "presentation": ["plot"]})
 
 
@@ -214,7 +364,7 @@ def test_widget_views_and_state_are_stripped_from_executed_notebooks():
 def test_one_real_run_end_to_end(tiny, capsys):
     """Papermill executes the real notebooks: records in runs/, metrics and figures in results/."""
     profile, runs, results = tiny
-    assert reproduce.main(["--profile", profile, "--only", "tet-s0", *roots(runs, results)]) == 0
+    assert reproduce.main(["--profile", profile, "--only", "digits/*-tet-s0", *roots(runs, results)]) == 0
     run = runs / "tiny" / "digits" / "T2-tet-s0"
     assert {"01_train.ipynb", "02_analyse.ipynb", "final.json", "logits_test.npz"} <= {p.name for p in run.iterdir()}
     metrics = json.loads((results / "tiny" / "runs" / "digits" / "T2-tet-s0" / "metrics.json").read_text())
@@ -223,5 +373,5 @@ def test_one_real_run_end_to_end(tiny, capsys):
     assert {"figure_accuracy.png", "figure_rules.pdf", "figure_stf.png", "table_accuracy.md", "table_cost.md"} <= {
         p.name for p in (results / "tiny").iterdir()
     }
-    assert reproduce.main(["--profile", profile, "--only", "tet-s0", "--dry-run", *roots(runs, results)]) == 0
+    assert reproduce.main(["--profile", profile, "--only", "*-tet-s0", "--dry-run", *roots(runs, results)]) == 0
     assert "finished" in capsys.readouterr().out.splitlines()[-1]

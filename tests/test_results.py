@@ -5,6 +5,7 @@ import json
 import pytest
 
 from aoi import layout, results
+from aoi.provenance import code_fingerprint
 
 # the parts of a metrics.json that the frames read (the hand-checked run of test_analysis.py)
 METRICS = """{"params": {"dataset": "digits", "method": "str", "alpha": 0.1, "seed": 1}, "T": 3, "epsilon": 0.01,
@@ -18,8 +19,10 @@ METRICS = """{"params": {"dataset": "digits", "method": "str", "alpha": 0.1, "se
 def test_loading_gives_tidy_frames(tmp_path):
     metrics = json.loads(METRICS)
     root = tmp_path / "results"
-    for seed in (0, 1):
+    current = {"train": {"code_fingerprint": code_fingerprint()}, "analysis": {"code_fingerprint": code_fingerprint()}}
+    for seed, provenance in ((0, current), (1, None)):  # seed 1 made by code that recorded no fingerprint
         run = {**metrics, "params": {**metrics["params"], "seed": seed}, "run_name": f"digits/T3-str-a0.1-s{seed}"}
+        run["provenance"] = provenance
         path = layout.run_results_dir("smoke", run["run_name"], root) / "metrics.json"
         path.parent.mkdir(parents=True)
         path.write_text(json.dumps(run, default=str))
@@ -27,9 +30,10 @@ def test_loading_gives_tidy_frames(tmp_path):
     assert [run["params"]["seed"] for run in runs] == [0, 1]
     steps = results.records_frame(runs, "accuracy_per_step")
     assert steps.columns.tolist() == [
-        *["dataset", "T", "method", "alpha", "label", "detach_reset", "width", "seed"],
+        *["dataset", "T", "method", "alpha", "label", "detach_reset", "width", "seed", "code"],
         *["t", "accuracy"],
     ]
+    assert steps.drop_duplicates("seed")["code"].tolist() == [code_fingerprint(), "none"]
     assert len(steps) == 6 and set(steps["label"]) == {"STR(0.1)"}
     summary = results.summary_frame(runs)
     assert summary["mean_exit_step"].tolist() == pytest.approx([2.0, 2.0])
@@ -37,7 +41,13 @@ def test_loading_gives_tidy_frames(tmp_path):
     assert results.load_runs(root / "nothing") == []
     study = results.load_study("smoke", root / "smoke")
     assert study.name == "smoke" and study.profile["name"] == "smoke" and study.seeds == 2
-    assert study.describe().startswith("2 runs of profile 'smoke' in ") and study.describe().endswith("epsilon 0.01")
+    first, warning = study.describe().splitlines()
+    assert first.startswith("2 runs of profile 'smoke' in ") and first.endswith("epsilon 0.01")
+    assert warning == (
+        f"WARNING: runs made by other code (fingerprint none) than the current aoi ({code_fingerprint()}), "
+        "marked † in the tables: digits/T3-str-a0.1-s1; rerun ./reproduce.sh --profile smoke"
+    )
+    assert study.other_code == {"none": ["digits/T3-str-a0.1-s1"]}
     with pytest.raises(FileNotFoundError, match="reproduce.sh --profile nothing"):
         results.load_study("nothing", root / "nothing")
     empty = results.load_study("not-yet-written", root / "nothing", required=False)

@@ -46,7 +46,7 @@ def write_study(folder, runs) -> None:
 
 
 def execute(tmp_path, stem: str, name: str, runs) -> nbformat.NotebookNode:
-    profile = tmp_path / f"{name}.yaml"
+    profile = tmp_path / f"{name}-synthetic.yaml"  # not the built-in profile: a name of its own
     profile.write_text(PROFILE)
     write_study(tmp_path / name, runs)
     output = tmp_path / f"{stem}.ipynb"
@@ -70,7 +70,7 @@ def test_the_sweep_notebook_draws_the_sweep_and_selects_on_validation(tmp_path, 
     notebook = execute(tmp_path, "07_sweep", "sweep", runs)
     assert (tmp_path / "sweep" / "figure_sweep.png").is_file()
     selection, every = html_outputs(notebook)
-    assert "STR(0.001)" in selection and "α chosen on validation data" in selection
+    assert "STR(0.001)" in selection and "α chosen on validation per dataset" in selection and "TET" in selection
     assert every.count("<tr>") == 1 + (2 if detach else 1) * 4  # a header, then TET and three alphas per gradient
 
 
@@ -85,3 +85,7 @@ def test_the_capacity_notebook_draws_width(tmp_path):
     assert (tmp_path / "capacity" / "figure_capacity.png").is_file()
     (table,) = html_outputs(notebook)
     assert ">width<" in table and table.count("<tr>") == 1 + 6
+    # these runs record no code fingerprint: the notebook warns, naming them, and marks its rows
+    printed = "".join(o.get("text", "") for c in notebook.cells for o in c.get("outputs", []))
+    assert "WARNING: runs made by other code (fingerprint none) than the current aoi" in printed
+    assert "ndigits/T4-tet-w2-s1" in printed and ">TET†<" in table

@@ -6,6 +6,7 @@ from frames import curve_frame, paper_frames, per_step_frame, summary_row
 
 from aoi import tables
 from aoi.profiles import load_profile
+from aoi.provenance import code_fingerprint
 
 REFERENCES = pd.DataFrame({"dataset": ["digits"], "paper_dataset": ["cifar10"]})
 
@@ -120,6 +121,30 @@ def test_selection_without_validation_data_says_so():
         tables.selection_table(summary())
 
 
+def test_rows_with_a_run_of_other_code_are_marked_and_the_note_names_both_fingerprints():
+    mixed = summary()
+    mixed.loc[2, "code"] = "0123456789ab"  # TET seed 1: trained by other code
+    assert tables.accuracy_table(mixed)["method"].tolist() == ["TET†", "STR(0.5)"]
+    note = f"† made by other code (fingerprint 0123456789ab) than the current aoi ({code_fingerprint()}): "
+    assert tables.code_note(mixed) == [note + "rerun ./reproduce.sh to make them again."]
+    assert tables.table_notes(load_profile("default"), mixed)[-1] == tables.code_note(mixed)[0]
+    assert tables.code_note(summary()) == []
+    steps = per_step_frame()
+    steps.loc[steps["dataset"] == "ndigits", "code"] = "none"  # both ndigits runs: no fingerprint recorded
+    assert tables.per_step_table(steps)["method"].tolist() == ["TET", "STR(0.1)", "TET†", "STR(0.5)†"]
+    curve = curve_frame()
+    curve.loc[(curve["dataset"] == "digits") & (curve["method"] == "str"), "code"] = "none"
+    assert tables.curve_table(curve).columns.tolist()[1:] == [
+        "digits TET",
+        "digits STR(0.1)†",
+        "ndigits TET",
+        "ndigits STR(0.5)",
+    ]
+    validation = validation_rows()
+    validation.loc[validation.index[-1], "code"] = "none"  # the detached gradient's TET: its row is marked
+    assert tables.selection_table(validation)["chosen"].tolist() == ["STR(0.1)", "STR(0.5)†"]
+
+
 def test_html_table_is_deterministic_unwrapped_and_greys_the_papers_rows():
     reported, _ = paper_frames()
     table = tables.accuracy_table(summary(), reported, REFERENCES)
@@ -135,13 +160,13 @@ def test_markdown_table():
 
 
 def test_table_notes_give_the_energy_formula_and_the_stand_ins():
-    notes = tables.table_notes(load_profile("default"))
+    notes = tables.table_notes(load_profile("default"), summary())
     assert len(notes) == 3 and "ε = 0.01" in notes[0] and "E = 4.6 pJ × MACs + 0.9 pJ × SOPs" in notes[0]
     assert (
         "digits stands in for cifar10, cifar100, imagenet; ndigits stands in for cifar10dvs, ncaltech101, dvsgesture"
         in notes[2]
     )
-    assert len(tables.table_notes(load_profile("paper"))) == 2  # the paper's own datasets: no stand-ins
+    assert len(tables.table_notes(load_profile("paper"), summary())) == 2  # the paper's own datasets: no stand-ins
 
 
 def test_write_table_writes_csv_and_markdown_with_title_and_notes(tmp_path):

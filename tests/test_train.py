@@ -75,12 +75,12 @@ def test_the_reset_gradient_and_width_reach_the_model():
         (dict(alpha=0.5), "use method 'str'"),
         (dict(method="rate"), "method must be one of"),
         (dict(model="nope"), "unknown model 'nope'"),
-        (dict(epochs=0), "epochs must be >= 1"),
+        (dict(epochs=0), "epochs must be an integer >= 1, got 0"),
         (dict(method="str", alpha=-0.1), "alpha must be a finite number >= 0"),
         (dict(method="str", alpha=float("inf")), "alpha must be a finite number >= 0"),
         (dict(detach_reset="no"), "detach_reset must be true or false"),
         (dict(width=0.0), "width must be a finite number > 0"),
-        (dict(validation=1.0), r"validation must be in \[0, 1\)"),
+        (dict(validation=1.0), r"validation must be a finite number in \[0, 1\), got 1.0"),
     ],
 )
 def test_bad_config_is_a_clear_error(bad, message):
@@ -203,7 +203,7 @@ def test_nan_loss_stops_the_run_naming_epoch_and_batch(tmp_path, monkeypatch):
         return loss * float("nan") if len(calls) == 2 else loss
 
     monkeypatch.setattr(training, "tet_loss", loss_that_turns_nan)
-    with pytest.raises(TrainingDiverged, match="NaN or infinite.*epoch 1, batch 2"):
+    with pytest.raises(TrainingDiverged, match=r"in epoch 1: the loss is nan \(NaN or infinite\) at batch 2; no"):
         train(TrainConfig(**TINY), tmp_path, progress=False)
     assert not (tmp_path / "checkpoint.pt").exists()
 

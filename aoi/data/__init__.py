@@ -4,6 +4,10 @@
     ds = get_dataset("ndigits", "train")     # data root: root=, else $AOI_DATA, else ./data
     ds = from_tonic(tonic_dataset, T=10)     # any tonic dataset, framed like the paper's (tonic_datasets)
 
+Caches (event frames, simulated recordings) go under $AOI_CACHE, else the data root: set AOI_CACHE
+when the data root is read-only. A data or cache file that does not parse is an
+`aoi.files.UnreadableFile` naming it and what to do; a cache is never used unchecked.
+
 Modules: registry (the table, get_dataset), base (shared types), splits, cache, encoding
 (direct encoding, event binning), simulator (saccade event camera), simulated (its cached
 datasets), digits, fashion, images (torchvision), events + tonic_readers (tonic), tonic_datasets

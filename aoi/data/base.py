@@ -1,5 +1,5 @@
-"""What every loader shares: DatasetInfo, the dataset object returned to users, the data root,
-and the one-line error for missing files."""
+"""What every loader shares: DatasetInfo, the dataset object returned to users, the data root and
+the cache root, and the one-line errors for missing and unreadable files."""
 
 from __future__ import annotations
 
@@ -12,7 +12,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from aoi.errors import UserError
+from aoi.files import UnreadableFile
+
 SPLITS = ("train", "val", "test")  # "val": held out of the training data (get_dataset's validation)
+REPLACE = "download it again or put a good copy there"  # what to do with an unreadable data file
 
 
 @dataclass(frozen=True)
@@ -28,7 +32,7 @@ class DatasetInfo:
     augmentation: str = ""  # training augmentation, "" when the dataset has none
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(UserError, FileNotFoundError):
     """The files of a dataset are not on disk (the message names the expected layout)."""
 
 
@@ -68,9 +72,22 @@ def resolve_root(root: str | os.PathLike | None) -> Path:
     return Path(root if root is not None else os.environ.get("AOI_DATA", "data")).expanduser()
 
 
+def cache_root(root: Path) -> Path:
+    """Where aoi writes its caches: the AOI_CACHE environment variable, else the data root `root`
+    (set AOI_CACHE when the data root is read-only)."""
+    return Path(os.environ.get("AOI_CACHE") or root).expanduser()
+
+
 def missing(name: str, layout: str, where: str) -> DatasetNotFoundError:
     """The one-line error for a dataset whose files are not on disk."""
     return DatasetNotFoundError(f"{name}: files not found; expected {layout} (get them from {where})")
+
+
+def unreadable(path: Path, problem: str | BaseException, todo: str) -> UnreadableFile:
+    """The one-line error for a file that exists but does not parse: names it, the problem, what to do."""
+    if isinstance(problem, BaseException):
+        problem = f"{type(problem).__name__}: {problem}"
+    return UnreadableFile(f"{path} is unreadable ({' '.join(str(problem).split())}): {todo}")
 
 
 def download_or_raise(download: Callable[[], None], folder: Path, error: DatasetNotFoundError) -> None:

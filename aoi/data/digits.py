@@ -10,7 +10,7 @@ import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-from aoi.data.base import AoiDataset, DatasetInfo
+from aoi.data.base import AoiDataset, DatasetInfo, cache_root
 from aoi.data.encoding import ImageArraySource
 from aoi.data.simulated import SimulatedEventSource
 from aoi.data.simulator import SaccadeParams
@@ -49,7 +49,7 @@ def build_digits(info: DatasetInfo, split: str, T: int, root: Path, augment: boo
 
 def build_ndigits(info: DatasetInfo, split: str, T: int, root: Path, augment: bool) -> AoiDataset:
     images, labels, train, test = load_split()
-    source = SimulatedEventSource(images, labels, NDIGITS_PARAMS, root / "ndigits", T, "ndigits")
+    source = SimulatedEventSource(images, labels, NDIGITS_PARAMS, cache_root(root) / "ndigits", T, "ndigits")
     provenance = {
         **_provenance(train, test),
         "simulator": source.cache_params["simulator"],

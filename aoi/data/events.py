@@ -3,17 +3,23 @@ and N-MNIST.
 
 Each recording becomes T event-count frames over its duration (tonic's ToFrame; DVS128 Gesture:
 its first 1.3 s), resized to 48x48 (bilinear with antialiasing, like TET's Resize(48); N-MNIST
-keeps its 34x34) and cached per file under `<root>/cache/<name>/<key>/`, the key hashing every
-setting that shapes the frames. Training adds a random translation of the frames, the same for
-all T, zero fill: up to 25 px at the recording's resolution, scaled to the 48x48 frames (9 px for
-128x128); N-MNIST has none. Splits: CIFAR10-DVS and N-Caltech101 stratified 9:1 on sorted file
-names (splits.py); DVS128 Gesture the standard user split (users 24-29 test); N-MNIST its official
+keeps its 34x34). Training adds a random translation of the frames, the same for all T, zero
+fill: up to 25 px at the recording's resolution, scaled to the 48x48 frames (9 px for 128x128);
+N-MNIST has none. Splits: CIFAR10-DVS and N-Caltech101 stratified 9:1 on sorted file names
+(splits.py); DVS128 Gesture the standard user split (users 24-29 test); N-MNIST its official
 Train/Test folders. Labels: index in the sorted class names (DVS128 Gesture, N-MNIST: tonic's).
+
+Cache: one .npy per recording under `<cache root>/cache/<name>/<key>/` (cache root: $AOI_CACHE,
+else the data root), the key hashing every setting that shapes the frames, the file named after
+the recording and its file's size and mtime (stat only; a content hash would read every file at
+each start), so a recording replaced under the same name is framed anew. A recording that does
+not parse or holds no events, or a cached frame file that does not load, is an `UnreadableFile`.
 `EventFileSource`, `cache_params` and `open_cache` also serve `aoi.data.tonic_datasets.from_tonic`.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,8 +27,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from aoi.data.base import AoiDataset, DatasetInfo, missing
-from aoi.data.cache import has_params, params_key, save_array, write_params
+from aoi.data.base import REPLACE, AoiDataset, DatasetInfo, cache_root, missing, unreadable
+from aoi.data.cache import has_params, load_array, params_key, save_array, write_params
 from aoi.data.encoding import events_to_frames
 from aoi.data.splits import nine_to_one_split, split_hash
 
@@ -150,8 +156,9 @@ def cache_params(name: str, T: int, sensor_size, size, window_us: int | None, **
 
 
 def open_cache(root: Path, params: dict) -> Path:
-    """The frame cache folder `<root>/cache/<dataset>/<key>/` of ``params`` (recorded in it)."""
-    cache_dir = root / "cache" / params["dataset"] / params_key(params)
+    """The frame cache folder `<cache root>/cache/<dataset>/<key>/` of ``params`` (recorded in it),
+    for the data root `root`."""
+    cache_dir = cache_root(root) / "cache" / params["dataset"] / params_key(params)
     if not has_params(cache_dir, params):
         write_params(cache_dir, params)
     return cache_dir
@@ -160,8 +167,9 @@ def open_cache(root: Path, params: dict) -> Path:
 class EventFileSource:
     """Recordings read by a tonic dataset; item j -> (frames [T, P, H', W'] float32, label).
 
-    Frames are made by `frame_events` and kept in ``cache_dir`` (None: never cached); with
-    ``max_shift`` (dy, dx) every item is translated at random (training augmentation).
+    ``files``: each recording's file (None: held in memory). Frames are made by `frame_events` and
+    kept in ``cache_dir`` (None: never cached); with ``max_shift`` (dy, dx) every item is
+    translated at random (training augmentation).
     """
 
     def __init__(
@@ -169,6 +177,7 @@ class EventFileSource:
         reader,
         positions,
         names,
+        files,
         labels,
         sensor_size: tuple[int, int, int],
         window_us: int | None,
@@ -177,23 +186,46 @@ class EventFileSource:
         cache_dir: Path | None,
         max_shift: tuple[int, int] | None = None,
     ):
-        self.reader, self.positions, self.names = reader, list(positions), list(names)
+        self.reader, self.positions, self.names, self.files = reader, list(positions), list(names), list(files)
         self.labels = np.asarray(labels, dtype=np.int64)
         self.sensor_size, self.window_us, self.T, self.size = sensor_size, window_us, T, size
         self.cache_dir, self.max_shift = cache_dir, max_shift
 
-    def frames(self, j: int) -> torch.Tensor:
-        """The resized frames of recording j (from the cache when present)."""
-        path = None if self.cache_dir is None else self.cache_dir / (self.names[j].replace("/", "__") + ".npy")
-        if path is not None and path.exists():
-            return torch.from_numpy(np.load(path))
-        events, _ = self.reader[self.positions[j]]
+    def cache_path(self, j: int) -> Path:
+        """Recording j's cache file: its name, then (when it is a file) the file's size and mtime."""
+        name = self.names[j].replace("/", "__")
+        if self.files[j] is not None:
+            stat = os.stat(self.files[j])
+            name += f".{stat.st_size}.{stat.st_mtime_ns}"
+        return self.cache_dir / f"{name}.npy"
+
+    def events(self, j: int) -> np.ndarray:
+        """Recording j as a tonic structured array (x, y, t, p); a file must parse and hold events."""
+        file = self.files[j]
+        try:
+            events, _ = self.reader[self.positions[j]]
+        except (KeyboardInterrupt, SystemExit, MemoryError):
+            raise
+        except BaseException as exc:  # BaseException: the AEDAT4 decoder panics on a corrupt file
+            if file is None:
+                raise
+            raise unreadable(file, exc, REPLACE) from exc
         if getattr(events, "dtype", None) is None or not {"x", "y", "t", "p"} <= set(events.dtype.names or ()):
             raise ValueError(
                 f"sample {self.names[j]} is {type(events).__name__}, not events (a structured array with x, y, t, "
                 "p): create the tonic dataset without a transform that frames the events"
             )
-        frames = frame_events(events, self.sensor_size, self.T, self.size, self.window_us)
+        if file is not None and len(events) == 0:
+            raise unreadable(file, "no events", REPLACE)
+        return events
+
+    def frames(self, j: int) -> torch.Tensor:
+        """The resized frames of recording j (from the cache when present)."""
+        path = None if self.cache_dir is None else self.cache_path(j)
+        if path is not None and path.exists():
+            shape = (self.T, self.sensor_size[2], *self.size)
+            return torch.from_numpy(load_array(path, np.float32, shape, "delete it and run again"))
+        frames = frame_events(self.events(j), self.sensor_size, self.T, self.size, self.window_us)
         if path is not None:
             save_array(path, frames.numpy())
         return frames
@@ -235,6 +267,7 @@ def build_events(info: DatasetInfo, split: str, T: int, root: Path, augment: boo
         reader,
         positions,
         [names[p] for p in positions],
+        [reader.data[p] for p in positions],
         labels,
         spec.sensor_size,
         spec.window_us,

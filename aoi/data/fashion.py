@@ -3,21 +3,25 @@
 
 The idx files (plain or .gz) are looked for in `<root>/fashion-mnist/`, in torchvision's layout
 `<root>/fashion-mnist/FashionMNIST/raw/`, and where Debian's `dataset-fashion-mnist` package puts
-them; when absent, torchvision downloads them into the second place.
+them; when absent, torchvision downloads them into the second place. A file that is not an idx
+file or is cut short, or images and labels of different counts, is an `UnreadableFile`. nfashion's
+simulator cache: `<cache root>/nfashion/<key>/` (cache root: $AOI_CACHE, else the data root).
 """
 
 from __future__ import annotations
 
 import gzip
+import math
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from aoi.data.base import AoiDataset, DatasetInfo, download_or_raise, missing
+from aoi.data.base import REPLACE, AoiDataset, DatasetInfo, cache_root, download_or_raise, missing, unreadable
 from aoi.data.encoding import ImageArraySource
 from aoi.data.simulated import SimulatedEventSource
 from aoi.data.simulator import SaccadeParams
+from aoi.files import UnreadableFile
 
 FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -31,12 +35,19 @@ WHERE = "https://github.com/zalandoresearch/fashion-mnist or Debian's dataset-fa
 
 def read_idx(path: Path) -> np.ndarray:
     """An idx file (unsigned-byte data, optionally gzipped) as a uint8 array of its shape."""
-    raw = (gzip.open if path.suffix == ".gz" else open)(path, "rb").read()
-    if raw[:3] != b"\x00\x00\x08":
-        raise ValueError(f"{path}: not an unsigned-byte idx file")
+    try:
+        with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as exc:  # not gzip; a gzip stream cut short
+        raise unreadable(path, exc, REPLACE) from exc
+    if len(raw) < 4 or raw[:3] != b"\x00\x00\x08" or len(raw) < 4 + 4 * raw[3]:
+        raise unreadable(path, "not an unsigned-byte idx file", REPLACE)
     ndim = raw[3]
     shape = tuple(int(d) for d in np.frombuffer(raw, ">u4", ndim, offset=4))
-    return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(shape)
+    data = np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim)
+    if data.size != math.prod(shape):
+        raise unreadable(path, f"{data.size} bytes of data, its header says {math.prod(shape)}: cut short", REPLACE)
+    return data.reshape(shape)
 
 
 def find_files(root: Path, split: str) -> tuple[Path, Path] | None:
@@ -63,6 +74,11 @@ def load(root: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
         )
         paths = find_files(root, split)
     images, labels = read_idx(paths[0]), read_idx(paths[1])
+    if labels.shape != images.shape[:1]:
+        raise UnreadableFile(
+            f"{paths[0]} holds {len(images)} images but {paths[1]} {labels.size} labels: "
+            "download both again or put good copies there"
+        )
     return images.astype(np.float32) / 255.0, labels.astype(np.int64)
 
 
@@ -78,7 +94,8 @@ def build_fashion(info: DatasetInfo, split: str, T: int, root: Path, augment: bo
 
 def build_nfashion(info: DatasetInfo, split: str, T: int, root: Path, augment: bool) -> AoiDataset:
     images, labels = load(root, split)
-    source = SimulatedEventSource(images, labels, NFASHION_PARAMS, root / "nfashion", T, f"nfashion {split}")
+    folder = cache_root(root) / "nfashion"
+    source = SimulatedEventSource(images, labels, NFASHION_PARAMS, folder, T, f"nfashion {split}")
     provenance = {
         **_provenance(root, split),
         "simulator": source.cache_params["simulator"],

@@ -144,7 +144,8 @@ def get_dataset(
 ) -> AoiDataset:
     """Dataset `name`, split "train", "val" or "test": ds[i] -> (float32 [T, C, H, W], int label).
 
-    T: timesteps (default info.default_T). root: data root (default $AOI_DATA, else ./data).
+    T: timesteps (default info.default_T). root: data root (default $AOI_DATA, else ./data);
+    caches go under $AOI_CACHE when set, else under the data root.
     augment: training augmentation (default: split == "train" for datasets that have one;
     True for a dataset without one is an error). limit: keep the first `limit` samples of a
     class-balanced order seeded by `seed` (each class shuffled, classes interleaved

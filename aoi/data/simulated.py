@@ -3,7 +3,8 @@
 The cache is a folder `<cache_root>/<key>/` with x.npy, y.npy (uint8), t.npy (int32, us),
 p.npy (bool) holding every sample's events back to back, offsets.npy (int64 [N + 1]) and
 params.json, written last. The key hashes the simulator parameters and the images' bytes, so
-a changed parameter or image never serves a stale cache.
+a changed parameter or image never serves a stale cache. The arrays are checked (dtype, lengths,
+offsets) when the dataset opens: a corrupt cache is an `UnreadableFile`, never used.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import torch
 from tonic.io import events_struct, make_structured_array
 from tqdm.auto import tqdm  # text bars in a terminal, widget bars in JupyterLab (ipywidgets)
 
-from aoi.data.cache import has_params, params_key, save_array, write_params
+from aoi.data.base import unreadable
+from aoi.data.cache import has_params, load_array, params_key, save_array, writable_folder, write_params
 from aoi.data.encoding import events_to_frames
 from aoi.data.simulator import SaccadeParams, simulate_saccades_batch
 
@@ -42,6 +44,7 @@ def generate(images: np.ndarray, params: SaccadeParams, folder: Path, desc: str)
     """Simulate every image [N, H, W] (sample i's noise seeded by (params.seed, i)), save to `folder`."""
     if params.sensor_size > 256:
         raise ValueError("the cache stores x, y as uint8: sensor_size must be <= 256")
+    writable_folder(folder)
     chunks = {name: [] for name in FIELDS}
     counts = []
     for start in tqdm(range(0, len(images), BATCH), desc=f"simulating {desc}", unit="batch"):
@@ -54,6 +57,16 @@ def generate(images: np.ndarray, params: SaccadeParams, folder: Path, desc: str)
     for name in FIELDS:
         save_array(folder / f"{name}.npy", np.concatenate(chunks[name]))
     save_array(folder / "offsets.npy", np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
+
+
+def open_arrays(folder: Path, count: int) -> dict[str, np.ndarray]:
+    """The cached events of `count` samples, memory-mapped; `UnreadableFile` when they do not fit together."""
+    todo = f"delete the folder {folder} and run again (it is simulated anew)"
+    offsets = load_array(folder / "offsets.npy", np.int64, (count + 1,), todo, "r")
+    if offsets[0] != 0 or np.any(np.diff(offsets) < 0):
+        raise unreadable(folder / "offsets.npy", "offsets do not rise from 0", todo)
+    total = (int(offsets[-1]),)
+    return {"offsets": offsets, **{n: load_array(folder / f"{n}.npy", t, total, todo, "r") for n, t in FIELDS.items()}}
 
 
 class SimulatedEventSource:
@@ -69,6 +82,7 @@ class SimulatedEventSource:
         if not has_params(self.folder, self.cache_params):
             generate(images, params, self.folder, desc)
             write_params(self.folder, self.cache_params)
+        open_arrays(self.folder, len(self.labels))  # a corrupt cache fails here, not in a loader worker
         self._arrays = None
 
     def __getstate__(self):  # memory maps are reopened in each worker process
@@ -77,7 +91,7 @@ class SimulatedEventSource:
     def events(self, i: int) -> np.ndarray:
         """Recording i as a tonic structured array (x, y, t [us], p)."""
         if self._arrays is None:
-            self._arrays = {n: np.load(self.folder / f"{n}.npy", mmap_mode="r") for n in [*FIELDS, "offsets"]}
+            self._arrays = open_arrays(self.folder, len(self.labels))
         a = self._arrays
         s = slice(int(a["offsets"][i]), int(a["offsets"][i + 1]))
         return make_structured_array(a["x"][s], a["y"][s], a["t"][s], a["p"][s], dtype=events_struct)

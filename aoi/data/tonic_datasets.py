@@ -6,10 +6,11 @@
 
 The recordings are framed, resized and cached exactly as the paper's event datasets
 (`aoi.data.events`: T event-count bins over each recording, bilinear antialiased resize, one
-.npy per recording under `<root>/cache/<name>/<key>/`, the key hashing every setting that shapes
-the frames, including the dataset's own scalar settings, its transforms' repr and its file list;
-a dataset that holds its recordings in memory is known by their number only, so give it another
-``name`` or ``cache=False`` when its recordings change).
+.npy per recording under `<cache root>/cache/<name>/<key>/` (cache root: $AOI_CACHE, else the data
+root), the key hashing every setting that shapes the frames, including the dataset's own scalar
+settings, its transforms' repr and its file list, and each .npy named with its recording file's
+size and mtime; a dataset that holds its recordings in memory is known by their number only, so
+give it another ``name`` or ``cache=False`` when its recordings change).
 """
 
 from __future__ import annotations
@@ -48,13 +49,20 @@ def _labels(dataset) -> tuple[np.ndarray, list[str] | None]:
     return np.array([index[str(t)] for t in targets], dtype=np.int64), classes
 
 
-def _names(dataset) -> list[str]:
-    """A name per recording: its file relative to the dataset's folder, else its index."""
+def _files(dataset) -> list[str] | None:
+    """The file of each recording (tonic's ``data``), or None when the recordings are not files."""
     files = getattr(dataset, "data", None)
     if isinstance(files, (list, tuple)) and len(files) == len(dataset) and all(isinstance(f, str) for f in files):
-        base = getattr(dataset, "location_on_system", None)
-        return [os.path.relpath(f, base).replace(os.sep, "/") if base else f for f in files]
-    return [f"{i:07d}" for i in range(len(dataset))]
+        return list(files)
+    return None
+
+
+def _names(dataset, files: list[str] | None) -> list[str]:
+    """A name per recording: its file relative to the dataset's folder, else its index."""
+    if files is None:
+        return [f"{i:07d}" for i in range(len(dataset))]
+    base = getattr(dataset, "location_on_system", None)
+    return [os.path.relpath(f, base).replace(os.sep, "/") if base else f for f in files]
 
 
 def _settings(dataset, names: list[str]) -> dict:
@@ -89,7 +97,7 @@ def from_tonic(
         T: time bins per recording.
         size: (H, W) of the frames (default: the sensor's).
         name: the dataset's name in the cache and the provenance (default: its class name, lower case).
-        root: data root holding `cache/` (default $AOI_DATA, else ./data).
+        root: data root (default $AOI_DATA, else ./data); the cache goes under $AOI_CACHE when set, else under it.
         window_us: keep only the first ``window_us`` microseconds of each recording (None: all).
         translate: random translation of the frames for training (as the paper's event datasets).
         cache: keep the frames on disk (False: frame every recording at every access).
@@ -101,13 +109,24 @@ def from_tonic(
     sensor_size = _sensor_size(dataset)
     size = tuple(int(s) for s in (size or sensor_size[1::-1]))
     name = name or type(dataset).__name__.lower()
-    names = _names(dataset)
+    files = _files(dataset)
+    names = _names(dataset, files)
     labels, classes = _labels(dataset)
     params = cache_params(name, T, sensor_size, size, window_us, **_settings(dataset, names))
     cache_dir = open_cache(resolve_root(root), params) if cache else None
     max_shift = translation_limits(sensor_size, size) if translate else None
     source = EventFileSource(
-        dataset, range(len(names)), names, labels, sensor_size, window_us, T, size, cache_dir, max_shift
+        dataset,
+        range(len(names)),
+        names,
+        files or [None] * len(names),
+        labels,
+        sensor_size,
+        window_us,
+        T,
+        size,
+        cache_dir,
+        max_shift,
     )
     info = DatasetInfo(
         name,

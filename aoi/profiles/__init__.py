@@ -6,26 +6,140 @@ cutoff curves, shared ``train`` values and ``analysis`` sizes. A ``methods`` ent
 TrainConfig values, ``{method: tet}`` or ``{method: str, alpha: A}`` plus any others (e.g.
 ``detach_reset``, ``width``); a list value stands for each of its values (``{method: str, alpha:
 [0.1, 0.5], detach_reset: [false, true]}`` is four entries). One run is one (dataset, entry,
-seed); `run_grid` lists them as TrainConfig keyword dicts. Loading checks every key against
-`aoi.config.TrainConfig` and says what is wrong in one line.
+seed); `run_grid` lists them as TrainConfig keyword dicts.
+
+A profile's name (its folders ``runs/<name>`` and ``results/<name>``) is its ``name:`` value,
+else its file's stem; a profile file outside ``aoi/profiles`` may not take a built-in profile's
+name (its runs would replace the built-in's). Loading checks every key at every level against
+its schema (TrainConfig's fields and their types for run values, `aoi.analysis.analyse_run`'s
+sizes for ``analysis``) and reports every problem at once, in one line naming the file; the
+ranges of run values are TrainConfig's to check.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import difflib
 import itertools
+import re
+import typing
 from pathlib import Path
 
 import yaml
 
 from aoi.config import TrainConfig
+from aoi.errors import UserError
 from aoi.methods import check_method
 
 PROFILE_DIR = Path(__file__).resolve().parent
+GRID_KEYS = {  # TrainConfig values the grid sets for each run -> where a profile gives them
+    "dataset": "the keys of datasets",
+    "method": "a dataset's methods",
+    "alpha": "a dataset's methods",
+    "seed": "seeds",
+}
+FOLDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # profile and dataset names: one folder each
 _REQUIRED = ("datasets", "seeds", "epsilon", "epsilons")
 _DATASET_REQUIRED = ("model", "T", "epochs", "batch_size", "lr", "methods")
 _DATASET_ONLY = ("methods", "paper")  # dataset keys that are not TrainConfig values
-FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
+
+
+class ProfileError(UserError, ValueError):
+    """A profile that cannot be used: the message names its file and every problem."""
+
+
+def _kind(test, text: str):
+    """A value check: None when ``test(value)`` holds, else what was expected."""
+    return lambda value: None if test(value) else f"expected {text}, got {value!r}{_quoted_number(value)}"
+
+
+def _quoted_number(value) -> str:
+    """A hint when ``value`` is a number that YAML read as text ("1", 1e-3)."""
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return ""
+        return " (text: write numbers unquoted, with a dot before any exponent: 1.0e-3)"
+    return ""
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_fraction(value) -> bool:
+    return _is_number(value) and 0 <= value < 1
+
+
+def _integer(least: int):
+    return _kind(lambda v: _is_int(v) and v >= least, f"an integer >= {least}")
+
+
+def _non_empty_list(test, text: str):
+    return _kind(lambda v: isinstance(v, list) and v and all(test(x) for x in v), f"a non-empty list of {text}")
+
+
+def _each(check):
+    """``check`` of a method entry's value, or of each value of a list (which stands for each of its values)."""
+
+    def check_each(value):
+        if not isinstance(value, list):
+            return check(value)
+        return next(filter(None, map(check, value)), None) if value else "expected a non-empty list, got []"
+
+    return check_each
+
+
+_TEXT = _kind(lambda v: isinstance(v, str), "text")
+_MAPPING = _kind(lambda v: isinstance(v, dict), "a mapping")
+_TYPES = {  # TrainConfig field type -> (test, text)
+    bool: (lambda v: isinstance(v, bool), "true or false"),
+    int: (_is_int, "an integer"),
+    float: (_is_number, "a number"),
+    str: (lambda v: isinstance(v, str), "text"),
+}
+
+
+def _field_check(hint):
+    """The check of a TrainConfig field's value, from its type hint (``int | None``: an integer or null)."""
+    args = typing.get_args(hint) or (hint,)
+    test, text = _TYPES[next(arg for arg in args if arg is not type(None))]
+    if type(None) in args:
+        return _kind(lambda v: v is None or test(v), f"{text} or null")
+    return _kind(test, text)
+
+
+_FIELD_CHECKS = {name: _field_check(hint) for name, hint in typing.get_type_hints(TrainConfig).items()}
+_RUN_VALUES = {name: check for name, check in _FIELD_CHECKS.items() if name not in GRID_KEYS}
+SCHEMA = {  # key -> value check; train, analysis and datasets are checked key by key below
+    "name": _TEXT,
+    "description": _TEXT,
+    "jobs": _integer(1),
+    "threads": _integer(1),
+    "presentation": _non_empty_list(lambda v: isinstance(v, str), "notebook names"),
+    "epsilon": _kind(_is_fraction, "a number in [0, 1)"),
+    "epsilons": _non_empty_list(_is_fraction, "numbers in [0, 1)"),
+    "seeds": _non_empty_list(lambda v: _is_int(v) and v >= 0, "integers >= 0"),
+    "train": _MAPPING,
+    "analysis": _MAPPING,
+    "datasets": _kind(lambda v: isinstance(v, dict) and v, "a non-empty mapping of dataset names to runs"),
+}
+ANALYSIS = {  # the aoi.analysis.analyse_run arguments of analysis: (the others come from the profile)
+    "stf_samples": _integer(1),
+    "timing_samples": _integer(0),
+    "timing_repeats": _integer(1),
+    "device": _TEXT,
+}
+_METHOD = {name: _each(check) for name, check in _FIELD_CHECKS.items() if name not in ("dataset", "seed")}
+_DATASET = {
+    **_RUN_VALUES,
+    "methods": _non_empty_list(lambda v: isinstance(v, dict), "method entries such as {method: tet}"),
+    "paper": _non_empty_list(lambda v: isinstance(v, str), "dataset names of the paper"),
+}
 
 
 def profile_names() -> list[str]:
@@ -33,21 +147,145 @@ def profile_names() -> list[str]:
     return sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
 
 
-def load_profile(name: str) -> dict:
-    """Load and check a profile by name (``smoke``, ``default``, ...) or by path to a ``.yaml`` file.
+def _is_path(profile: str) -> bool:
+    return str(profile).endswith((".yaml", ".yml"))
 
-    Returns the profile as a dict with ``name`` set (the file's stem).
-    """
-    path = Path(name) if str(name).endswith((".yaml", ".yml")) else PROFILE_DIR / f"{name}.yaml"
-    if not path.is_file():
-        raise ValueError(
-            f"unknown profile {name!r}: known profiles are {', '.join(profile_names())} "
+
+def profile_path(profile: str) -> Path:
+    """The file of ``profile``: a built-in profile's name (``smoke``, ``default``, ...) or a .yaml path."""
+    path = Path(profile) if _is_path(profile) else PROFILE_DIR / f"{profile}.yaml"
+    if not (path.is_file() if _is_path(profile) else profile in profile_names()):
+        raise ProfileError(
+            f"unknown profile {profile!r}: known profiles are {', '.join(profile_names())} "
             f"(or pass the path of a .yaml file)"
         )
-    profile = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    profile["name"] = path.stem
-    _check(profile, path)
-    return profile
+    return path
+
+
+def profile_name(profile: str) -> str:
+    """The name of ``profile`` (a built-in's name or a .yaml path: its ``name:``, else the file's
+    stem), unchecked: `load_profile` checks it."""
+    if not _is_path(profile):
+        return str(profile)
+    path = Path(profile)
+    values = _read(path) if path.is_file() else None
+    return str(values.get("name", path.stem)) if isinstance(values, dict) else path.stem
+
+
+def load_profile(profile: str) -> dict:
+    """Load and check a profile by name (``smoke``, ``default``, ...) or by path to a ``.yaml`` file.
+
+    Returns the profile as a dict with ``name`` set (`profile_name`); a `ProfileError` names the
+    file and every problem found.
+    """
+    path = profile_path(profile)
+    values = _read(path)
+    problems = _problems(values)
+    if isinstance(values, dict):
+        problems += _name_problems(values.get("name", path.stem), path, "name" in values)
+        values.setdefault("name", path.stem)
+    if problems:
+        raise ProfileError(f"profile {path}: {'; '.join(problems)}")
+    return values
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key given twice in one mapping is an error (not the last kept)."""
+
+    def construct_mapping(self, node, deep=False):
+        keys = [self.construct_object(key, deep=deep) for key, _ in node.value]
+        for i, key in enumerate(keys):
+            if key in keys[:i]:
+                mark = node.value[i][0].start_mark
+                raise yaml.constructor.ConstructorError(problem=f"key {key!r} given twice", problem_mark=mark)
+        return super().construct_mapping(node, deep)
+
+
+def _read(path: Path):
+    """The YAML document in ``path``; invalid YAML is a `ProfileError` naming the file and line."""
+    try:
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ProfileError(f"profile {path}: not valid YAML: {getattr(error, 'problem', error)}{where}") from None
+
+
+def _name_problems(name, path: Path, explicit: bool) -> list[str]:
+    """What is wrong with a profile's name: it must name a folder, and only a built-in's own file
+    may take a built-in's name."""
+    if not isinstance(name, str):
+        return []  # reported by the schema
+    fix = "change its `name:`" if explicit else "add `name: <another name>` to it"
+    if not FOLDER_NAME.fullmatch(name):
+        return [f"name {name!r} cannot name a folder (letters, digits, '_', '-', '.' not first): {fix}"]
+    if name in profile_names() and path.resolve() != (PROFILE_DIR / f"{name}.yaml"):
+        return [
+            f"name {name!r} is the built-in profile's: its runs/{name} and results/{name} would be "
+            f"replaced by this file's; {fix}"
+        ]
+    return []
+
+
+def _problems(profile) -> list[str]:
+    """Every problem of a profile's values (the YAML document), at every level."""
+    if not isinstance(profile, dict):
+        return [f"expected a mapping with the keys {', '.join(_REQUIRED)}, got {profile!r}"]
+    problems = _mapping_problems(profile, SCHEMA, "", _REQUIRED)
+    epsilon, epsilons = profile.get("epsilon"), profile.get("epsilons")
+    if SCHEMA["epsilon"](epsilon) is None and SCHEMA["epsilons"](epsilons) is None and epsilon not in epsilons:
+        problems.append(f"the stated epsilon {epsilon} must be one of epsilons (its curve point)")
+    for key, schema in (("train", _RUN_VALUES), ("analysis", ANALYSIS)):
+        if isinstance(profile.get(key), dict):
+            problems += _mapping_problems(profile[key], schema, key)
+    if isinstance(profile.get("datasets"), dict):
+        for dataset, entry in profile["datasets"].items():
+            problems += _dataset_problems(dataset, entry)
+    return problems
+
+
+def _at(where: str, key) -> str:
+    return f"{where}.{key}" if where else str(key)
+
+
+def _mapping_problems(values: dict, schema: dict, where: str, required=()) -> list[str]:
+    """A required key missing, an unknown key (with the key likely meant) or a wrong value in the
+    mapping ``values`` at ``where`` (e.g. ``datasets.digits``)."""
+    problems = [f"missing key {_at(where, key)}" for key in required if key not in values]
+    for key, value in values.items():
+        if key in GRID_KEYS and key not in schema:
+            problems.append(f"{_at(where, key)}: not here, {key} is given by {GRID_KEYS[key]}")
+        elif key not in schema:
+            meant = difflib.get_close_matches(str(key), list(schema), 1)
+            hint = f"did you mean {meant[0]}?" if meant else f"use {', '.join(schema)}"
+            problems.append(f"{_at(where, key)}: unknown key, {hint}")
+        elif problem := schema[key](value):
+            problems.append(f"{_at(where, key)}: {problem}")
+    return problems
+
+
+def _dataset_problems(dataset, entry) -> list[str]:
+    """Every problem of one dataset entry and of its method entries."""
+    where = f"datasets.{dataset}"
+    if not isinstance(dataset, str) or not FOLDER_NAME.fullmatch(dataset):
+        return [f"{where}: a dataset name must name a folder (letters, digits, '_', '-', '.' not first)"]
+    if not isinstance(entry, dict):
+        return [f"{where}: expected a mapping of TrainConfig values and methods, got {entry!r}"]
+    problems = _mapping_problems(entry, _DATASET, where, _DATASET_REQUIRED)
+    if _DATASET["methods"](entry.get("methods")) is None:
+        for i, method in enumerate(entry["methods"]):
+            problems += _method_problems(method, f"{where}.methods[{i}]")
+    return problems
+
+
+def _method_problems(method: dict, where: str) -> list[str]:
+    """The problems of one method entry: its keys and values (each value of a list), else the
+    first (method, alpha) of it that `aoi.methods.check_method` refuses."""
+    problems = _mapping_problems(method, _METHOD, where, ("method",))
+    if problems:
+        return problems
+    refused = [problem for run in expand(method) for problem in check_method(run["method"], run.get("alpha", 0.0))]
+    return [f"{where}: {refused[0]}"] if refused else []
 
 
 def expand(entry: dict) -> list[dict]:
@@ -55,55 +293,6 @@ def expand(entry: dict) -> list[dict]:
     keys = list(entry)
     choices = [value if isinstance(value, list) else [value] for value in entry.values()]
     return [dict(zip(keys, combination)) for combination in itertools.product(*choices)]
-
-
-def _check(profile: dict, path: Path) -> None:
-    """Raise a one-line ValueError for the first thing wrong in ``profile``."""
-
-    def fail(what: str):
-        raise ValueError(f"profile {path}: {what}")
-
-    for key in _REQUIRED:
-        if key not in profile:
-            fail(f"missing key {key!r}")
-    seeds = profile["seeds"]
-    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
-        fail("'seeds' must be a non-empty list of integers")
-    epsilons = [float(e) for e in profile["epsilons"]]
-    if any(not 0.0 <= e < 1.0 for e in epsilons):
-        fail("every value of 'epsilons' must lie in [0, 1)")
-    if float(profile["epsilon"]) not in epsilons:
-        fail(f"the stated epsilon {profile['epsilon']} must be one of 'epsilons' (its curve point)")
-    if not profile["datasets"]:
-        fail("'datasets' is empty")
-    unknown = sorted(set(profile.get("train", {})) - set(FIELDS))
-    if unknown:
-        fail(f"'train' has unknown keys {unknown}: use TrainConfig fields ({', '.join(FIELDS)})")
-    for dataset, entry in profile["datasets"].items():
-        problem = _dataset_problem(entry)
-        if problem:
-            fail(f"dataset {dataset!r}: {problem}")
-
-
-def _dataset_problem(entry: dict) -> str | None:
-    """What is wrong with one dataset entry of a profile, or None."""
-    missing = [key for key in _DATASET_REQUIRED if key not in entry]
-    if missing:
-        return f"missing {missing[0]!r}"
-    unknown = sorted(set(entry) - set(FIELDS) - set(_DATASET_ONLY))
-    if unknown:
-        return f"unknown keys {unknown}: use TrainConfig fields ({', '.join(FIELDS)})"
-    for method in entry["methods"]:
-        unknown = sorted(set(method) - set(FIELDS))
-        if unknown:
-            return f"method entry {method} has unknown keys {unknown}"
-        for run in expand(method):
-            problems = check_method(run.get("method"), run.get("alpha", 0.0))
-            if not isinstance(run.get("detach_reset", False), bool):
-                problems.append(f"detach_reset must be true or false, got {run['detach_reset']!r}")
-            if problems:
-                return f"method entry {method}: {problems[0]}"
-    return None
 
 
 def run_params(
