@@ -44,7 +44,9 @@ PAPER_GRADIENT = "toolkit's (assumed)"  # the paper does not say; its authors' t
 
 
 def _pm(mean: float, std: float, digits: int = 2, scale: float = 1.0) -> str:
-    """``mean±std`` of scaled values with ``digits`` decimals."""
+    """``mean±std`` of scaled values with ``digits`` decimals; "–" when nothing was measured (NaN)."""
+    if mean is None or pd.isna(mean):
+        return "–"
     return f"{scale * mean:.{digits}f}±{scale * std:.{digits}f}"
 
 
@@ -234,8 +236,7 @@ def _selection_row(pick: dict) -> dict:
     """One row of `selection_table`: the chosen alpha's numbers, then TET's (columns ``*_tet``)."""
 
     def cell(column: str, digits: int = 2, scale: float = 1.0, suffix: str = "") -> str:
-        mean, std = pick.get(f"{column}_mean{suffix}"), pick.get(f"{column}_std{suffix}")
-        return "–" if mean is None or pd.isna(mean) else _pm(mean, std, digits, scale)
+        return _pm(pick.get(f"{column}_mean{suffix}"), pick.get(f"{column}_std{suffix}"), digits, scale)
 
     return {
         "dataset": pick["dataset"],

@@ -55,6 +55,12 @@ def test_cost_table_cells_and_the_papers_speedup_only():
     assert paper["speed-up (steps)"] == "≈2.00" and paper["SOPs at T (M)"] == "–"
 
 
+def test_a_speed_up_not_measured_shows_a_dash():
+    reported, _ = paper_frames()
+    untimed = summary().assign(wallclock_speedup=float("nan"))  # a profile with timing_samples: 0
+    assert tables.cost_table(untimed, reported, REFERENCES).iloc[0]["wall-clock speed-up"] == "–"
+
+
 def test_the_tables_name_the_reset_gradient_and_the_width_where_it_varies():
     rows = [summary_row("TET", 0, 0.9, detach_reset=d, width=w) for d in (True, False) for w in (1.0, 2.0)]
     table = tables.accuracy_table(pd.DataFrame(rows))
