@@ -239,10 +239,12 @@ def sweep_figure(summary: pd.DataFrame, paper_alphas: dict[str, list[float]] | N
         for ax, (column, scale, ylabel) in zip(row, SWEEP_PANELS):
             for gradient, runs in ours.groupby("detach_reset", sort=True):
                 color, name = GRADIENT_COLORS[bool(gradient)], RESET_GRADIENTS[bool(gradient)]
-                line = mean_std(runs[runs["method"] == "str"], ["alpha"], columns).sort_values("alpha")
-                mean, std = scale * line[f"{column}_mean"], scale * line[f"{column}_std"]
-                ax.plot(line["alpha"], mean, CUTOFF, color=color, marker="o", markersize=4, label=f"STR, {name}")
-                ax.fill_between(line["alpha"], mean - std, mean + std, color=color, alpha=0.15, linewidth=0)
+                str_runs = runs[runs["method"] == "str"]
+                if len(str_runs):  # a study of TET runs alone draws TET's lines only
+                    line = mean_std(str_runs, ["alpha"], columns).sort_values("alpha")
+                    mean, std = scale * line[f"{column}_mean"], scale * line[f"{column}_std"]
+                    ax.plot(line["alpha"], mean, CUTOFF, color=color, marker="o", markersize=4, label=f"STR, {name}")
+                    ax.fill_between(line["alpha"], mean - std, mean + std, color=color, alpha=0.15, linewidth=0)
                 tet = runs.loc[runs["method"] == "tet", column] * scale
                 if len(tet):
                     center, spread = tet.mean(), (tet.std() if len(tet) > 1 else 0.0)

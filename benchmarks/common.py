@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -18,7 +17,7 @@ import torch
 
 from aoi.files import write_csv
 from aoi.layout import REPO_ROOT
-from aoi.provenance import cpu_model, package_version
+from aoi.provenance import cpu_model, git_commit, package_version
 
 RESULTS = REPO_ROOT / "results" / "benchmarks"
 VERSIONS = ("torch", "numba", "triton", "spikingjelly")
@@ -30,11 +29,10 @@ def results_dir() -> Path:
 
 
 def commit() -> str:
-    """The checkout's commit, "+dirty" when tracked files differ from it (new result files do not count)."""
-    run = {"cwd": REPO_ROOT, "capture_output": True, "text": True, "timeout": 10, "check": False}
-    head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], **run).stdout.strip() or "unknown"
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], **run).stdout.strip()
-    return head + ("+dirty" if dirty else "")
+    """The checkout's commit (12 digits), "+dirty" as `aoi.provenance.git_commit` defines it
+    (a tracked file outside results/ and notebooks/ differs)."""
+    head, dirty = git_commit()
+    return head[:12] + ("+dirty" if dirty else "")
 
 
 def provenance(device: torch.device) -> dict:

@@ -108,6 +108,14 @@ def test_sweep_figure_draws_alpha_on_a_log_axis_with_tet_and_the_marked_alphas()
     plt.close(fig)
 
 
+def test_sweep_figure_of_tet_runs_alone_draws_tet_only():
+    summary = sweep_summary()
+    fig = sweep_figure(summary[summary["method"] == "tet"])
+    labels = {line.get_label() for line in fig.get_axes()[0].lines}
+    assert "TET (α = 0), through reset" in labels and not any(label.startswith("STR") for label in labels)
+    plt.close(fig)
+
+
 def test_capacity_figure_puts_one_line_per_method_across_widths():
     rows = [
         summary_row(label, seed, 0.8 + 0.05 * width, width=width)
