@@ -104,12 +104,7 @@ def _run(args: argparse.Namespace) -> None:
         from aoi.config import TrainConfig
         from aoi.train import train
 
-        try:
-            config = TrainConfig(**{name: getattr(args, name) for name, *_ in _train_config_fields()})
-        except ValueError as exc:
-            if args.debug:
-                raise
-            raise SystemExit(f"aoi train: {exc}") from None
+        config = TrainConfig(**{name: getattr(args, name) for name, *_ in _train_config_fields()})
         run_dir = args.run_dir or f"runs/{config.run_name()}"
         final = train(config, run_dir, progress=not args.no_progress)
         if os.environ.get("RANK", "0") == "0":  # once under torchrun

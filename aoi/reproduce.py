@@ -95,8 +95,9 @@ def plan(
             continue
         directory, out = run_dir(profile["name"], name, runs), run_results_dir(profile["name"], name, results)
         try:
-            status = run_status(directory, out, params, force)
-            stale = run_staleness(status, directory, out, threads)
+            stored = None if force else read_json(directory / "config.json")
+            status = run_status(stored, directory, out, params, force)
+            stale = run_staleness(status, stored, out, threads)
         except UnreadableFile as error:
             planned.append(Run(name, params, directory, out, "unreadable", str(error)))
             continue
@@ -104,12 +105,11 @@ def plan(
     return planned
 
 
-def run_status(directory: Path, out: Path, params: dict, force: bool) -> str:
-    """The status of the run in ``directory`` (results in ``out``) with TrainConfig values ``params``,
-    staleness aside."""
+def run_status(stored: dict | None, directory: Path, out: Path, params: dict, force: bool) -> str:
+    """The status of the run in ``directory`` (its config.json's content ``stored``; results in
+    ``out``) with TrainConfig values ``params``, staleness aside."""
     if force:
         return "forced"
-    stored = read_json(directory / "config.json")
     if is_finished(directory, out, params):
         return "finished"
     if stored is None:
@@ -119,13 +119,13 @@ def run_status(directory: Path, out: Path, params: dict, force: bool) -> str:
     return "changed"
 
 
-def run_staleness(status: str, directory: Path, out: Path, threads: int) -> str:
+def run_staleness(status: str, stored: dict | None, out: Path, threads: int) -> str:
     """Why a "finished" or "resume" run was not made by the current code with ``threads`` torch
-    threads (`aoi.provenance.staleness` of its training record in config.json and of a finished
-    run's analysis record in metrics.json); "" when it was, or for any other status."""
+    threads (`aoi.provenance.staleness` of its training record in config.json, ``stored``, and of a
+    finished run's analysis record in ``out``/metrics.json); "" when it was, or for any other status."""
     if status not in ("finished", "resume"):
         return ""
-    records = [(read_json(directory / "config.json") or {}).get("provenance")]
+    records = [(stored or {}).get("provenance")]
     if status == "finished":
         records.append(((read_json(out / "metrics.json") or {}).get("provenance") or {}).get("analysis"))
     return staleness(records, threads)

@@ -49,6 +49,12 @@ def run_columns(run: dict) -> dict:
     }
 
 
+def made_by_other_code(codes) -> str:
+    """What `OTHER_CODE` means for the fingerprints ``codes``: "made by other code (fingerprint ...)
+    than the current aoi (...)"."""
+    return f"made by other code (fingerprint {', '.join(codes)}) than the current aoi ({code_fingerprint()})"
+
+
 def run_code(run: dict) -> str:
     """The fingerprint of the code that trained and analysed ``run`` (`aoi.provenance.recorded_code`:
     "none" where not recorded, both when they differ)."""
@@ -179,10 +185,9 @@ class Study:
 
     def _other_code_warnings(self) -> list[str]:
         """A warning per fingerprint of `other_code`, naming its runs (marked `OTHER_CODE` in the tables)."""
-        current = code_fingerprint()
         return [
-            f"WARNING: runs made by other code (fingerprint {code}) than the current aoi ({current}), "
-            f"marked {OTHER_CODE} in the tables: {', '.join(names)}; rerun ./reproduce.sh --profile {self.name}"
+            f"WARNING: runs {made_by_other_code([code])}, marked {OTHER_CODE} in the tables: {', '.join(names)}; "
+            f"rerun ./reproduce.sh --profile {self.name}"
             for code, names in self.other_code.items()
         ]
 

@@ -22,7 +22,7 @@ from aoi.files import write_text
 from aoi.methods import RESET_GRADIENTS, method_label
 from aoi.plots import mean_std, with_variants
 from aoi.provenance import code_fingerprint
-from aoi.results import OTHER_CODE
+from aoi.results import OTHER_CODE, made_by_other_code
 
 ACCURACY_COLUMNS = {  # summary_frame column -> (heading, scale, decimals)
     "accuracy": ("accuracy at T (%)", 100, 2),
@@ -88,10 +88,7 @@ def code_note(frame: pd.DataFrame) -> list[str]:
     other = sorted(set(frame["code"]) - {code_fingerprint()})
     if not other:
         return []
-    return [
-        f"{OTHER_CODE} made by other code (fingerprint {', '.join(other)}) than the current aoi "
-        f"({code_fingerprint()}): rerun ./reproduce.sh to make them again."
-    ]
+    return [f"{OTHER_CODE} {made_by_other_code(other)}: rerun ./reproduce.sh to make them again."]
 
 
 def _table(summary: pd.DataFrame, spec: dict, paper_reported, references, paper_cells) -> pd.DataFrame:

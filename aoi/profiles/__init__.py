@@ -26,7 +26,8 @@ from pathlib import Path
 
 import yaml
 
-from aoi.config import TrainConfig
+from aoi.config import TrainConfig, _is_number
+from aoi.config import _is_integer as _is_int
 from aoi.errors import UserError
 from aoi.methods import check_method
 
@@ -61,14 +62,6 @@ def _quoted_number(value) -> str:
             return ""
         return " (text: write numbers unquoted, with a dot before any exponent: 1.0e-3)"
     return ""
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _is_fraction(value) -> bool:
