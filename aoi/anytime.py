@@ -65,7 +65,8 @@ def check_inputs(model: nn.Module, inputs: torch.Tensor) -> None:
     if T is not None and shape[0] != T:
         hint = " (batch-first [N, T, ...]? pass inputs.transpose(0, 1))" if shape[1] == T else ""
         raise InputError(f"inputs must be [T, N, ...] with the model's T = {T} steps first, got shape {shape}{hint}")
-    if inputs.is_floating_point() and not torch.isfinite(inputs).all():
+    # one pass: a sum is finite when every value is, unless finite values overflow it (then look closer)
+    if inputs.is_floating_point() and not torch.isfinite(inputs.sum()) and not torch.isfinite(inputs).all():
         bad = int((~torch.isfinite(inputs)).sum())
         raise InputError(f"inputs hold {bad} NaN or infinite values (of {inputs.numel()}): pass finite inputs")
 
@@ -213,10 +214,11 @@ def _run(model, inputs, flight: _Flight, stop_rule, counter: OperationCounter | 
     """`predict`'s loop, inside `streaming`: one step of every sample in flight per forward, until all exited."""
     T, N = inputs.shape[:2]
     layers = lif_layers(model)
+    rows = inputs.flatten(0, 1)  # [T * N, ...]: one row per step and sample, gathered by index_select
     admitted = flight.fields["index"].shape[0]
     while True:
         fields = flight.fields
-        output = model(inputs[fields["step"], fields["index"]].unsqueeze(0))[0]
+        output = model(rows.index_select(0, fields["step"] * N + fields["index"]).unsqueeze(0))[0]
         flight.add(output, counter.take() if counter else ())
         stop = stop_rule(fields["step"], flight.accumulated) | (fields["step"] == T - 1)
         if stop.any():

@@ -6,20 +6,24 @@ At the paper's sizes one activation takes hundreds of MB (VGGSNN's first layer: 
 to the operating system when they are freed, so each forward page-faults them in again (4 KB at
 a time, zeroed by the kernel), and they stream through memory instead of cache. On our 2-core
 machines a batch-64 forward of fashion_snn at 2x48x48 took 2.5x the time of the same forward in
-4 MB chunks, most of the difference in page faults; training steps pay the same (see
-benchmarks/README.md). `full_forward` runs the forward on groups of samples (all T steps
-each; or, when one sample's T steps alone are too big, groups of steps with the neurons' state
-carried, `aoi.neurons.streaming`), sized so that no activation exceeds ``chunk_bytes``: memory
-is reused from the allocator and stays in cache, and the per-call overhead stays amortised
-over many rows.
+chunks of a few samples (benchmarks/README.md). Which chunk is fastest is not a simple function
+of its size: oneDNN picks other convolution kernels for other batch sizes (digits_snn at 2x16x16
+ran 44 us per row in chunks of 8 samples, 77 us in chunks of 12). So on the CPU `full_forward`
+measures it: the first call for a model and input shape times a forward of 1, 2, 4, ... samples
+(all T steps each, largest activation under ``MAX_CHUNK_BYTES``) and keeps the fastest per sample
+(`fastest_samples`); when one sample's T steps alone exceed that size, it runs groups of steps
+with the neurons' state carried (`aoi.neurons.streaming`). On CUDA it runs the largest chunks
+under ``MAX_CHUNK_BYTES``, unmeasured.
 
 Exactness: the logits equal ``model(inputs)`` bit for bit on CPU for every aoi model (tested),
-for the same reason as `aoi.anytime.predict`'s exits: each sample's logits do not depend on the
-other samples in its batch, nor on whether its steps ran in one call or several.
+whatever the chunks, for the same reason as `aoi.anytime.predict`'s exits: each sample's logits
+do not depend on the other samples in its batch, nor on whether its steps ran in one call or
+several.
 """
 
 from __future__ import annotations
 
+import time
 import weakref
 
 import torch
@@ -27,8 +31,13 @@ from torch import nn
 
 from aoi.neurons import streaming
 
-CHUNK_BYTES = 4 * 2**20  # largest activation per chunk: a few L2 caches, far under glibc's 32 MB reuse limit
-_ROW_BYTES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {row shape and dtype: bytes}
+MAX_CHUNK_BYTES = 256 * 2**20  # largest activation per chunk: bounds the memory of a forward
+_ROW_BYTES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {row key: bytes}
+_SAMPLE_SECONDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {key: {samples: s/sample}}
+
+
+def _row_key(inputs: torch.Tensor) -> tuple:
+    return tuple(inputs.shape[2:]), inputs.dtype, inputs.device
 
 
 def row_bytes(model: nn.Module, inputs: torch.Tensor) -> int:
@@ -37,8 +46,8 @@ def row_bytes(model: nn.Module, inputs: torch.Tensor) -> int:
     Measured once per model and input row shape with a one-step forward of one sample (its
     modules' outputs, seen through forward hooks), then remembered.
     """
-    key = (tuple(inputs.shape[2:]), inputs.dtype, inputs.device)
     known = _ROW_BYTES.setdefault(model, {})
+    key = _row_key(inputs)
     if key not in known:
         sizes = [inputs[:1, :1].nbytes]
 
@@ -66,17 +75,45 @@ def chunk_shape(T: int, N: int, rows: int) -> tuple[int, int]:
     return 1, rows
 
 
-def full_forward(model: nn.Module, inputs: torch.Tensor, chunk_bytes: int | None = CHUNK_BYTES) -> torch.Tensor:
+def fastest_samples(model: nn.Module, inputs: torch.Tensor, most: int, clock=time.perf_counter) -> int:
+    """The number of samples per forward, 1, 2, 4, ... up to ``most``, whose forward of all T steps of
+    ``inputs`` [T, N, ...] takes the least time per sample (the best of two forwards each), the sizes
+    tried in turn until two in a row are slower than the best. The times are kept per model, T,
+    input row shape and thread count; each size is measured once."""
+    key = (inputs.shape[0], *_row_key(inputs), torch.get_num_threads())
+    seconds = _SAMPLE_SECONDS.setdefault(model, {}).setdefault(key, {})
+    best, slower = None, 0
+    for samples in (2**k for k in range(min(most, inputs.shape[1]).bit_length())):
+        if samples not in seconds:
+            times = []
+            for _ in range(2):
+                start = clock()
+                model(inputs[:, :samples])
+                times.append(clock() - start)
+            seconds[samples] = min(times) / samples
+        if best is None or seconds[samples] < seconds[best]:
+            best, slower = samples, 0
+        else:
+            slower += 1
+            if slower == 2:
+                break
+    return best
+
+
+def full_forward(model: nn.Module, inputs: torch.Tensor, chunk_bytes: int | None = None) -> torch.Tensor:
     """All T steps of ``model`` on inputs [T, N, ...] under no_grad: per-step logits [T, N, K], equal to
-    ``model(inputs)``, computed in chunks whose largest activation stays under ``chunk_bytes``
-    (None: one chunk, the plain folded forward). The model must be in eval mode (batch norm's
-    batch statistics would mix the samples of a chunk)."""
+    ``model(inputs)``, computed in chunks. ``chunk_bytes``: the largest activation of a chunk, fixed;
+    None: the fastest chunk measured (CPU, `fastest_samples`) or the largest (CUDA) under
+    ``MAX_CHUNK_BYTES``. The model must be in eval mode (batch norm's batch statistics would mix the
+    samples of a chunk)."""
     if model.training:
         raise ValueError("full_forward needs the model in eval mode (batch norm running statistics): call model.eval()")
     T, N = inputs.shape[:2]
-    rows = T * N if chunk_bytes is None else chunk_bytes // row_bytes(model, inputs)
-    samples, steps = chunk_shape(T, N, rows)
     with torch.no_grad():
+        rows = (chunk_bytes or MAX_CHUNK_BYTES) // row_bytes(model, inputs)
+        samples, steps = chunk_shape(T, N, rows)
+        if chunk_bytes is None and steps == T and inputs.device.type == "cpu":
+            samples = fastest_samples(model, inputs, samples)
         if samples * steps == T * N:
             return model(inputs)
         if steps == T:

@@ -4,14 +4,21 @@ For each model and batch size B, four ways to run the same samples, timed interl
 rounds after a warm-up; the best of each is kept):
 
 - ``folded``: the plain ``model(x)`` on batches of B samples (T folded into the batch);
-- ``full``: `aoi.inference.full_forward` on the same batches, the fastest full-T inference (the
-  baseline of every speed-up);
+- ``full``: `aoi.inference.full_forward` on the same batches, the fastest full-T inference (chunks
+  measured; the baseline of every speed-up);
 - ``stream_T``: `predict` with every sample running all T steps (the cost of stepping itself);
 - ``streaming``: `predict` with the confidence rule at ``epsilon``, B samples in flight.
 
 Derived: step_speedup T / mean exit step; wallclock_speedup full / streaming; realised
 wallclock_speedup / step_speedup (targets: >= 0.8 at B = 1, >= 0.9 at B >= 16); full_vs_stepping
-full / stream_T (target <= 1.0).
+full / stream_T (target <= 1.0). On CPU, one more (untimed) run of ``full`` and of ``stream_T``
+under torch's profiler gives the milliseconds spent in convolutions (full_conv_ms,
+stream_T_conv_ms): full_conv_ms / stream_T_conv_ms bounds what stepping can realise however
+little Python it runs.
+
+At B = 1 ``--single-samples`` samples run; at B >= 16, ``--batches`` batches' worth (at least
+``--samples``): a queue of samples drains at its end, its last forwards running fewer than B
+samples (up to T of them), which a long stream of samples amortises.
 
 Models and data (no trained weights or recordings needed): digits_snn at 2x16x16 (ndigits' size),
 fashion_snn at 2x48x48 (N-MNIST as resized by aoi) and vggsnn at width 0.25 on 2x48x48, T=10, on
@@ -24,7 +31,7 @@ a finished aoi run is timed instead, on its own test set, at ``--epsilon`` (defa
 (benchmarks/device_check.py). exit_mismatches counts samples whose streamed exit differs from the
 post-hoc rule on the full-T logits of the same run (0 on CPU; on GPU see aoi.anytime).
 
-Writes results/benchmarks/anytime.csv (``$OUT`` if set). About 3 minutes on 2 CPU cores:
+Writes results/benchmarks/anytime.csv (``$OUT`` if set). About 8 minutes on 2 CPU cores:
 
     python benchmarks/bench_anytime.py [--models digits_snn fashion_snn vggsnn] [--batch-sizes 1 16 64]
         [--repeats 3] [--threads 1] [--clock wall|cpu] [--run-dir RUN --epsilon E]
@@ -33,6 +40,7 @@ Writes results/benchmarks/anytime.csv (``$OUT`` if set). About 3 minutes on 2 CP
 from __future__ import annotations
 
 import argparse
+import math
 import time
 
 import pandas as pd
@@ -90,6 +98,13 @@ def epsilon_for(outputs: torch.Tensor, step_speedup: float) -> float:
     return high
 
 
+def convolution_ms(run) -> float:
+    """Milliseconds of CPU time that one call of ``run`` spends in convolutions (torch's profiler)."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+        run()
+    return sum(event.self_cpu_time_total for event in profile.key_averages() if "convolution" in event.key) / 1e3
+
+
 def run_case(label, model, frames, epsilon, batch, args) -> dict:
     """One row: the four timings of the module docstring at batch size ``batch``."""
     batches = frames.split(batch, dim=1)
@@ -106,6 +121,7 @@ def run_case(label, model, frames, epsilon, batch, args) -> dict:
     }
     times, results = interleaved_times(runs, args.repeats, frames.is_cuda, CLOCKS[args.clock])
     best = {name: 1e3 * min(values) for name, values in times.items()}
+    conv = {name: math.nan if frames.is_cuda else convolution_ms(runs[name]) for name in ("full", "stream_T")}
     exits = results["streaming"].exit_steps
     post_hoc = confidence_cutoff(torch.cat(results["full"], dim=1), epsilon).exit_steps
     exit_step = exits.double().mean().item()
@@ -117,6 +133,7 @@ def run_case(label, model, frames, epsilon, batch, args) -> dict:
         "samples": frames.shape[1],
         "epsilon": epsilon,
         **{f"{name}_ms": value for name, value in best.items()},
+        **{f"{name}_conv_ms": value for name, value in conv.items()},
         "mean_exit_step": exit_step,
         "step_speedup": step_speedup,
         "wallclock_speedup": best["full"] / best["streaming"],
@@ -134,17 +151,23 @@ def cases(args):
     if args.run_dir:
         model, config = load_model(args.run_dir, device)
         dataset = split_dataset(config, "test")
-        frames = torch.stack([dataset[i][0] for i in range(min(args.samples, len(dataset)))]).transpose(0, 1)
+        samples = min(max(samples_at(batch, args) for batch in args.batch_sizes), len(dataset))
+        frames = torch.stack([dataset[i][0] for i in range(samples)]).transpose(0, 1)
         epsilon = args.epsilon if args.epsilon is not None else float(load_profile("default")["epsilon"])
         label = {"model": config.model, "input": "x".join(map(str, frames.shape[2:])), "data": config.dataset}
         yield label, model, frames.contiguous().to(device), epsilon
         return
     for name in args.models:
-        model, frames = synthetic_case(name, args.samples, device)
+        model, frames = synthetic_case(name, max(samples_at(batch, args) for batch in args.batch_sizes), device)
         epsilon = epsilon_for(full_forward(model, frames).float().cpu(), args.step_speedup)
         model_name, shape, width, _ = CASES[name]
         label = {"model": model_name, "input": "x".join(map(str, shape)), "width": width, "data": "synthetic"}
         yield label, model, frames, epsilon
+
+
+def samples_at(batch: int, args) -> int:
+    """Samples timed at batch size ``batch`` (the module docstring says why)."""
+    return args.single_samples if batch == 1 else max(args.samples, args.batches * batch)
 
 
 def main(argv=None) -> pd.DataFrame:
@@ -152,7 +175,8 @@ def main(argv=None) -> pd.DataFrame:
     parser.add_argument("--models", nargs="+", default=list(CPU_CASES), choices=list(CASES))
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16, 64])
-    parser.add_argument("--samples", type=int, default=128, help="samples per model (batch sizes >= 16)")
+    parser.add_argument("--samples", type=int, default=128, help="least samples at batch sizes >= 16")
+    parser.add_argument("--batches", type=int, default=8, help="batches' worth of samples at batch sizes >= 16")
     parser.add_argument("--single-samples", type=int, default=32, help="samples at batch size 1 (slow in Python)")
     parser.add_argument("--step-speedup", type=float, default=3.9, help="sets epsilon on synthetic data")
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds after a warm-up (best kept)")
@@ -166,7 +190,7 @@ def main(argv=None) -> pd.DataFrame:
     rows = []
     for label, model, frames, epsilon in cases(args):
         for batch in args.batch_sizes:
-            subset = frames[:, : args.single_samples] if batch == 1 else frames
+            subset = frames[:, : samples_at(batch, args)]
             rows.append(run_case(label, model, subset, epsilon, batch, args))
             print(pd.DataFrame(rows[-1:]).to_string(index=False, float_format=lambda v: f"{v:.3g}"), flush=True)
     table = pd.DataFrame(rows)

@@ -101,6 +101,11 @@ def test_serial_and_parallel_kernels_agree_bit_for_bit():
         outputs.append((u, s, r, last, grad_x, grad_m0))
     for serial, parallel in zip(*outputs):
         assert torch.equal(serial, parallel)
+    _, spikes, _, last = outputs[0][:4]
+    for inference in (lif_scan._inference_serial, lif_scan._inference_parallel):  # in place, no potentials
+        membrane, s = m0.clone(), torch.empty(T, M)
+        inference(x.numpy(), membrane.numpy(), *constants, s.numpy())
+        assert torch.equal(s, spikes) and torch.equal(membrane, last)
 
 
 def test_kernels_leave_torch_threads_alone():

@@ -185,10 +185,19 @@ def test_sew_block_adds_spikes_after_the_neuron():
     assert torch.equal(out - spikes, block.lif2(block.conv_bn2(block.lif1(block.conv_bn1(spikes)))))
 
 
-@pytest.mark.parametrize("shape", [(4, 40, 16, 16), (2, 40, 17, 19), (3, 5, 8, 8)], ids=["even", "odd", "small"])
-def test_fast_average_pool_equals_torchs_bit_for_bit(shape):
+@pytest.mark.parametrize(
+    "shape,layout",
+    [
+        ((4, 40, 16, 16), torch.contiguous_format),
+        ((2, 40, 17, 19), torch.contiguous_format),
+        ((3, 5, 8, 8), torch.contiguous_format),
+        ((3, 6, 10, 12), torch.channels_last),
+    ],
+    ids=["even", "odd", "small", "channels-last"],
+)
+def test_fast_average_pool_equals_torchs_bit_for_bit(shape, layout):
     """AvgPool2 reorders nothing: the same sums in the same order, forward and backward, for any values."""
-    x = torch.randn(shape, generator=torch.Generator().manual_seed(0)) * 3
+    x = (torch.randn(shape, generator=torch.Generator().manual_seed(0)) * 3).contiguous(memory_format=layout)
     grad = torch.randn(*shape[:2], shape[2] // 2, shape[3] // 2, generator=torch.Generator().manual_seed(1))
     results = []
     for pool in (AvgPool2(), nn.AvgPool2d(2)):
