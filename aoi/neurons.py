@@ -231,6 +231,27 @@ def keep_samples(model: nn.Module | list[LIF], index: torch.Tensor) -> None:
             lif.state = lif.state[index]
 
 
+def forward_in_pieces(model: nn.Module, x: torch.Tensor, samples: int, layers: list[LIF]) -> torch.Tensor:
+    """``model(x)`` for x [t, n, ...] inside `streaming`, on at most ``samples`` samples at a time: each of
+    ``layers`` (the model's `lif_layers`) carries the state of the same samples meanwhile (a view of
+    its state, updated in place; a state not made yet is joined from the pieces'). The same outputs
+    [t, n, K] and states as one forward, when each sample's result does not depend on the others'
+    (aoi models, bit for bit on CPU)."""
+    if x.shape[1] <= samples:
+        return model(x)
+    states = [lif.state for lif in layers]
+    outputs, pieces = [], [[] for _ in layers]
+    for start in range(0, x.shape[1], samples):
+        for lif, state in zip(layers, states):
+            lif.state = None if state is None else state[start : start + samples]
+        outputs.append(model(x[:, start : start + samples]))
+        for made, lif in zip(pieces, layers):
+            made.append(lif.state)
+    for lif, state, made in zip(layers, states, pieces):
+        lif.state = torch.cat(made) if state is None else state
+    return torch.cat(outputs, dim=1)
+
+
 def append_samples(model: nn.Module | list[LIF], count: int) -> None:
     """Add ``count`` samples at rest (zero membrane) after the carried ones: state [n, ...] -> [n + count, ...]."""
     for lif in _layers(model):

@@ -11,7 +11,7 @@ import torch
 from sklearn.datasets import load_digits
 from torch import nn
 
-from aoi import inference
+from aoi import anytime, inference
 from aoi.anytime import InputError, compare_rules, predict, time_inference
 from aoi.cutoff import calibrate_topk_thresholds, confidence_cutoff, topk_cutoff
 from aoi.energy import count_operations, energy_pj, sum_until_exit
@@ -269,7 +269,7 @@ def test_compare_rules_table_by_hand():
         ("sew_resnet34", (3, 32, 32)),
     ],
 )
-def test_every_aoi_model_streams_like_its_full_forward(name, input_shape):
+def test_every_aoi_model_streams_like_its_full_forward(name, input_shape, monkeypatch):
     from aoi.models import get_model
 
     torch.manual_seed(0)
@@ -302,6 +302,12 @@ def test_every_aoi_model_streams_like_its_full_forward(name, input_shape):
         assert torch.equal(result.predictions, expected.predictions)
         assert torch.equal(result.synops, sum_until_exit(counts.synops, result.exit_steps))
         assert torch.equal(result.macs, sum_until_exit(counts.macs, result.exit_steps))
+    row = inference.row_bytes(model, inputs)
+    for piece in (1, 3):  # uncounted steps run in pieces of this many samples
+        monkeypatch.setattr(anytime, "STEP_BYTES", piece * row)
+        result = predict(model, inputs, epsilon, count=False, batch_size=5)
+        assert torch.equal(result.exit_steps, expected.exit_steps)
+        assert torch.equal(result.predictions, expected.predictions)
 
 
 @pytest.mark.parametrize("batch_size", [1, 7])

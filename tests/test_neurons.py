@@ -7,6 +7,7 @@ import torch
 from aoi.neurons import (
     LIF,
     append_samples,
+    forward_in_pieces,
     keep_samples,
     lif_layers,
     reset_state,
@@ -153,6 +154,21 @@ def test_streaming_equals_full_forward_and_drops_samples():
     assert torch.equal(head, full[:3])
     assert torch.equal(tail, full[3:, [1, 3]])
     assert all(lif.state is None and not lif.carry_state for lif in lif_layers(model))
+
+
+def test_a_forward_in_pieces_equals_one_forward_and_carries_every_state():
+    torch.manual_seed(2)
+    model = torch.nn.Sequential(LIF(), torch.nn.Identity(), LIF(tau=0.25))
+    x = torch.rand(4, 5, 7) * 2
+    full = model(x)
+    layers = lif_layers(model)
+    with streaming(model):
+        steps = [forward_in_pieces(model, x[t : t + 1], 2, layers) for t in range(4)]  # pieces of 2, 2, 1
+        assert all(lif.state.shape == (5, 7) for lif in layers)  # made from the pieces at step 1
+        storage = [lif.state.data_ptr() for lif in layers]
+        forward_in_pieces(model, x[:1], 2, layers)
+        assert [lif.state.data_ptr() for lif in layers] == storage  # later steps update them in place
+    assert torch.equal(torch.cat(steps), full)
 
 
 def test_step_carries_state():
