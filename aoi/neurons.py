@@ -24,6 +24,7 @@ State is explicit: every forward starts from zero unless the neuron is *carrying
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 
 import snntorch as snn
@@ -232,13 +233,14 @@ def keep_samples(model: nn.Module | list[LIF], index: torch.Tensor) -> None:
 
 
 def forward_in_pieces(model: nn.Module, x: torch.Tensor, samples: int, layers: list[LIF]) -> torch.Tensor:
-    """``model(x)`` for x [t, n, ...] inside `streaming`, on at most ``samples`` samples at a time: each of
-    ``layers`` (the model's `lif_layers`) carries the state of the same samples meanwhile (a view of
-    its state, updated in place; a state not made yet is joined from the pieces'). The same outputs
-    [t, n, K] and states as one forward, when each sample's result does not depend on the others'
-    (aoi models, bit for bit on CPU)."""
+    """``model(x)`` for x [t, n, ...] inside `streaming`, on at most ``samples`` samples at a time (as few
+    pieces as that allows, of even sizes). Meanwhile each of ``layers`` (the model's `lif_layers`)
+    carries the state of the piece's samples: a view of its state, updated in place; a state not made
+    yet is joined from the pieces'. The same outputs [t, n, K] and states as one forward, when each
+    sample's result does not depend on the others' (aoi models, bit for bit on CPU)."""
     if x.shape[1] <= samples:
         return model(x)
+    samples = math.ceil(x.shape[1] / math.ceil(x.shape[1] / samples))  # as few pieces, evenly filled
     states = [lif.state for lif in layers]
     outputs, pieces = [], [[] for _ in layers]
     for start in range(0, x.shape[1], samples):
