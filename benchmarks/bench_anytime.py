@@ -148,17 +148,17 @@ def run_case(label, model, frames, epsilon, batch, args) -> dict:
 def cases(args):
     """(label, model, frames [T, N, ...], epsilon) for each model to time."""
     device = torch.device(args.device)
+    samples = max(samples_at(batch, args) for batch in args.batch_sizes)
     if args.run_dir:
         model, config = load_model(args.run_dir, device)
         dataset = split_dataset(config, "test")
-        samples = min(max(samples_at(batch, args) for batch in args.batch_sizes), len(dataset))
-        frames = torch.stack([dataset[i][0] for i in range(samples)]).transpose(0, 1)
+        frames = torch.stack([dataset[i][0] for i in range(min(samples, len(dataset)))]).transpose(0, 1)
         epsilon = args.epsilon if args.epsilon is not None else float(load_profile("default")["epsilon"])
         label = {"model": config.model, "input": "x".join(map(str, frames.shape[2:])), "data": config.dataset}
         yield label, model, frames.contiguous().to(device), epsilon
         return
     for name in args.models:
-        model, frames = synthetic_case(name, max(samples_at(batch, args) for batch in args.batch_sizes), device)
+        model, frames = synthetic_case(name, samples, device)
         epsilon = epsilon_for(full_forward(model, frames).float().cpu(), args.step_speedup)
         model_name, shape, width, _ = CASES[name]
         label = {"model": model_name, "input": "x".join(map(str, shape)), "width": width, "data": "synthetic"}

@@ -26,8 +26,7 @@ from pathlib import Path
 
 import yaml
 
-from aoi.config import TrainConfig, _is_number
-from aoi.config import _is_integer as _is_int
+from aoi.config import TrainConfig, _is_integer, _is_number
 from aoi.errors import UserError
 from aoi.methods import check_method
 
@@ -69,7 +68,7 @@ def _is_fraction(value) -> bool:
 
 
 def _integer(least: int):
-    return _kind(lambda v: _is_int(v) and v >= least, f"an integer >= {least}")
+    return _kind(lambda v: _is_integer(v) and v >= least, f"an integer >= {least}")
 
 
 def _non_empty_list(test, text: str):
@@ -91,7 +90,7 @@ _TEXT = _kind(lambda v: isinstance(v, str), "text")
 _MAPPING = _kind(lambda v: isinstance(v, dict), "a mapping")
 _TYPES = {  # TrainConfig field type -> (test, text)
     bool: (lambda v: isinstance(v, bool), "true or false"),
-    int: (_is_int, "an integer"),
+    int: (_is_integer, "an integer"),
     float: (_is_number, "a number"),
     str: (lambda v: isinstance(v, str), "text"),
 }
@@ -116,7 +115,7 @@ SCHEMA = {  # key -> value check; train, analysis and datasets are checked key b
     "presentation": _non_empty_list(lambda v: isinstance(v, str), "notebook names"),
     "epsilon": _kind(_is_fraction, "a number in [0, 1)"),
     "epsilons": _non_empty_list(_is_fraction, "numbers in [0, 1)"),
-    "seeds": _non_empty_list(lambda v: _is_int(v) and v >= 0, "integers >= 0"),
+    "seeds": _non_empty_list(lambda v: _is_integer(v) and v >= 0, "integers >= 0"),
     "train": _MAPPING,
     "analysis": _MAPPING,
     "datasets": _kind(lambda v: isinstance(v, dict) and v, "a non-empty mapping of dataset names to runs"),
