@@ -1,9 +1,10 @@
-"""Tiny training runs driven through the command line, and the ways a run's files go bad on disk
-(for the guard tests)."""
+"""Tiny training runs driven through the command line, the ways a run's files go bad on disk (for
+the guard tests), and what a run's records must not hold (a path of the machine that made them)."""
 
 from __future__ import annotations
 
 import csv
+import os
 import shutil
 from pathlib import Path
 
@@ -58,3 +59,12 @@ def signed(checkpoint: dict) -> dict:
 def read_log(run_dir) -> list[dict]:
     with open(run_dir / "log.csv", newline="") as f:
         return list(csv.DictReader(f))
+
+
+def absolute_paths(record) -> list[str]:
+    """Every string in the nested dicts and lists ``record`` that is an absolute path."""
+    if isinstance(record, dict):
+        return [path for value in record.values() for path in absolute_paths(value)]
+    if isinstance(record, list):
+        return [path for value in record for path in absolute_paths(value)]
+    return [record] if isinstance(record, str) and os.path.isabs(record) else []

@@ -11,6 +11,7 @@ another CPU model or count (other rounding, amplified over epochs) the accuracie
 import json
 
 import pytest
+from runs import absolute_paths
 
 from aoi import reproduce
 from aoi.layout import REPO_ROOT, run_name
@@ -51,6 +52,7 @@ def test_a_committed_run_retrained_from_scratch_gives_the_committed_numbers(name
         )
     ours, theirs = json.loads((tmp_path / "results" / "metrics.json").read_text()), committed(name)
     assert ours["params"] == theirs["params"]
+    assert absolute_paths(ours["provenance"]) == []  # what the run depends on, not where this machine keeps it
     accuracies = [[step["accuracy"] for step in run["accuracy_per_step"]] for run in (ours, theirs)]
     machines = [run["provenance"]["train"]["machine"] for run in (ours, theirs)]
     same_machine = [(m.get("cpu"), m["torch_threads"]) for m in machines]
