@@ -5,7 +5,14 @@ import math
 import pytest
 import torch
 
-from aoi.cutoff import calibrate_topk_thresholds, confidence_cutoff, confidence_stop, topk_cutoff, topk_stop
+from aoi.cutoff import (
+    CutoffError,
+    calibrate_topk_thresholds,
+    confidence_cutoff,
+    confidence_stop,
+    topk_cutoff,
+    topk_stop,
+)
 
 
 def example_outputs():
@@ -51,10 +58,22 @@ def test_topk_exits_by_hand():
 
 
 def test_bad_arguments_say_what_to_do():
-    with pytest.raises(ValueError, match="epsilon"):
+    with pytest.raises(CutoffError, match="epsilon"):
         confidence_cutoff(example_outputs(), 1.0)
-    with pytest.raises(ValueError, match="one value per step"):
+    with pytest.raises(CutoffError, match="one value per step"):
         topk_cutoff(example_outputs(), [1.0, 2.0])
+    with pytest.raises(CutoffError, match=r"must be finite, one value per step \(3\), got \[1.0, nan, 2.0\]"):
+        topk_cutoff(example_outputs(), [1.0, math.nan, 2.0])  # NaN would never fire
+
+
+def test_outputs_that_are_not_finite_per_step_logits_are_refused():
+    outputs = example_outputs()
+    outputs[1, 2, 0] = math.nan  # NaN never fires: sample 2 would run to T and predict class 0
+    for cutoff in (lambda o: confidence_cutoff(o, 0.1), lambda o: topk_cutoff(o, [1.0, 1.0, 1.0])):
+        with pytest.raises(CutoffError, match=r"^outputs hold 1 NaN or infinite values \(of 18\): check the"):
+            cutoff(outputs)
+        with pytest.raises(CutoffError, match=r"^outputs must be per-step logits \[T, N, K\], got shape \(3, 2\)$"):
+            cutoff(example_outputs()[-1])  # the logits [N, K] of one step
 
 
 def test_topk_calibration_by_hand():
