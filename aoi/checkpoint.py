@@ -78,7 +78,8 @@ def content_sha256(content) -> str:
     while pending:
         value = pending.pop()
         if isinstance(value, torch.Tensor):
-            digest.update(f"tensor {value.dtype} {tuple(value.shape)}:".encode() + _tensor_bytes(value))
+            digest.update(f"tensor {value.dtype} {tuple(value.shape)}:".encode())
+            digest.update(_tensor_bytes(value))
         elif isinstance(value, dict):
             digest.update(f"dict {len(value)}:".encode())
             pending += reversed([part for pair in value.items() for part in pair])
@@ -128,8 +129,9 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _tensor_bytes(tensor: torch.Tensor) -> bytes:
-    return tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes()
+def _tensor_bytes(tensor: torch.Tensor) -> np.ndarray:
+    """The bytes of ``tensor``'s values in order, as a uint8 array (hashed without a copy)."""
+    return tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy()
 
 
 def state_sha256(state: dict[str, torch.Tensor]) -> str:

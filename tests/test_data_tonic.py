@@ -304,3 +304,9 @@ def test_provenance_names_no_path_of_this_machine(tmp_path):
     assert framed.provenance["cache_params"]["settings"]["location_on_system"] == "../WordsDataset"
     nmnist = from_tonic(tonic_readers.NMNIST(str(tmp_path), train=False), T=2, root=tmp_path, cache=False)
     assert nmnist.provenance["cache_params"]["settings"]["location_on_system"] == "NMNIST"
+
+
+@pytest.mark.parametrize("classes", [3, "cat"])
+def test_classes_that_are_not_a_collection_are_refused(tmp_path, classes):
+    with pytest.raises(ValueError, match="classes must be a sequence, a mapping or a set of classes, got"):
+        from_tonic(split_of(tmp_path, [0]), T=2, root=tmp_path, cache=False, classes=classes)

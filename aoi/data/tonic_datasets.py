@@ -17,7 +17,7 @@ change). Targets become labels by one mapping for every split (`_labels`).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +59,8 @@ def _class_list(classes) -> list | None:
     sorted (numbers as numbers, before names)."""
     if classes is None:
         return None
+    if isinstance(classes, (str, bytes)) or not isinstance(classes, Iterable):
+        raise TonicError(f"from_tonic: classes must be a sequence, a mapping or a set of classes, got {classes!r}")
     if isinstance(classes, Mapping):
         classes = [c for c, _ in sorted(classes.items(), key=lambda item: _plain(item[1]))]
     elif isinstance(classes, (set, frozenset)):
