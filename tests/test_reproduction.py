@@ -11,8 +11,10 @@ another CPU model or count (other rounding, amplified over epochs) the accuracie
 import json
 
 import pytest
+from runs import absolute_paths
 
 from aoi import reproduce
+from aoi.files import verified_metrics
 from aoi.layout import REPO_ROOT, run_name
 from aoi.profiles import load_profile, run_grid
 from aoi.provenance import code_fingerprint, staleness
@@ -49,8 +51,9 @@ def test_a_committed_run_retrained_from_scratch_gives_the_committed_numbers(name
         reproduce.execute_notebook(
             reproduce.NOTEBOOK_DIR / f"{stem}.ipynb", tmp_path / f"{stem}.ipynb", parameters[stem]
         )
-    ours, theirs = json.loads((tmp_path / "results" / "metrics.json").read_text()), committed(name)
+    ours, theirs = verified_metrics(tmp_path / "results" / "metrics.json"), committed(name)  # sealed by analysis
     assert ours["params"] == theirs["params"]
+    assert absolute_paths(ours["provenance"]) == []  # what the run depends on, not where this machine keeps it
     accuracies = [[step["accuracy"] for step in run["accuracy_per_step"]] for run in (ours, theirs)]
     machines = [run["provenance"]["train"]["machine"] for run in (ours, theirs)]
     same_machine = [(m.get("cpu"), m["torch_threads"]) for m in machines]

@@ -16,7 +16,8 @@ from aoi.config import TrainConfig, build_model
 from aoi.losses import tet_loss
 from aoi.neurons import lif_layers, set_recording
 from aoi.regularisers import collect_factors, str_loss
-from aoi.train import RunMismatch, TrainingDiverged, train
+from aoi.run_files import RunMismatch
+from aoi.train import TrainingDiverged, train
 
 torch.set_num_threads(1)  # the CI box has 2 shared cores; threads spinning against each other cost 10x
 

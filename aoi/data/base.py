@@ -1,5 +1,9 @@
 """What every loader shares: DatasetInfo, the dataset object returned to users, the data root and
-the cache root, and the one-line errors for missing and unreadable files."""
+the cache root, and the one-line errors for missing and unreadable files.
+
+A dataset's ``provenance`` says what its samples depend on (split rule and hashes, cache keys,
+data hashes) and never where one machine keeps its files: a path in it is relative to the data
+or cache root (`portable`)."""
 
 from __future__ import annotations
 
@@ -76,6 +80,11 @@ def cache_root(root: Path) -> Path:
     """Where aoi writes its caches: the AOI_CACHE environment variable, else the data root `root`
     (set AOI_CACHE when the data root is read-only)."""
     return Path(os.environ.get("AOI_CACHE") or root).expanduser()
+
+
+def portable(path: str | os.PathLike, root: str | os.PathLike) -> str:
+    """``path`` relative to ``root`` (the data or cache root), as provenance records it: e.g. "cache/nmnist/<key>"."""
+    return Path(os.path.relpath(Path(path).resolve(), Path(root).resolve())).as_posix()
 
 
 def missing(name: str, layout: str, where: str) -> DatasetNotFoundError:

@@ -27,14 +27,21 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from aoi.data.base import REPLACE, AoiDataset, DatasetInfo, cache_root, missing, unreadable
+from aoi.data.base import REPLACE, AoiDataset, DatasetInfo, cache_root, missing, portable, unreadable
 from aoi.data.cache import has_params, load_array, params_key, save_array, write_params
 from aoi.data.encoding import events_to_frames
 from aoi.data.splits import nine_to_one_split, split_hash
+from aoi.errors import UserError
 
 CACHE_FORMAT = 1  # bump whenever the frames change for the same parameters
 TRANSLATE_PX = 25  # maximum random shift at the recording's resolution
 NINE_TO_ONE_RULE = "stratified 9:1 on sorted file names per class (every 10th, from the first, to test)"
+
+
+class BadEvents(UserError, ValueError):
+    """A recording that is not tonic events on the dataset's sensor; the message names it."""
+
+
 CIFAR10DVS_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
@@ -149,6 +156,16 @@ def frame_events(
     return resize(events_to_frames(events[keep], sensor_size, T), size)
 
 
+def outside_sensor(events: np.ndarray, sensor_size: tuple[int, int, int]) -> bool:
+    """Whether any event (x, y, t, p) has x or y below 0 or, on a sensor of P > 1 polarities, a
+    polarity outside 0..P-1 (events beyond the width or height are dropped by `frame_events`)."""
+    if not len(events):
+        return False
+    polarity, polarities = events["p"], sensor_size[2]
+    negative = events["x"].min() < 0 or events["y"].min() < 0
+    return bool(negative or (polarities > 1 and not 0 <= polarity.min() <= polarity.max() < polarities))
+
+
 def cache_params(name: str, T: int, sensor_size, size, window_us: int | None, **settings) -> dict:
     """Every setting that shapes the frames of dataset ``name`` (the cache key hashes them)."""
     params = {"format": CACHE_FORMAT, "dataset": name, "T": T, "sensor_size": sensor_size, "size": size}
@@ -211,12 +228,17 @@ class EventFileSource:
                 raise
             raise unreadable(file, exc, REPLACE) from exc
         if getattr(events, "dtype", None) is None or not {"x", "y", "t", "p"} <= set(events.dtype.names or ()):
-            raise ValueError(
+            raise BadEvents(
                 f"sample {self.names[j]} is {type(events).__name__}, not events (a structured array with x, y, t, "
                 "p): create the tonic dataset without a transform that frames the events"
             )
         if file is not None and len(events) == 0:
             raise unreadable(file, "no events", REPLACE)
+        if outside_sensor(events, self.sensor_size):
+            raise BadEvents(
+                f"sample {self.names[j]} holds events outside the sensor (W, H, P) = {self.sensor_size}: x or y "
+                f"below 0, or a polarity outside 0..{self.sensor_size[2] - 1}: fix the events or the sensor_size"
+            )
         return events
 
     def frames(self, j: int) -> torch.Tensor:
@@ -282,8 +304,8 @@ def build_events(info: DatasetInfo, split: str, T: int, root: Path, augment: boo
         "num_files": len(names),
         "num_classes_found": len(set(labels)),
         "cache_key": cache_dir.name,
-        "cache_dir": str(cache_dir),
+        "cache": portable(cache_dir, cache_root(root)),
         "cache_params": params,
-        "folder": str(base),
+        "folder": portable(base, root),
     }
     return AoiDataset(source, info, T, provenance)

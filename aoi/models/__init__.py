@@ -58,7 +58,8 @@ def get_model(
     """Build model ``name`` for ``num_classes`` classes and inputs [T, N, *input_shape].
 
     The models themselves accept any number of steps; ``T`` (the configured number of
-    timesteps) is checked and kept as ``model.T``. ``detach_reset`` sets the reset gradient of
+    timesteps) is checked and kept as ``model.T``, ``input_shape`` as ``model.input_shape``
+    (`aoi.anytime.predict` checks inputs against both). ``detach_reset`` sets the reset gradient of
     every LIF (`aoi.lif_scan`); ``width`` scales every channel count (models in ``WIDENABLE``).
     """
     if name not in MODELS:
@@ -74,6 +75,7 @@ def get_model(
     for lif in lif_layers(model):
         lif.detach_reset = bool(detach_reset)
     model.T = int(T)
+    model.input_shape = tuple(int(s) for s in input_shape)
     return model
 
 
