@@ -49,12 +49,20 @@ def run_splits(config: TrainConfig) -> tuple[str, ...]:
 
 
 def split_dataset(config: TrainConfig, split: str) -> Dataset:
-    """A split of the run's data as in training (same T, limit, seed and held-out part), no augmentation."""
+    """A split of the run's data as in training (same T, limit, seed, fold and held-out part), no augmentation."""
     if split not in run_splits(config):
         raise ValueError(f"split must be one of {run_splits(config)} for this run, got {split!r}")
     limit = {"test": config.limit_test, "train": config.limit_train, "val": None}[split]
     return get_dataset(
-        config.dataset, split, T=config.T, augment=False, limit=limit, seed=config.seed, validation=config.validation
+        config.dataset,
+        split,
+        T=config.T,
+        augment=False,
+        limit=limit,
+        seed=config.seed,
+        validation=config.validation,
+        folds=config.folds,
+        fold=config.fold,
     )
 
 
