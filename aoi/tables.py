@@ -298,11 +298,13 @@ def paired_caption(summary: pd.DataFrame, confidence: float = paired.CONFIDENCE)
     """What `paired_table` of ``summary`` shows: the method, its units and their number."""
     folds = sorted(set(summary["folds"]) - {0})
     units = f"(seed, fold) of a {folds[0]}-fold cross-validation" if len(folds) == 1 else "seed"
+    shared = "; the runs of one seed share training data (k > 2 folds): the interval is somewhat narrow"
     return (
         f"STR minus TET trained on the same {units}, at the stated ε = {summary['epsilon'].iloc[0]:g}: "
         f"mean difference [{100 * confidence:g}% {paired.METHOD}] over the n units of each row (column n); "
         "accuracies in percentage points. An interval that holds 0 does not tell the two apart"
-        + ("; folds of one seed share training data, which makes the interval somewhat narrow." if folds else ".")
+        + (shared if any(k > 2 for k in folds) else "")
+        + "."
     )
 
 

@@ -231,7 +231,9 @@ def test_paired_table_without_validation_data_has_no_chosen_row_and_marks_other_
 def test_paired_caption_names_the_method_and_the_units():
     folds = tables.paired_caption(cross_validated())
     assert "(seed, fold) of a 2-fold cross-validation" in folds and "95% paired t interval" in folds
-    assert "over the n units of each row (column n)" in folds and "share training data" in folds
+    assert "over the n units of each row (column n)" in folds and "overlap" not in folds  # 2 folds: disjoint
+    five = tables.paired_caption(cross_validated().assign(folds=5))
+    assert "of a 5-fold cross-validation" in five and "share training data (k > 2 folds)" in five
     assert "trained on the same seed, at the stated ε = 0.01" in tables.paired_caption(summary())
 
 
