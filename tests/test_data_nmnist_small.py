@@ -12,7 +12,7 @@ from aoi.__main__ import main
 from aoi.data import DatasetNotFoundError, get_dataset
 from aoi.data.nmnist_small import place
 from aoi.errors import UserError
-from aoi.files import UnreadableFile
+from aoi.files import UnreadableFile, UnwritableFile
 
 pytestmark = pytest.mark.usefixtures("no_network")  # tests/conftest.py
 
@@ -176,3 +176,10 @@ def test_cross_validation_tests_every_recording_once_and_validates_on_training_f
         assert splits["val"].provenance["fold_hash"] == test.provenance["fold_hash"]
         tested += sorted(positions["test"])
     assert sorted(tested) == list(range(1100))  # each recording tested exactly once
+
+
+def test_a_data_root_that_cannot_be_written_is_one_line_and_leaves_nothing(source, tmp_path, read_only):
+    read_only(tmp_path / "data")
+    with pytest.raises(UnwritableFile, match="cannot write .*NMNISTsmall .*: make it writable, free some space"):
+        place(source, tmp_path / "data")
+    assert not (tmp_path / "data").exists()

@@ -30,7 +30,7 @@ import tonic.io
 from aoi.data.base import DatasetNotFoundError, resolve_root
 from aoi.data.tonic_readers import NMNIST
 from aoi.errors import UserError
-from aoi.files import UnreadableFile
+from aoi.files import UnreadableFile, UnwritableFile
 
 SOURCE = "https://github.com/bamsumit/slayerPytorch"
 SOURCE_FOLDER = "test/test_files/NMNISTsmall"
@@ -133,6 +133,17 @@ def place(source: str | os.PathLike, root: str | os.PathLike | None = None) -> t
             f"{target} exists and holds other files than the {len(files)} recordings of {source}: "
             "move it away (aoi never overwrites data), then run again"
         )
+    try:
+        _copy(source, files, target)
+    except OSError as exc:
+        remedy = "make it writable, free some space or pass --root"
+        raise UnwritableFile(f"cannot write {target} ({exc.strerror or exc}): {remedy}") from exc
+    return target, True
+
+
+def _copy(source: Path, files: dict[str, str], target: Path) -> None:
+    """Copy ``files`` (placed path -> source name) into a temporary folder beside ``target``, then
+    rename it to ``target``; on any failure the temporary folder is removed."""
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f".{FOLDER}.", dir=target.parent))
     try:
@@ -143,4 +154,3 @@ def place(source: str | os.PathLike, root: str | os.PathLike | None = None) -> t
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
-    return target, True
