@@ -15,7 +15,7 @@ usage: ./reproduce.sh [test [PYTEST_ARGS...]] | [--profile NAME] [--jobs N] [--f
   test                 lint (ruff), then the tests: unit tests, `pytest --nbval-lax notebooks` on a fresh copy
                        (compute notebooks on the smoke profile), the presentation notebooks in JupyterLab
                        in headless Chromium (skipped without Debian's chromium and chromium-driver)
-  --profile NAME       smoke | default | sweep | capacity | fashion | paper, or a .yaml path (default: default)
+  --profile NAME       smoke | default | sweep | capacity | fashion | nmnist | paper, or a .yaml path (default: default)
   --jobs N             run N independent runs in parallel (default: the profile's jobs; default profile: 2)
   --force              rerun runs that are already finished
   --keep-stale         keep stale runs (finished by other code or another torch thread count; by default

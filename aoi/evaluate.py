@@ -61,11 +61,19 @@ def check_splits(config: TrainConfig, splits) -> None:
 
 
 def split_dataset(config: TrainConfig, split: str) -> Dataset:
-    """A split of the run's data as in training (same T, limit, seed and held-out part), no augmentation."""
+    """A split of the run's data as in training (same T, limit, seed, fold and held-out part), no augmentation."""
     check_splits(config, [split])
     limit = {"test": config.limit_test, "train": config.limit_train, "val": None}[split]
     return get_dataset(
-        config.dataset, split, T=config.T, augment=False, limit=limit, seed=config.seed, validation=config.validation
+        config.dataset,
+        split,
+        T=config.T,
+        augment=False,
+        limit=limit,
+        seed=config.seed,
+        validation=config.validation,
+        folds=config.folds,
+        fold=config.fold,
     )
 
 

@@ -39,6 +39,7 @@ PRESENTATION_MODULES = (  # under aoi/: modules and folders that never compute a
     "interop.py",
     "nir",
     "notebook.py",
+    "paired.py",
     "paper_figure.py",
     "plots.py",
     "profiles",

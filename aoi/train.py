@@ -13,7 +13,8 @@ step t uses argmax of the accumulated output (`aoi.metrics.accuracy_per_step`).
 The final model is the one after the LAST epoch: nothing is ever selected on the test set
 (the authors' toolkit keeps the best-test-accuracy checkpoint, which flatters its numbers).
 With ``validation`` > 0 a stratified part of the training data is held out for selecting
-between runs (`aoi.data.get_dataset`); training never sees it.
+between runs (`aoi.data.get_dataset`); training never sees it. With ``folds`` = k the data are
+the dataset's train and test splits pooled, ``fold`` the part tested (k-fold cross-validation).
 
 Files in ``run_dir`` (all written atomically, by rank 0 only):
 - ``config.json``: {"config": TrainConfig fields, "provenance": `aoi.provenance` record plus
@@ -142,10 +143,11 @@ class _Session:
             torch.backends.cudnn.benchmark = True
         seed_everything(config.seed)
         core = build_model(config).to(device)
-        data = {"limit": config.limit_train, "seed": config.seed, "validation": config.validation}
+        folds = {"folds": config.folds, "fold": config.fold}
+        data = {"limit": config.limit_train, "seed": config.seed, "validation": config.validation, **folds}
         train_set = get_dataset(config.dataset, "train", T=config.T, **data)
         test_set = get_dataset(
-            config.dataset, "test", T=config.T, augment=False, limit=config.limit_test, seed=config.seed
+            config.dataset, "test", T=config.T, augment=False, limit=config.limit_test, seed=config.seed, **folds
         )
         for split, dataset in (("train", train_set), ("test", test_set)):
             if len(dataset) == 0:

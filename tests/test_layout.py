@@ -38,6 +38,8 @@ def test_run_directories_are_named_from_the_parameters(tmp_path):
     assert layout.run_results_dir("smoke", name, tmp_path) == tmp_path / "smoke" / "runs" / "digits" / "T3-str-a0.1-s1"
     assert layout.run_name({**PARAMS, "method": "tet", "alpha": 0.0}) == "digits/T3-tet-s1"
     assert layout.run_name({**PARAMS, "width": 2.0, "detach_reset": True}) == "digits/T3-str-a0.1-w2-detached-s1"
+    assert layout.run_name({**PARAMS, "folds": 5, "fold": 2}) == "digits/T3-str-a0.1-f2of5-s1"
+    assert layout.run_name({**PARAMS, "folds": 0, "fold": 0}) == "digits/T3-str-a0.1-s1"
 
 
 def test_params_match_compares_the_requested_values_only():

@@ -173,7 +173,7 @@ def test_only_matching_nothing_is_an_error(tiny, capsys):
 
 def test_unknown_profile_is_an_error(capsys):
     assert reproduce.main(["--profile", "nope", "--dry-run"]) == 2
-    assert "known profiles are capacity, default, fashion, paper, smoke, sweep" in capsys.readouterr().err
+    assert "known profiles are capacity, default, fashion, nmnist, paper, smoke, sweep" in capsys.readouterr().err
 
 
 def nothing_may_run(monkeypatch):

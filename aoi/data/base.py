@@ -71,6 +71,20 @@ class AoiDataset(Dataset):
         return frames, int(label)
 
 
+class PooledSource:
+    """The samples of several datasets one after another (cross-validation pools a dataset's train
+    and test splits): ``labels`` concatenated, item j from the part that holds it."""
+
+    def __init__(self, parts):
+        self.parts = list(parts)
+        self.labels = np.concatenate([part.labels for part in self.parts])
+        self.starts = np.cumsum([0, *(len(part) for part in self.parts)])
+
+    def __getitem__(self, j: int) -> tuple[torch.Tensor, int]:
+        part = int(np.searchsorted(self.starts, j, side="right")) - 1
+        return self.parts[part][j - int(self.starts[part])]
+
+
 def resolve_root(root: str | os.PathLike | None) -> Path:
     """Data root: `root`, else the AOI_DATA environment variable, else ./data."""
     return Path(root if root is not None else os.environ.get("AOI_DATA", "data")).expanduser()

@@ -1,5 +1,5 @@
 """Event-camera datasets read with tonic: the paper's CIFAR10-DVS, N-Caltech101, DVS128 Gesture,
-and N-MNIST.
+and N-MNIST (also its 1,100 recordings of slayerPytorch's NMNISTsmall: `aoi.data.nmnist_small`).
 
 Each recording becomes T event-count frames over its duration (tonic's ToFrame; DVS128 Gesture:
 its first 1.3 s), resized to 48x48 (bilinear with antialiasing, like TET's Resize(48); N-MNIST
@@ -7,7 +7,8 @@ keeps its 34x34). Training adds a random translation of the frames, the same for
 fill: up to 25 px at the recording's resolution, scaled to the 48x48 frames (9 px for 128x128);
 N-MNIST has none. Splits: CIFAR10-DVS and N-Caltech101 stratified 9:1 on sorted file names
 (splits.py); DVS128 Gesture the standard user split (users 24-29 test); N-MNIST its official
-Train/Test folders. Labels: index in the sorted class names (DVS128 Gesture, N-MNIST: tonic's).
+Train/Test folders (cross-validation pools the splits: `aoi.data.get_dataset`'s folds). Labels:
+index in the sorted class names (DVS128 Gesture, N-MNIST: tonic's).
 
 Cache: one .npy per recording under `<cache root>/cache/<name>/<key>/` (cache root: $AOI_CACHE,
 else the data root), the key hashing every setting that shapes the frames, the file named after
@@ -101,6 +102,19 @@ LAYOUTS = {
         "Garrick Orchard's N-MNIST page or its Mendeley Data release (Orchard et al. 2015)",
         ("Train", "Test"),
         "the official N-MNIST split (the Train and Test folders)",
+        "[0-9]/*.bin",
+    ),
+    "nmnist-small": EventLayout(
+        "NMNISTsmall",
+        "",
+        ".bin",
+        (34, 34, 2),
+        None,
+        "<root>/NMNISTsmall/{Train,Test}/<digit>/<number>.bin, placed by "
+        "`python -m aoi place-nmnist-small <slayerPytorch>/test/test_files/NMNISTsmall`",
+        "github.com/bamsumit/slayerPytorch, folder test/test_files/NMNISTsmall",
+        ("Train", "Test"),
+        "N-MNIST's split: the first 1,000 of its training set (Train), the first 100 of its test set (Test)",
         "[0-9]/*.bin",
     ),
 }

@@ -6,7 +6,8 @@ each works with `aoi.neurons.streaming` (one [1, N, ...] step at a time) in eval
 
 - ``resnet19`` (TET's ResNet-19, CIFAR), ``vggsnn`` (TET's VGGSNN, event data),
   ``sew_resnet34`` (SEW-ResNet-34, ImageNet): the paper's architectures.
-- ``digits_snn`` (digits, ndigits) and ``fashion_snn`` (fashion-mnist, nfashion, nmnist): small CPU models.
+- ``digits_snn`` (digits, ndigits) and ``fashion_snn`` (fashion-mnist, nfashion, nmnist, nmnist-small):
+  small CPU models.
 
 `DEFAULT_MODEL` maps each dataset name to the model the paper (or our CPU profiles) use.
 """
@@ -45,6 +46,7 @@ DEFAULT_MODEL = MappingProxyType(
         "ncaltech101": "vggsnn",
         "dvsgesture": "vggsnn",
         "nmnist": "fashion_snn",
+        "nmnist-small": "fashion_snn",
     }
 )
 
