@@ -17,7 +17,7 @@ import os
 import shutil
 from pathlib import Path
 
-from aoi import layout
+from aoi import layout, provenance
 from aoi.files import read_json
 from aoi.runspec import RunSpec, resolve
 
@@ -109,26 +109,41 @@ def clear_scratch(run: RunSpec) -> None:
 
 
 def compare_with_committed(metrics: dict, results_dir: Path) -> str:
-    """Whether ``metrics`` (just analysed into ``results_dir``) reproduce the repository's
-    committed results of the same run: same final weights (sha256), and the torch threads of both."""
+    """Whether ``metrics`` (just analysed into ``results_dir``) reproduce the repository's committed
+    results of the same run (the same final weights, sha256), and when not, why: what differs of
+    the conditions the weights are promised with (`aoi.provenance.REPRODUCIBLE_WITH`) and the
+    parameters, both sides named; "as expected" when one differs, "not expected" when none does."""
     committed_path = layout.run_results_dir(metrics["profile"], metrics["run_name"], layout.REPO_ROOT / "results")
     if Path(results_dir).resolve() == committed_path.resolve():
         return f"written to the committed results {committed_path}"
     committed = read_json(committed_path / "metrics.json")
     if committed is None:
         return f"no committed results of {metrics['run_name']} in profile {metrics['profile']!r} to compare with"
-    ours, theirs = (_weights_and_threads(m) for m in (metrics, committed))
-    verdict = "the same final weights" if ours[0] == theirs[0] else "other final weights"
+    where = committed_path / "metrics.json"
+    records = [(run.get("provenance") or {}) for run in (metrics, committed)]
+    differences = provenance.condition_differences(*(record.get("train") for record in records))
+    differences += [
+        (f"parameter {key}", metrics["params"].get(key), committed["params"].get(key))
+        for key in dict.fromkeys([*metrics["params"], *committed["params"]])
+        if metrics["params"].get(key) != committed["params"].get(key)
+    ]
+    named = "; ".join(f"{what}: {ours!r} here, {theirs!r} committed" for what, ours, theirs in differences)
+    accuracy = f"accuracy at T {100 * metrics['accuracy']:.2f} % here, {100 * committed['accuracy']:.2f} % committed"
+    weights = [(record.get("final") or {}).get("weights_sha256") for record in records]
+    if weights[0] is not None and weights[0] == weights[1]:
+        return f"the same final weights as the committed {where} (bit for bit); {accuracy}" + (
+            f"; though {named}" if differences else ""
+        )
+    if differences:
+        return (
+            f"other final weights than the committed {where}, as expected: the weights are the same bit for bit "
+            f"only with {provenance.REPRODUCIBLE_WITH}, and here {named}. {accuracy}: other rounding, amplified "
+            "over epochs; compare them within the spread over seeds (table_accuracy.md)."
+        )
     return (
-        f"{verdict} as the committed {committed_path / 'metrics.json'} (torch threads: here {ours[1]}, "
-        f"committed {theirs[1]}; accuracy {100 * metrics['accuracy']:.2f} % vs {100 * committed['accuracy']:.2f} %)"
+        f"other final weights than the committed {where} with {provenance.REPRODUCIBLE_WITH}: "
+        f"not expected; please report it with both metrics.json files. {accuracy}"
     )
-
-
-def _weights_and_threads(metrics: dict) -> tuple[str | None, object]:
-    provenance = metrics.get("provenance") or {}
-    machine = (provenance.get("train") or {}).get("machine") or {}
-    return (provenance.get("final") or {}).get("weights_sha256"), machine.get("torch_threads", "not recorded")
 
 
 def show_table(table, caption: str, key: str) -> None:
