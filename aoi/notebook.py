@@ -1,5 +1,6 @@
 """What the notebooks share: their papermill parameters checked, the compute run set up
-(scratch folder, torch threads, the smoke profile under nbval), tables and text displayed.
+(scratch folder, torch threads, the smoke profile under nbval), tables and text displayed, and
+what JupyterLab saves of them.
 
 Every notebook's first code cell after its parameters calls `check_parameters`, so a parameter
 that papermill injects but the notebook does not declare is an error naming it (papermill
@@ -17,7 +18,7 @@ import os
 import shutil
 from pathlib import Path
 
-from aoi import layout, provenance
+from aoi import layout
 from aoi.files import read_json
 from aoi.runspec import RunSpec, resolve
 
@@ -111,7 +112,7 @@ def clear_scratch(run: RunSpec) -> None:
 def compare_with_committed(metrics: dict, results_dir: Path) -> str:
     """Whether ``metrics`` (just analysed into ``results_dir``) reproduce the repository's committed
     results of the same run (the same final weights, sha256), and when not, why: what differs of
-    the conditions the weights are promised with (`aoi.provenance.REPRODUCIBLE_WITH`) and the
+    the conditions the weights are promised with (`aoi.results.REPRODUCIBLE_WITH`) and the
     parameters, both sides named; "as expected" when one differs, "not expected" when none does."""
     committed_path = layout.run_results_dir(metrics["profile"], metrics["run_name"], layout.REPO_ROOT / "results")
     if Path(results_dir).resolve() == committed_path.resolve():
@@ -119,9 +120,11 @@ def compare_with_committed(metrics: dict, results_dir: Path) -> str:
     committed = read_json(committed_path / "metrics.json")
     if committed is None:
         return f"no committed results of {metrics['run_name']} in profile {metrics['profile']!r} to compare with"
+    from aoi.results import REPRODUCIBLE_WITH, condition_differences  # pandas: not at import
+
     where = committed_path / "metrics.json"
     records = [(run.get("provenance") or {}) for run in (metrics, committed)]
-    differences = provenance.condition_differences(*(record.get("train") for record in records))
+    differences = condition_differences(*(record.get("train") for record in records))
     differences += [
         (f"parameter {key}", metrics["params"].get(key), committed["params"].get(key))
         for key in dict.fromkeys([*metrics["params"], *committed["params"]])
@@ -137,11 +140,11 @@ def compare_with_committed(metrics: dict, results_dir: Path) -> str:
     if differences:
         return (
             f"other final weights than the committed {where}, as expected: the weights are the same bit for bit "
-            f"only with {provenance.REPRODUCIBLE_WITH}, and here {named}. {accuracy}: other rounding, amplified "
+            f"only with {REPRODUCIBLE_WITH}, and here {named}. {accuracy}: other rounding, amplified "
             "over epochs; compare them within the spread over seeds (table_accuracy.md)."
         )
     return (
-        f"other final weights than the committed {where} with {provenance.REPRODUCIBLE_WITH}: "
+        f"other final weights than the committed {where} with {REPRODUCIBLE_WITH}: "
         f"not expected; please report it with both metrics.json files. {accuracy}"
     )
 
@@ -160,3 +163,36 @@ def show_markdown(text: str) -> None:
     from IPython.display import Markdown, display
 
     display(Markdown(text))
+
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"  # an output that shows a live widget (ipywidgets)
+
+
+def without_widget_views(notebook: dict) -> dict:
+    """``notebook`` (nbformat JSON) with the widget view taken out of every output that also
+    carries an image of it (the epsilon explorer's static figure, `aoi.explorer.show`): saved,
+    such an output shows the image, where the view would show "model not found" once its kernel
+    is gone. Other outputs, and views without an image, are left as they are."""
+    for cell in notebook.get("cells", []):
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if WIDGET_VIEW in data and any(key.startswith("image/") for key in data):
+                del data[WIDGET_VIEW]
+    return notebook
+
+
+def before_save(model: dict, **_) -> None:
+    """Jupyter's pre-save hook: a notebook about to be saved loses its widget views that have an
+    image beside them (`without_widget_views`); the live widget stays live in the open notebook."""
+    if model.get("type") == "notebook" and isinstance(model.get("content"), dict):
+        without_widget_views(model["content"])
+
+
+def _jupyter_server_extension_points() -> list[dict]:
+    """This module is a Jupyter server extension (enabled in the .venv by ./reproduce.sh)."""
+    return [{"module": "aoi.notebook"}]
+
+
+def _load_jupyter_server_extension(server_app) -> None:
+    """Register `before_save` with the server's contents manager: what JupyterLab saves."""
+    server_app.contents_manager.register_pre_save_hook(before_save)

@@ -1,9 +1,8 @@
 """Where and with what a result was made: git commit, package versions, machine, code fingerprint.
 
 One record format for training (config.json) and analysis (metrics.json), so two results can
-be compared by what produced them (`condition_differences`). Bitwise reproducibility on CPU needs
-`REPRODUCIBLE_WITH`: the same CPU model and torch thread count (both in the machine record), code,
-data and package versions.
+be compared by what produced them. Bitwise reproducibility on CPU needs the same torch thread
+count (and, across machines, the same CPU model), both part of the machine record.
 
 The code fingerprint (`code_fingerprint`) identifies the code that decides a run's numbers:
 every module under ``aoi/`` except `PRESENTATION_MODULES`, plus the code cells of the compute
@@ -50,10 +49,6 @@ PRESENTATION_MODULES = (  # under aoi/: modules and folders that never compute a
 )
 COMPUTE_NOTEBOOKS = ("notebooks/01_train.ipynb", "notebooks/02_analyse.ipynb")
 FINGERPRINT_CHARS = 12  # hex digits kept of the sha256
-DATA_LOCATIONS = ("cache_dir", "files")  # where a data record's files lie: no part of what the data are
-# What a CPU run's weights are promised bit for bit with (`training_conditions`); with anything else
-# other rounding, amplified over epochs, gives other weights and accuracies within the spread over seeds.
-REPRODUCIBLE_WITH = "the same CPU model, torch thread count, code, data and package versions"
 
 
 def git_commit() -> tuple[str, bool | None]:
@@ -169,34 +164,6 @@ def without_docstrings(source: str) -> str:
 def _docstring(node) -> bool:
     first = node.body[0] if node.body else None
     return isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str)
-
-
-def training_conditions(record: dict | None) -> dict[str, object]:
-    """What decides a CPU run's final weights bit for bit, read from its training provenance
-    ``record`` (``provenance["train"]`` of a metrics.json; None where not recorded): "CPU model",
-    "torch threads", "code" (`code_fingerprint`), "data <split> <key>" for each entry of its data
-    record but the file locations (`DATA_LOCATIONS`), and "<package> version" for each of `PACKAGES`."""
-    record = record or {}
-    machine = record.get("machine") or {}
-    conditions = {
-        "CPU model": machine.get("cpu"),
-        "torch threads": machine.get("torch_threads"),
-        "code": record.get("code_fingerprint"),
-    }
-    for split, data in sorted((record.get("data") or {}).items()):
-        for key, value in sorted((data or {}).items()):
-            if key not in DATA_LOCATIONS:
-                conditions[f"data {split} {key}"] = value
-    conditions.update({f"{name} version": version for name, version in (record.get("versions") or {}).items()})
-    return conditions
-
-
-def condition_differences(ours: dict | None, theirs: dict | None) -> list[tuple[str, object, object]]:
-    """(condition, ours, theirs) for each of `training_conditions` in which the training records
-    ``ours`` and ``theirs`` differ (None on the side that does not record it), in their order."""
-    mine, other = training_conditions(ours), training_conditions(theirs)
-    keys = dict.fromkeys([*mine, *other])
-    return [(key, mine.get(key), other.get(key)) for key in keys if mine.get(key) != other.get(key)]
 
 
 def recorded_code(records) -> str:

@@ -6,7 +6,7 @@ import json
 import nbformat
 import pytest
 
-from aoi import layout, notebook, provenance, runspec
+from aoi import layout, notebook, results, runspec
 from aoi.profiles import load_profile, run_grid
 
 PARAMETERS_CELL = 'profile = "default"  # a comment\nconfig = None\nrun_dir = None\n'
@@ -107,7 +107,7 @@ def test_comparison_with_the_committed_run_says_why_the_weights_differ_and_wheth
     text = notebook.compare_with_committed(ours, tmp_path)
     assert "as expected" in text and "not expected" not in text
     assert f"CPU model: 'Intel Xeon' here, {committed_cpu!r} committed" in text
-    assert "torch threads: 7 here, 1 committed" in text and provenance.REPRODUCIBLE_WITH in text
+    assert "torch threads: 7 here, 1 committed" in text and results.REPRODUCIBLE_WITH in text
     assert "no committed results" in notebook.compare_with_committed({**ours, "run_name": "x/y"}, tmp_path)
 
 
