@@ -31,7 +31,8 @@ from matplotlib.ticker import MaxNLocator
 
 from aoi.methods import method_label
 from aoi.plots import BAND, CUTOFF, ERRORBAR, FIXED_STEP, SEEDS, method_color, ordered, themed
-from aoi.results import Study, load_study
+from aoi.provenance import code_fingerprint
+from aoi.results import OTHER_CODE, Study, load_study, made_by_other_code
 
 PAPER_URL = "https://arxiv.org/abs/2405.00699"
 PAPER_CITATION = (
@@ -97,6 +98,11 @@ def aoi_datasets(study: Study, others=AOI_PROFILES) -> list[AoiDataset]:
                 )
     order = [*KINDS, "other"]
     return sorted(found.values(), key=lambda d: order.index(d.kind))
+
+
+def drawn(ours: list[AoiDataset], frame: str) -> pd.DataFrame:
+    """One frame ("per_step", "curve" or "summary") of every dataset in ``ours``, in one: the numbers drawn."""
+    return pd.concat([getattr(dataset, frame) for dataset in ours], ignore_index=True)
 
 
 def kind_of(references: pd.DataFrame, dataset: str) -> str:
@@ -185,7 +191,7 @@ def _aoi_panel(ax, dataset: AoiDataset) -> None:
             color=colors[variant], markeredgecolor="black", **STAR, **ERRORBAR,
         )  # fmt: skip
     T = int(steps["t"].max())
-    title = f"{NAMES.get(dataset.name, dataset.name)}, T={T}"
+    title = f"{NAMES.get(dataset.name, dataset.name)}{OTHER_CODE if other_code([dataset]) else ''}, T={T}"
     if dataset.kind in KIND_PANELS:
         title += f" ({dataset.kind} data, like {KIND_PANELS[dataset.kind]})"
     ax.set(title=title, xlabel="Timestep t", ylabel="Accuracy [%]")
@@ -280,6 +286,11 @@ def _key() -> tuple[list, list[str]]:
     return handles, labels
 
 
+def other_code(ours: list[AoiDataset]) -> list[str]:
+    """The code fingerprints other than the current aoi's that made runs of ``ours`` (`aoi.results.run_code`)."""
+    return sorted({code for dataset in ours for code in dataset.summary["code"]} - {code_fingerprint()})
+
+
 def caption(ours: list[AoiDataset]) -> str:
     """Markdown caption of `paper_figure` with the aoi datasets ``ours``: what every mark and number is."""
     drawn = ", ".join(f"{d.name} (`{d.profile}`)" for d in ours) or "none"
@@ -302,4 +313,5 @@ def caption(ours: list[AoiDataset]) -> str:
             "(T / mean exit step) and its accuracy drop (accuracy at T minus with cutoff, points), a ★ per method.",
             "- The numbers drawn are in the tables below.",
         ]
+        + ([f"- {OTHER_CODE} Runs {made_by_other_code(other_code(ours))}."] if other_code(ours) else [])
     )

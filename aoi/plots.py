@@ -59,8 +59,12 @@ def themed(draw):
 
     @functools.wraps(draw)
     def in_theme(*args, **kwargs):
-        with plt.rc_context(THEME):
+        before = {key: plt.rcParams[key] for key in THEME}
+        plt.rcParams.update(THEME)
+        try:
             return draw(*args, **kwargs)
+        finally:  # only the theme's settings: not the interactive mode a backend started meanwhile (inline) set
+            plt.rcParams.update(before)
 
     return in_theme
 

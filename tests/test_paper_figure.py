@@ -163,3 +163,15 @@ def test_aoi_datasets_come_from_each_profiles_results_once_and_absent_ones_are_l
     text = paper_figure.caption(ours)
     assert "[arXiv 2405.00699](https://arxiv.org/abs/2405.00699)" in text
     assert "digits (`default`), fashion-mnist (`fashion`), ndigits (`default`)" in text and "2 seeds" in text
+
+
+def test_a_dataset_with_runs_of_other_code_is_marked_and_the_caption_names_the_code():
+    old = dataset("digits", "frame")
+    old.summary = old.summary.assign(code="0123456789ab")
+    fig = figure([old])
+    assert "digits†, T=4 (frame data, like (a)–(c))" in titled(fig)
+    plt.close(fig)
+    assert "† Runs made by other code (fingerprint 0123456789ab) than the current aoi" in paper_figure.caption([old])
+    assert "†" not in paper_figure.caption([dataset("digits", "frame")])
+    steps = paper_figure.drawn([dataset("digits", "frame"), dataset("ndigits", "event")], "per_step")
+    assert sorted(set(steps["dataset"])) == ["digits", "ndigits"]  # the numbers drawn, in one frame

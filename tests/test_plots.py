@@ -187,3 +187,24 @@ def test_save_figure_writes_png_and_pdf(tmp_path):
     assert [p.name for p in paths] == ["figure.png", "figure.pdf"]
     assert paths[0].read_bytes()[:4] == b"\x89PNG" and paths[1].read_bytes()[:4] == b"%PDF"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["figure.pdf", "figure.png"]  # no temporaries left
+
+
+def test_the_theme_is_undone_after_a_figure_and_nothing_else_is():
+    import matplotlib
+
+    from aoi.plots import themed
+
+    size, interactive = plt.rcParams["font.size"], matplotlib.is_interactive()
+
+    @themed
+    def draw():
+        assert plt.rcParams["font.size"] == THEME["font.size"]
+        matplotlib.interactive(True)  # as the notebook's inline backend does when the first figure starts it
+        return plt.figure()
+
+    try:
+        fig = draw()
+        assert plt.rcParams["font.size"] == size and matplotlib.is_interactive()  # or later figures would not show
+    finally:
+        matplotlib.interactive(interactive)
+        plt.close(fig)
