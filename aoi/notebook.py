@@ -16,6 +16,7 @@ import ast
 import json
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 from aoi import layout
@@ -181,11 +182,34 @@ def without_widget_views(notebook: dict) -> dict:
     return notebook
 
 
-def before_save(model: dict, **_) -> None:
-    """Jupyter's pre-save hook: a notebook about to be saved loses its widget views that have an
-    image beside them (`without_widget_views`); the live widget stays live in the open notebook."""
-    if model.get("type") == "notebook" and isinstance(model.get("content"), dict):
-        without_widget_views(model["content"])
+def as_git_keeps_it(notebook: dict, path: Path) -> dict:
+    """``notebook`` (nbformat JSON) as git keeps it at ``path`` in its repository: through the clean
+    filter that the repository's attributes name for ``path`` (nbstripout, .gitattributes; set up
+    by ./reproduce.sh), as git runs it; unchanged outside a repository or without one."""
+    where = {"cwd": path.parent, "capture_output": True, "text": True}
+    attribute = subprocess.run(["git", "check-attr", "filter", "--", path.name], **where).stdout.strip()
+    driver = attribute.rsplit(": ", 1)[-1] if attribute else "unspecified"
+    command = subprocess.run(["git", "config", "--get", f"filter.{driver}.clean"], **where)
+    if driver in ("unspecified", "unset") or command.returncode != 0:
+        return notebook
+    top = subprocess.run(["git", "rev-parse", "--show-toplevel"], **where).stdout.strip()
+    cleaned = subprocess.run(command.stdout.strip(), shell=True, input=json.dumps(notebook), **{**where, "cwd": top})
+    if cleaned.returncode != 0:
+        raise RuntimeError(f"git's filter {command.stdout.strip()!r} failed on {path}: {cleaned.stderr.strip()}")
+    return json.loads(cleaned.stdout)
+
+
+def before_save(model: dict, path: str = "", contents_manager=None, **_) -> None:
+    """Jupyter's pre-save hook: a notebook is saved without the widget views that have an image
+    beside them (`without_widget_views`; the live widget stays live in the open notebook), and as
+    git keeps it (`as_git_keeps_it`: no execution counts or run metadata, outputs where the
+    notebook keeps them), so saving changes what git sees only when the content changed."""
+    if model.get("type") != "notebook" or not isinstance(model.get("content"), dict):
+        return
+    without_widget_views(model["content"])
+    root = getattr(contents_manager, "root_dir", None)
+    if root is not None:
+        model["content"] = as_git_keeps_it(model["content"], Path(root) / path)
 
 
 def _jupyter_server_extension_points() -> list[dict]:

@@ -2,6 +2,8 @@
 
 import ast
 import json
+import subprocess
+import sys
 
 import nbformat
 import pytest
@@ -128,3 +130,24 @@ def test_every_notebook_checks_its_parameters_before_it_uses_them(path):
     assert "parameters" in cells[0].metadata.get("tags", [])
     statements = [node for node in ast.parse(cells[1].source).body if not isinstance(node, ast.ImportFrom)]
     assert ast.unparse(statements[0]) == "notebook.check_parameters()"
+
+
+def test_a_notebook_is_saved_as_git_keeps_it_where_git_filters_it(tmp_path):
+    repo = tmp_path / "repo"
+    (repo / "notebooks").mkdir(parents=True)
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    (repo / ".gitattributes").write_text("*.ipynb filter=nbstripout\n")
+    subprocess.run(
+        ["git", "config", "filter.nbstripout.clean", f"{sys.executable} -m nbstripout"], cwd=repo, check=True
+    )
+    cell = nbformat.v4.new_code_cell("1 + 1", execution_count=7, outputs=[nbformat.v4.new_output("stream", text="2")])
+    cell.metadata["execution"] = {"iopub.status.busy": "2026-01-01T00:00:00Z"}  # timing metadata
+    kept = json.loads(nbformat.writes(nbformat.v4.new_notebook(cells=[cell], metadata={"keep_output": True})))
+    saved = notebook.as_git_keeps_it(kept, repo / "notebooks" / "a.ipynb")
+    assert saved["cells"][0]["execution_count"] is None and saved["cells"][0]["metadata"] == {}
+    assert saved["cells"][0]["outputs"][0]["text"] == ["2"]  # the notebook keeps its outputs (lines, as on disk)
+    plain = {**kept, "metadata": {}}
+    assert notebook.as_git_keeps_it(plain, repo / "notebooks" / "a.ipynb")["cells"][0]["outputs"] == []
+    assert notebook.as_git_keeps_it(kept, repo / "a.txt") == kept  # no filter for it
+    (tmp_path / "elsewhere").mkdir()
+    assert notebook.as_git_keeps_it(kept, tmp_path / "elsewhere" / "a.ipynb") == kept  # not in a repository

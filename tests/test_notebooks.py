@@ -9,15 +9,18 @@ that copy's package.
   under ``results/`` changes. The presentation notebooks run on the committed results, and the
   figures and tables they rebuild must equal the committed files byte for byte (rerun
   ./reproduce.sh to refresh them after a change).
-- Run All and save, as JupyterLab does (every notebook executed, then written by nbformat through
-  the aoi server extension's pre-save hook), in a clone set up by ./reproduce.sh: git sees no change.
+- Run All and save, as JupyterLab does (every notebook executed, then saved by Jupyter's contents
+  manager with aoi's server extension loaded), in a clone set up by ./reproduce.sh: `git status`
+  is clean (the saved notebooks are as git keeps them, the results rebuilt byte for byte).
 """
 
 import json
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import nbformat
+from jupyter_server.services.contents.filemanager import FileContentsManager
 from nbclient import NotebookClient
 from repository import environment, fresh_copy, git, set_up_clone, snapshot
 
@@ -39,21 +42,22 @@ def test_nbval_passes_on_a_fresh_copy_and_rebuilds_the_committed_results(tmp_pat
     assert [name for name in committed if rebuilt[name] != committed[name]] == []
 
 
-def test_run_all_and_save_leave_git_clean(tmp_path):
+def test_run_all_and_save_leave_git_clean(tmp_path, monkeypatch):
     repo = fresh_copy(tmp_path / "repo")
     config = set_up_clone(repo)
     assert git(repo, "config", "filter.nbstripout.clean").strip() == ".venv/bin/python -m nbstripout"
     extension = config / "jupyter_server_config.d" / "aoi.json"
     assert json.loads(extension.read_text()) == {"ServerApp": {"jpserver_extensions": {"aoi.notebook": True}}}
+    monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "jupyter"))  # where saving signs notebooks trusted
+    contents = FileContentsManager(root_dir=str(repo))  # JupyterLab's save, with aoi's extension loaded
+    notebook._load_jupyter_server_extension(SimpleNamespace(contents_manager=contents))
     for path in sorted((repo / "notebooks").glob("*.ipynb")):
         compute = path.stem in ("01_train", "02_analyse")  # as under nbval: the smoke profile's first run
         env = {**environment(repo), **({"PYTEST_CURRENT_TEST": "run all"} if compute else {})}  # 06: live widget
         executed = nbformat.read(path, as_version=4)
-        NotebookClient(executed, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute(
-            env=env
-        )
-        model = {"type": "notebook", "content": json.loads(nbformat.writes(executed))}
-        notebook.before_save(model=model, path=f"notebooks/{path.name}")  # JupyterLab's save, through aoi's hook
-        nbformat.write(nbformat.from_dict(model["content"]), path)
+        client = NotebookClient(executed, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
+        client.execute(env=env)
         assert executed.cells[-1].execution_count is not None  # it ran
+        model = {"type": "notebook", "format": "json", "content": json.loads(nbformat.writes(executed))}
+        contents.save(model, f"notebooks/{path.name}")
     assert git(repo, "status", "--porcelain") == ""
