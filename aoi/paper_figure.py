@@ -61,6 +61,12 @@ AOI_PROFILES = ("default", "fashion", "nmnist")  # whose committed results the f
 NAMES = {"fashion-mnist": "Fashion-MNIST", "nmnist": "N-MNIST"}  # aoi's dataset -> its name in a title
 PAPER, AOI = {"markerfacecolor": "white"}, {"markeredgecolor": "white"}  # hollow and filled markers
 STAR = {"marker": "*", "markersize": 15, "linestyle": "none"}
+_HEADING = {"ha": "left", "va": "top", "fontsize": 13, "fontweight": "bold"}  # a section's title
+# The layout, in inches (fixed, not solved: constrained layout's solver rounds differently from run to
+# run, and the PDF would change by a few bytes): the figure's width; above everything the key; per
+# section its heading, rows of panels with a gap for titles and axis labels between them, and room
+# for the last row's axis labels.
+FIGURE_IN, RIGHT_IN, KEY_IN, HEAD_IN, PANEL_IN, GAP_IN, FOOT_IN = 13.5, 0.15, 0.75, 0.65, 2.45, 0.95, 0.6
 
 
 @dataclass
@@ -106,8 +112,8 @@ def drawn(ours: list[AoiDataset], frame: str) -> pd.DataFrame:
 
 
 def kind_of(references: pd.DataFrame, dataset: str) -> str:
-    """ "frame" or "event" when ``dataset`` stands in for (or is) the paper's datasets of that kind
-    (``references``: rows dataset, paper_dataset), else "other"."""
+    """The kind of data ``dataset`` is: "frame" or "event" when it stands in for (or is) the
+    paper's datasets of that kind (``references``: rows dataset, paper_dataset), else "other"."""
     papers = set(references.loc[references["dataset"] == dataset, "paper_dataset"]) or {dataset}
     return next((kind for kind, names in KINDS.items() if papers <= set(names)), "other")
 
@@ -123,32 +129,52 @@ def paper_figure(reported: pd.DataFrame, paper_per_step: pd.DataFrame, ours: lis
         ours: `aoi_datasets` (accuracies as fractions).
     """
     kinds = [kind for kind in (*KINDS, "other") if any(d.kind == kind for d in ours)]
-    heights = [6.6, 3.3 * len(kinds), 0.75 + 0.32 * (6 + len(ours))]  # the common scale: a row per dataset
-    fig = plt.figure(figsize=(13.5, sum(heights) + 1.9), layout="constrained")
-    paper, *aoi, common = fig.subfigures(2 + bool(ours), 1, height_ratios=[h for h in heights if h])
-    paper.suptitle("The paper's figure, its six panels digitised (Wu et al., arXiv 2405.00699)", **_HEADING)
-    for ax, panel in zip(paper.subplots(2, 3).flat, PANELS):
+    sections = [  # rows, panel height, columns, left margin, gap between columns (inches)
+        (2, PANEL_IN, 3, 0.75, 0.75),
+        *([(len(kinds), PANEL_IN, 3, 0.75, 0.75)] if ours else []),
+        (1, 0.32 * (6 + len(ours)), 2, 2.5, 0.35),  # the common scale: a row per dataset, the paper's and aoi's
+    ]
+    height = KEY_IN + sum(HEAD_IN + rows * h + (rows - 1) * GAP_IN + FOOT_IN for rows, h, *_ in sections)
+    fig = plt.figure(figsize=(FIGURE_IN, height))
+    grids, top = [], KEY_IN
+    for section in sections:
+        grids.append((_grid(fig, top + HEAD_IN, *section), 1 - (top + 0.1) / height))
+        top += HEAD_IN + section[0] * section[1] + (section[0] - 1) * GAP_IN + FOOT_IN
+    (paper, paper_top), *aoi, (common_grid, common_top) = grids
+    fig.text(0.005, paper_top, "The paper's figure, its six panels digitised (Wu et al., arXiv 2405.00699)", **_HEADING)
+    for ax, panel in zip(paper.subplots().flat, PANELS):
         _paper_panel(ax, panel, reported, paper_per_step)
-    for section in aoi:
+    for grid, aoi_top in aoi:
         epsilon = ", ".join(sorted({f"{d.epsilon:g}" for d in ours}))
-        section.suptitle(f"aoi: a panel per dataset, mean ± std over seeds; cutoff at ε = {epsilon}", **_HEADING)
-        for row, kind in zip(section.subplots(len(kinds), 3, squeeze=False), kinds):
+        fig.text(
+            0.005, aoi_top, f"aoi: a panel per dataset, mean ± std over seeds; cutoff at ε = {epsilon}", **_HEADING
+        )
+        for row, kind in zip(grid.subplots(squeeze=False), kinds):
             mine = [d for d in ours if d.kind == kind]
             for ax, dataset in zip(row, mine):
                 _aoi_panel(ax, dataset)
             for ax in row[len(mine) :]:
                 ax.set_axis_off()
     sources = "paper (hollow) and aoi (filled)" if ours else "paper"
-    common.suptitle(f"On a common scale: what the cutoff saves and costs, {sources}", **_HEADING)
-    _tradeoff_panels(common.subplots(1, 2, sharey=True), tradeoff_frame(reported, ours))
+    fig.text(0.005, common_top, f"On a common scale: what the cutoff saves and costs, {sources}", **_HEADING)
+    _tradeoff_panels(common_grid.subplots(squeeze=False)[0], tradeoff_frame(reported, ours))
     handles, labels = _key()
     shown = [i for i, label in enumerate(labels) if ours or label.startswith("paper")]
-    fig.legend([handles[i] for i in shown], [labels[i] for i in shown], loc="outside upper center", ncol=3,
-               handlelength=3.2, frameon=False)  # fmt: skip
+    fig.legend([handles[i] for i in shown], [labels[i] for i in shown], loc="upper center", ncol=3,
+               bbox_to_anchor=(0.5, 1), handlelength=3.2, frameon=False)  # fmt: skip
     return fig
 
 
-_HEADING = {"x": 0.01, "ha": "left", "fontsize": 13, "fontweight": "bold"}
+def _grid(fig, top: float, rows: int, height: float, cols: int, left: float, gap: float):
+    """A grid of ``rows`` x ``cols`` panels ``height`` inches high, its top ``top`` inches below the
+    figure's, ``left`` inches from its left edge, ``gap`` inches apart side by side, `GAP_IN` apart."""
+    figure_height = fig.get_size_inches()[1]
+    width = (FIGURE_IN - left - RIGHT_IN - (cols - 1) * gap) / cols
+    bottom = top + rows * height + (rows - 1) * GAP_IN
+    box = {"left": left / FIGURE_IN, "right": 1 - RIGHT_IN / FIGURE_IN, "top": 1 - top / figure_height}
+    return fig.add_gridspec(
+        rows, cols, **box, bottom=1 - bottom / figure_height, hspace=GAP_IN / height, wspace=gap / width
+    )
 
 
 def _paper_panel(ax, panel: str, reported: pd.DataFrame, per_step: pd.DataFrame) -> None:
@@ -257,6 +283,7 @@ def _tradeoff_panels(axes, points: pd.DataFrame) -> None:
         ax.set(xlabel=xlabel, ylim=(len(rows) - 0.5, -0.5))
         ax.set_yticks(range(len(rows)), [f"{name} ({source}, {kind})" for kind, source, name in rows])
     axes[1].axvline(0, color="0.5", linewidth=0.8)
+    axes[1].tick_params(labelleft=False)  # the rows named once, on the left
 
 
 def _dodge(count: int, width: float = 0.22) -> list[float]:

@@ -91,7 +91,9 @@ def test_a_panel_per_aoi_dataset_with_seed_means_bands_and_the_stated_epsilon():
 def test_without_aoi_results_the_papers_panels_and_its_cutoff_alone():
     fig = figure([])
     assert len([title for title in titled(fig) if title.startswith("(")]) == 6
-    assert not any("aoi" in text.get_text() for sub in fig.subfigs for text in sub.texts if text.get_text())
+    headings = [text.get_text() for text in fig.texts]
+    assert len(headings) == 2 and not any("aoi" in heading for heading in headings)  # the paper's, the common scale's
+    assert all(text.get_text().startswith("paper") for text in fig.legends[0].get_texts())  # nothing not drawn
     plt.close(fig)
 
 
