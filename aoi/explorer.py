@@ -5,7 +5,10 @@ A sample exits at the first step t where max softmax(Y_t) > 1 - epsilon (`aoi.cu
 curve holds one record per epsilon of the profile's sweep (`aoi.analysis.cutoff_metrics`):
 accuracy, mean_exit_step and, in runs analysed since they were recorded, sops and energy_pj per
 sample until exit. `show` draws it live with ipywidgets (a run menu and an epsilon slider) or,
-where widgets cannot be used (nbval, papermill, no ipywidgets), as a static figure.
+where widgets cannot be used (nbval, papermill, no ipywidgets), as a static figure; the live
+widget's output carries the static figure too, which is what shows wherever the widget cannot
+(a viewer without a kernel, an untrusted notebook, and a notebook saved by JupyterLab: the aoi
+server extension, `aoi.notebook.before_save`, saves the static figure alone).
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import io
 
 import pandas as pd
 from matplotlib.figure import Figure
+
+from aoi.plots import method_color, themed
 
 PANELS = (  # curve column, scale, y label
     ("accuracy", 100, "Accuracy [%]"),
@@ -42,11 +47,13 @@ def readout(run: dict, epsilon: float) -> str:
     return text
 
 
+@themed
 def epsilon_figure(run: dict, epsilon: float) -> Figure:
     """Accuracy, mean exit step and energy per sample against epsilon (symlog axis; 0 = full T),
     the chosen ``epsilon`` marked; the energy panel says so when the run's curve lacks energy."""
     points = curve(run)
-    fig = Figure(figsize=(12, 3.3))
+    color = method_color(run["params"]["method"], run["params"].get("alpha"))
+    fig = Figure(figsize=(13, 3.8))
     axes = fig.subplots(1, 3)
     for ax, (column, scale, ylabel) in zip(axes, PANELS):
         ax.set_xscale("symlog", linthresh=1e-4)
@@ -63,13 +70,13 @@ def epsilon_figure(run: dict, epsilon: float) -> Figure:
                 ha="center",
                 va="center",
                 transform=ax.transAxes,
-                fontsize=9,
+                fontsize=10,
             )
             continue
-        ax.plot(points["epsilon"], scale * points[column], "-o", markersize=3, color="#2e8b2e")
+        ax.plot(points["epsilon"], scale * points[column], "-o", markersize=4, color=color)
         chosen = points.loc[points["epsilon"] == epsilon, column].iloc[0] * scale
-        ax.plot([epsilon], [chosen], "*", markersize=12, color="#e6841e", markeredgecolor="black")
-    fig.suptitle(readout(run, epsilon), fontsize=10)
+        ax.plot([epsilon], [chosen], "*", markersize=15, color=color, markeredgecolor="black")
+    fig.suptitle(readout(run, epsilon), fontsize=12)
     fig.tight_layout()
     return fig
 
@@ -111,11 +118,12 @@ def show(runs: list[dict], run_name: str | None = None, epsilon: float | None = 
     """Display the explorer of ``runs``, starting at ``run_name`` (default: the first run) and
     ``epsilon`` (default: its stated one).
 
-    ``live`` (and ipywidgets importable): the widget, whose output also carries the static
-    `epsilon_figure` as a PNG, which is what a notebook viewer without widgets (nbconvert,
-    GitHub, a papermill record with the widget state stripped) shows. Otherwise the static figure.
+    One output either way: the static `epsilon_figure` as a PNG with the `readout` as its text;
+    with ``live`` (and ipywidgets importable) the widget's view besides, which JupyterLab shows
+    while the kernel runs, and a notebook viewer without widgets (nbconvert, GitHub, a papermill
+    record with the widget state stripped, a notebook saved by JupyterLab) the PNG.
     """
-    from IPython.display import Image, display
+    from IPython.display import display
 
     by_name = {run["run_name"]: run for run in runs}
     if run_name is not None and run_name not in by_name:
@@ -126,15 +134,12 @@ def show(runs: list[dict], run_name: str | None = None, epsilon: float | None = 
         raise ValueError(
             f"epsilon {epsilon:g} is not in the run's sweep: use one of {', '.join(f'{e:g}' for e in epsilons)}"
         )
-    static = epsilon_figure(run, run["epsilon"] if epsilon is None else epsilon)
+    start = run["epsilon"] if epsilon is None else epsilon
+    image = base64.b64encode(png(epsilon_figure(run, start))).decode("ascii")
+    bundle = {"image/png": image, "text/plain": f"ε explorer: {readout(run, start)}"}
     try:
         box = explorer(runs, run_name, epsilon) if live else None
     except ImportError:
         box = None
         print("ipywidgets is not installed (pip install -e . installs it): a static figure instead")
-    if box is None:
-        display(Image(png(static)))
-        return
-    image = base64.b64encode(png(static)).decode("ascii")
-    bundle = {**box._repr_mimebundle_(), "image/png": image, "text/plain": "epsilon explorer (ipywidgets)"}
-    display(bundle, raw=True)
+    display({**(box._repr_mimebundle_() if box is not None else {}), **bundle}, raw=True)

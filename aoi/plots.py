@@ -1,35 +1,83 @@
-"""Figures from tidy result frames: the shared styles, the rule comparison, the STF plot, one
+"""Figures from tidy result frames: the shared style, the rule comparison, the STF plot, one
 run at a glance, the exit-step histograms, and the two studies (the alpha sweep, the model width).
 
 Inputs are the frames of `aoi.results` (``records_frame``, ``summary_frame``): one row per run
 (and per step / epsilon / rule / layer) with the columns that identify a run (dataset, method,
-alpha, detach_reset, width, seed), accuracies as fractions. Figures show percent, mean over
-seeds, with thin error bars or light bands of the sample std. Each function returns a matplotlib
-Figure; `save_figure` writes it (atomic, no timestamps). The paper's figure is `aoi.paper_figure`.
+alpha, detach_reset, width, seed), accuracies as fractions. Figures show percent. Lines over
+seeds are seaborn's statistical line plots: the mean, and a band (or bars) of ± the sample std
+over seeds (``errorbar="sd"``, as the tables' mean±std). One style for every figure of aoi
+(`themed`: seaborn's whitegrid style at its "notebook" sizes; `method_color`: the same colour for
+the same method and alpha everywhere, the paper's orange for TET). Each function returns a
+matplotlib Figure; `save_figure` writes it (atomic, no timestamps). The paper's figure is
+`aoi.paper_figure`.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
+import seaborn as sns
+from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
 
 from aoi.files import atomic_path
 from aoi.methods import RESET_GRADIENTS, method_label, method_order
 
-TET_COLORS = ("#e6841e", "#9c4f00", "#f2b366")  # the paper's orange first
-STR_COLORS = ("#2e8b2e", "#1f5fa8", "#8c3fa0", "#7a7a7a", "#b8860b", "#17becf")  # the paper's green first
-GRADIENT_COLORS = {False: "#2e8b2e", True: "#1f5fa8"}  # detach_reset -> colour in the study figures
-FIXED_STEP, CUTOFF = "--", "-"  # line styles: accuracy at each fixed step t; the cutoff curve (the paper's)
+# seaborn's whitegrid style at its "notebook" sizes (12 pt labels and titles, 11 pt ticks), legends
+# at 10 pt; DejaVu Sans (matplotlib's own font) first, so no machine looks for Arial.
+THEME = {
+    **sns.axes_style("whitegrid"),
+    **sns.plotting_context("notebook"),
+    "legend.fontsize": 10,
+    "legend.title_fontsize": 10,
+    "font.sans-serif": ["DejaVu Sans"],
+    "figure.dpi": 100,  # as the notebooks show a figure: 1 inch = 100 px
+}
+TET_COLOR = "#e6841e"  # the paper's orange
+STR_COLORMAP, ALPHA_RANGE = "viridis", (1e-3, 1.0)  # STR's colour by log alpha: blue (0.001) to green (1)
+GRADIENT_COLORS = {False: "#2e8b2e", True: "#1f5fa8"}  # detach_reset -> colour in the sweep figure
+FIXED_STEP, CUTOFF = "--", "-"  # line styles: accuracy at each fixed step t; the cutoff curve
+BAND = {"alpha": 0.18, "linewidth": 0}  # the look of a band
+ERRORBAR = {"elinewidth": 1.0, "capsize": 3}  # the look of error bars
+SPREAD = "sd"  # seaborn's interval over seeds: ± the sample standard deviation (the tables' ±)
+SEEDS, SEED_BARS = {"errorbar": SPREAD, "err_kws": BAND}, {"errorbar": SPREAD, "err_style": "bars", "err_kws": ERRORBAR}
 RULE_STYLES = {"confidence": ("-", "confidence (ε sweep)"), "topk": ("-.", "Top-K gap"), "fixed": (":", "fixed T")}
 VARIANT_COLUMNS = ["method", "alpha", "detach_reset", "width"]  # what tells two trainings of a dataset apart
 TOOLKIT_ALPHA = 0.002  # the authors' SNNCutoff toolkit's default STR weight, marked in the sweep figure
-ERRORBAR = {"elinewidth": 0.8, "capsize": 2}
+SAVE_DPI = 150  # the PNG files (README): 1.5 times the pixels of the notebook's inline figure
+
+
+def themed(draw):
+    """``draw`` (a figure function) run in `THEME`: its figure is made in aoi's one style."""
+
+    @functools.wraps(draw)
+    def in_theme(*args, **kwargs):
+        before = {key: plt.rcParams[key] for key in THEME}
+        plt.rcParams.update(THEME)
+        try:
+            return draw(*args, **kwargs)
+        finally:  # only the theme's settings: not the interactive mode a backend started meanwhile (inline) set
+            plt.rcParams.update(before)
+
+    return in_theme
+
+
+def method_color(method: str, alpha: float | None = None) -> str:
+    """The colour of a method in every figure: TET the paper's orange; STR by log alpha on
+    `STR_COLORMAP` over `ALPHA_RANGE` (the same alpha, the same colour; a 10x smaller alpha
+    visibly bluer), clipped at its ends."""
+    if method == "tet":
+        return TET_COLOR
+    low, high = (math.log10(a) for a in ALPHA_RANGE)
+    position = min(1.0, max(0.0, (math.log10(float(alpha)) - low) / (high - low)))
+    return to_hex(plt.get_cmap(STR_COLORMAP)(0.12 + 0.72 * position))
 
 
 def mean_std(frame: pd.DataFrame, by: list[str], columns: list[str]) -> pd.DataFrame:
@@ -80,13 +128,15 @@ def with_variants(frame: pd.DataFrame, across: tuple[str, ...] = ()) -> tuple[pd
 
 
 def variant_colors(frame: pd.DataFrame) -> dict[str, str]:
-    """Colour per variant label of ``frame`` (a `with_variants` frame): TET oranges, STR greens,
-    blues, ... in legend order."""
-    colors, counts = {}, {"tet": 0, "str": 0}
+    """Colour per variant label of ``frame`` (a `with_variants` frame): `method_color` of its
+    method and alpha, darkened for a variant that differs from an earlier one only by the reset
+    gradient or the width."""
+    colors, seen = {}, {}
     for row in frame.drop_duplicates("variant").itertuples(index=False):
-        palette = TET_COLORS if row.method == "tet" else STR_COLORS
-        colors[row.variant] = palette[counts[row.method] % len(palette)]
-        counts[row.method] += 1
+        key = (row.method, None if row.method == "tet" else float(row.alpha))
+        shade, seen[key] = seen.get(key, 0), seen.get(key, 0) + 1
+        base = method_color(*key)
+        colors[row.variant] = base if shade == 0 else to_hex(sns.set_hls_values(base, l=0.55 / (1 + shade)))
     return colors
 
 
@@ -97,7 +147,7 @@ def ordered(frame: pd.DataFrame, across: tuple[str, ...] = ()) -> tuple[pd.DataF
     return frame, variants, variant_colors(frame)
 
 
-def panels(n: int, width: float = 4.6, height: float = 3.4, ncols: int = 3):
+def panels(n: int, width: float = 4.8, height: float = 3.8, ncols: int = 3):
     """A figure with ``n`` panels on a grid of at most ``ncols`` columns; extra axes removed."""
     cols = min(ncols, n)
     rows = math.ceil(n / cols)
@@ -107,6 +157,7 @@ def panels(n: int, width: float = 4.6, height: float = 3.4, ncols: int = 3):
     return fig, list(axes.flat)[:n]
 
 
+@themed
 def rules_figure(rules: pd.DataFrame) -> Figure:
     """Cutoff rules compared: one panel per dataset, accuracy (%) against mean exit step.
 
@@ -114,9 +165,9 @@ def rules_figure(rules: pd.DataFrame) -> Figure:
         rules: rows dataset, method, alpha, detach_reset, width, seed, rule (confidence, topk,
             fixed, oct), parameter, accuracy, mean_exit_step (`records_frame(runs, "rules")`).
     Colour per method; line style per rule: confidence sweep (solid), Top-K calibration sweep
-    (dash-dot), fixed T (dotted); the star is the OCT oracle (mean OCT at the full-T accuracy,
-    the latency lower bound). Means over seeds. The methods' legend is in each panel, the rules'
-    below the figure.
+    (dash-dot), fixed T (dotted), each point the mean over seeds of one threshold's accuracy and
+    mean exit step; the star is the OCT oracle (mean OCT at the full-T accuracy, the latency
+    lower bound). The methods' legend is in each panel, the rules' below the figure.
     """
     datasets = list(dict.fromkeys(rules["dataset"]))
     fig, axes = panels(len(datasets))
@@ -125,25 +176,25 @@ def rules_figure(rules: pd.DataFrame) -> Figure:
         for variant in variants:
             ours = subset[subset["variant"] == variant]
             for rule, (style, _) in RULE_STYLES.items():
-                points = mean_std(ours[ours["rule"] == rule], ["parameter"], ["accuracy", "mean_exit_step"])
-                points = points.sort_values("mean_exit_step_mean")
-                x, y = points["mean_exit_step_mean"], 100 * points["accuracy_mean"]
-                ax.plot(x, y, style, color=colors[variant], marker=".", markersize=4)
+                points = ours[ours["rule"] == rule].groupby("parameter")[["accuracy", "mean_exit_step"]].mean()
+                points = points.sort_values("mean_exit_step")
+                x, y = points["mean_exit_step"], 100 * points["accuracy"]
+                ax.plot(x, y, style, color=colors[variant], marker=".", markersize=5)
             oracle = ours[ours["rule"] == "oct"]
             x, y = oracle["mean_exit_step"].mean(), 100 * oracle["accuracy"].mean()
-            ax.plot(x, y, "*", markersize=11, color=colors[variant], markeredgecolor="black")
+            ax.plot(x, y, "*", markersize=13, color=colors[variant], markeredgecolor="black")
         handles = [Line2D([], [], color=colors[v], lw=6) for v in variants]
-        ax.legend(handles, variants, fontsize=8, loc="lower right", title="method", title_fontsize=8)
+        ax.legend(handles, variants, loc="lower right", title="method")
         ax.set(title=dataset, xlabel="Mean exit step", ylabel="Accuracy [%]")
-        ax.grid(alpha=0.3)
     styles = [Line2D([], [], color="black", linestyle=s, lw=1.5) for s, _ in RULE_STYLES.values()]
-    styles.append(Line2D([], [], color="gray", marker="*", markersize=11, markeredgecolor="black", linestyle="none"))
+    styles.append(Line2D([], [], color="gray", marker="*", markersize=13, markeredgecolor="black", linestyle="none"))
     names = [name for _, name in RULE_STYLES.values()] + ["OCT (oracle)"]
-    fig.legend(styles, names, loc="lower center", ncol=len(names), fontsize=9, handlelength=3.5, frameon=False)
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.legend(styles, names, loc="lower center", ncol=len(names), handlelength=3.5, frameon=False)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     return fig
 
 
+@themed
 def stf_figure(cosine: pd.DataFrame, stf: pd.DataFrame) -> Figure:
     """What STR acts on: one row of panels per dataset.
 
@@ -152,65 +203,68 @@ def stf_figure(cosine: pd.DataFrame, stf: pd.DataFrame) -> Figure:
             (`records_frame(runs, "cosine_similarity")`).
         stf: the same identifying columns, layer, stf (`records_frame(runs, "stf")`).
     One panel per method with cs_t (similarity of step t's soft spikes to the late-step reference)
-    against t, one line per layer (darker = deeper); a last panel with the STF (1 / mean_t cs_t)
-    per layer for each method, error bars the std over seeds. Means over seeds and test samples.
+    against t, one line per layer (darker = deeper), band ± std over seeds; a last panel with the
+    STF (1 / mean_t cs_t) per layer for each method, bars ± std over seeds. Means over seeds
+    (each seed's value a mean over test samples).
     """
     datasets = list(dict.fromkeys(cosine["dataset"]))
     cols = 1 + max(with_variants(cosine)[0].groupby("dataset")["variant"].nunique())
-    fig, axes = plt.subplots(len(datasets), cols, figsize=(3.6 * cols, 3.0 * len(datasets)), squeeze=False)
+    fig, axes = plt.subplots(len(datasets), cols, figsize=(3.9 * cols, 3.3 * len(datasets)), squeeze=False)
     for row, dataset in zip(axes, datasets):
         cs, variants, colors = ordered(cosine[cosine["dataset"] == dataset])
         layers = sorted(cs["layer"].unique())
         shades = plt.cm.viridis_r([0.15 + 0.7 * i / max(1, len(layers) - 1) for i in range(len(layers))])
         for ax, variant in zip(row, variants):
             ours = cs[cs["variant"] == variant]
-            for layer, shade in zip(layers, shades):
-                line = mean_std(ours[ours["layer"] == layer], ["t"], ["cosine_similarity"])
-                ax.plot(line["t"], line["cosine_similarity_mean"], color=shade, marker=".", label=f"layer {layer}")
+            palette = dict(zip(layers, map(to_hex, shades)))
+            sns.lineplot(ours, x="t", y="cosine_similarity", hue="layer", palette=palette, marker="o", ax=ax, **SEEDS)
             ax.set(title=f"{dataset}: {variant}", xlabel="Timestep t", ylabel="cs_t", ylim=(0, 1.02))
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=7)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.legend(title="layer", fontsize=9)
         for ax in row[len(variants) : -1]:
             ax.remove()
-        ax = row[-1]
-        factors = with_variants(stf[stf["dataset"] == dataset])[0]
-        for variant in variants:
-            line = mean_std(factors[factors["variant"] == variant], ["layer"], ["stf"])
-            ax.errorbar(
-                line["layer"], line["stf_mean"], yerr=line["stf_std"], color=colors[variant], marker="o", **ERRORBAR
-            )
-            ax.plot([], [], color=colors[variant], marker="o", label=variant)
+        ax, factors = row[-1], with_variants(stf[stf["dataset"] == dataset])[0]
+        sns.lineplot(factors, x="layer", y="stf", hue="variant", hue_order=variants, palette=colors, marker="o", ax=ax,
+                     **SEED_BARS)  # fmt: skip
         ax.set(title=f"{dataset}: STF per layer", xlabel="Layer", ylabel="STF = 1 / mean_t cs_t", xticks=layers)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(title=None, fontsize=9)
     fig.tight_layout()
     return fig
 
 
+@themed
 def run_figure(metrics: dict) -> Figure:
     """One run at a glance (metrics.json of `aoi.analysis.analyse_run`): accuracy per step and the
     cutoff curve; the exit-step histogram at the stated epsilon beside the OCT histogram."""
     T, epsilon = metrics["T"], metrics["epsilon"]
     steps = pd.DataFrame(metrics["accuracy_per_step"])
     curve = pd.DataFrame(metrics["curve"]).sort_values("mean_exit_step")
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
-    left.plot(steps["t"], 100 * steps["accuracy"], FIXED_STEP, marker="o", label="fixed step t")
-    left.plot(
-        curve["mean_exit_step"], 100 * curve["accuracy"], CUTOFF, marker="o", markersize=3, label="cutoff (ε sweep)"
-    )
+    color = method_color(metrics["params"]["method"], metrics["params"].get("alpha"))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    left.plot(steps["t"], 100 * steps["accuracy"], FIXED_STEP, color=color, marker="o", label="fixed step t")
+    left.plot(curve["mean_exit_step"], 100 * curve["accuracy"], CUTOFF, color=color, label="cutoff (ε sweep)")
     cutoff = metrics["cutoff"]
-    left.plot(cutoff["mean_exit_step"], 100 * cutoff["accuracy"], "k*", markersize=10, label=f"ε = {epsilon:g}")
+    left.plot(
+        cutoff["mean_exit_step"],
+        100 * cutoff["accuracy"],
+        "*",
+        color=color,
+        markeredgecolor="black",
+        markersize=14,
+        label=f"ε = {epsilon:g}",
+    )
     left.set(title=metrics["run_name"], xlabel="Timestep", ylabel="Accuracy [%]")
-    left.legend(fontsize=8, handlelength=3)
+    left.legend(handlelength=3)
     t = range(1, T + 1)
-    right.bar([s - 0.2 for s in t], cutoff["exit_histogram"], 0.4, label=f"exit step, ε = {epsilon:g}")
-    right.bar([s + 0.2 for s in t], metrics["oct"]["histogram"], 0.4, label="OCT (oracle)")
+    right.bar([s - 0.2 for s in t], cutoff["exit_histogram"], 0.4, color=color, label=f"exit step, ε = {epsilon:g}")
+    right.bar([s + 0.2 for s in t], metrics["oct"]["histogram"], 0.4, color="gray", label="OCT (oracle)")
     right.set(xlabel="Timestep", ylabel="Samples", xticks=list(t))
-    right.legend(fontsize=8)
+    right.legend()
     fig.tight_layout()
     return fig
 
 
+@themed
 def exit_figure(exits: pd.DataFrame) -> Figure:
     """Exit-step histograms at the stated epsilon: one panel per dataset, one bar per method and
     step t, the percent of test samples that exit at t (mean over seeds, error bars ± std), the
@@ -237,7 +291,7 @@ def exit_figure(exits: pd.DataFrame) -> Figure:
         title = f"{dataset}, cutoff at ε = {frame['epsilon'].iloc[0]:g}"
         ax.set(title=title, xlabel="Exit step t", ylabel="Test samples exiting at t [%]", xticks=steps)
         ax.grid(alpha=0.3, axis="y")
-        ax.legend(fontsize=8)
+        ax.legend()
     fig.tight_layout()
     return fig
 
@@ -249,6 +303,7 @@ SWEEP_PANELS = (  # summary column, scale, y label
 )
 
 
+@themed
 def sweep_figure(summary: pd.DataFrame, paper_alphas: dict[str, list[float]] | None = None) -> Figure:
     """The alpha sweep: one row per dataset; accuracy at T, accuracy with cutoff at the stated
     epsilon and mean exit step against alpha (log axis).
@@ -257,74 +312,78 @@ def sweep_figure(summary: pd.DataFrame, paper_alphas: dict[str, list[float]] | N
         summary: `aoi.results.summary_frame` rows of TET and STR runs.
         paper_alphas: dataset -> the alphas of the paper's legend for the data it stands for
             (`aoi.results.paper_alphas`), marked by dashed vertical lines.
-    One line per reset gradient (mean over seeds, band = ± std); TET, alpha = 0, is the
-    reference: a dash-dot horizontal line with its band, per gradient. The toolkit's default
+    One line per reset gradient (mean over seeds, band ± std); TET, alpha = 0, is the reference:
+    a dash-dot line with its band across the alpha range, per gradient. The toolkit's default
     alpha (`TOOLKIT_ALPHA`) is marked by a dotted vertical line.
     """
     datasets = list(dict.fromkeys(summary["dataset"]))
-    fig, axes = plt.subplots(len(datasets), 3, figsize=(13.5, 3.3 * len(datasets)), squeeze=False)
-    columns = [column for column, _, _ in SWEEP_PANELS]
+    fig, axes = plt.subplots(len(datasets), 3, figsize=(14, 3.8 * len(datasets)), squeeze=False)
     for row, dataset in zip(axes, datasets):
         ours = summary[summary["dataset"] == dataset]
         T, epsilon = int(ours["T"].iloc[0]), float(ours["epsilon"].iloc[0])
+        alphas = ours.loc[ours["method"] == "str", "alpha"].astype(float)
+        edges = [alphas.min(), alphas.max()] if len(alphas) else [TOOLKIT_ALPHA / 2, TOOLKIT_ALPHA * 2]
         for ax, (column, scale, ylabel) in zip(row, SWEEP_PANELS):
             for gradient, runs in ours.groupby("detach_reset", sort=True):
-                color, name = GRADIENT_COLORS[bool(gradient)], RESET_GRADIENTS[bool(gradient)]
-                str_runs = runs[runs["method"] == "str"]
-                if len(str_runs):  # a study of TET runs alone draws TET's lines only
-                    line = mean_std(str_runs, ["alpha"], columns).sort_values("alpha")
-                    mean, std = scale * line[f"{column}_mean"], scale * line[f"{column}_std"]
-                    ax.plot(line["alpha"], mean, CUTOFF, color=color, marker="o", markersize=4, label=f"STR, {name}")
-                    ax.fill_between(line["alpha"], mean - std, mean + std, color=color, alpha=0.15, linewidth=0)
-                tet = runs.loc[runs["method"] == "tet", column] * scale
-                if len(tet):
-                    center, spread = tet.mean(), (tet.std() if len(tet) > 1 else 0.0)
-                    ax.axhline(center, color=color, linestyle="-.", linewidth=1, label=f"TET (α = 0), {name}")
-                    ax.axhspan(center - spread, center + spread, color=color, alpha=0.08, linewidth=0)
+                _sweep_lines(ax, runs.assign(value=scale * runs[column]), bool(gradient), edges)
             ax.axvline(TOOLKIT_ALPHA, color="gray", linestyle=":", label=f"toolkit default α = {TOOLKIT_ALPHA:g}")
             for alpha in (paper_alphas or {}).get(dataset, []):
                 ax.axvline(alpha, color="black", linestyle="--", linewidth=0.8, label=f"paper's α = {alpha:g}")
             ax.set(xscale="log", xlabel="α (STR weight)", ylabel=ylabel, title=f"{dataset} (T={T})")
-            ax.grid(alpha=0.3)
         row[1].set_title(f"{dataset} (T={T}), cutoff at ε = {epsilon:g}")
-        row[0].legend(fontsize=7, handlelength=3)
+        for ax in row[1:]:
+            if ax.get_legend() is not None:  # seaborn's, of a labelled line
+                ax.get_legend().remove()
+        row[0].legend(fontsize=9, handlelength=3)
     fig.tight_layout()
     return fig
 
 
+def _sweep_lines(ax, runs: pd.DataFrame, detach_reset: bool, edges: list[float]) -> None:
+    """One reset gradient's lines of `sweep_figure` (``runs``' column ``value``): STR against
+    alpha, and TET as a dash-dot line across ``edges`` (the alpha range), each with its band."""
+    color, name = GRADIENT_COLORS[detach_reset], RESET_GRADIENTS[detach_reset]
+    str_runs = runs[runs["method"] == "str"]
+    if len(str_runs):  # a study of TET runs alone draws TET's lines only
+        sns.lineplot(str_runs, x="alpha", y="value", color=color, marker="o", label=f"STR, {name}", ax=ax, **SEEDS)
+    tet = runs[runs["method"] == "tet"]
+    if len(tet):
+        across = pd.concat([tet.assign(alpha=edge) for edge in edges])
+        style = {"linestyle": "-.", "linewidth": 1, "label": f"TET (α = 0), {name}"}
+        sns.lineplot(across, x="alpha", y="value", color=color, ax=ax, **style, **SEEDS)
+
+
+@themed
 def capacity_figure(summary: pd.DataFrame) -> Figure:
     """Model width: one row per dataset; accuracy at T, accuracy with cutoff at the stated
     epsilon and mean exit step against the width multiplier (log2 axis), one line per method
-    (`with_variants` without the width), mean over seeds with std error bars."""
+    (`with_variants` without the width), mean over seeds with bars ± std."""
     datasets = list(dict.fromkeys(summary["dataset"]))
-    fig, axes = plt.subplots(len(datasets), 3, figsize=(13.5, 3.3 * len(datasets)), squeeze=False)
-    columns = [column for column, _, _ in SWEEP_PANELS]
+    fig, axes = plt.subplots(len(datasets), 3, figsize=(14, 3.8 * len(datasets)), squeeze=False)
     for row, dataset in zip(axes, datasets):
         ours = summary[summary["dataset"] == dataset]
         frame, variants, colors = ordered(ours, across=("width",))
         epsilon = float(ours["epsilon"].iloc[0])
         for ax, (column, scale, ylabel) in zip(row, SWEEP_PANELS):
-            for variant in variants:
-                line = mean_std(frame[frame["variant"] == variant], ["width"], columns).sort_values("width")
-                mean, std = scale * line[f"{column}_mean"], scale * line[f"{column}_std"]
-                ax.errorbar(line["width"], mean, yerr=std, color=colors[variant], marker="o", label=variant, **ERRORBAR)
+            values = frame.assign(value=scale * frame[column])
+            sns.lineplot(values, x="width", y="value", hue="variant", hue_order=variants, palette=colors, marker="o",
+                         ax=ax, legend=ax is row[0], **SEED_BARS)  # fmt: skip
             widths = sorted(frame["width"].unique())
             ax.set(xscale="log", xlabel="Model width (x channels)", ylabel=ylabel, title=f"{dataset}")
             ax.set_xticks(widths, [f"{w:g}" for w in widths])
             ax.minorticks_off()
-            ax.grid(alpha=0.3)
         row[1].set_title(f"{dataset}, cutoff at ε = {epsilon:g}")
-        row[0].legend(fontsize=8)
+        row[0].legend(title=None)
     fig.tight_layout()
     return fig
 
 
 def save_figure(fig: Figure, stem: str | os.PathLike) -> list[Path]:
-    """Save ``fig`` as ``<stem>.png`` (150 dpi) and ``<stem>.pdf``, atomically, without timestamps."""
+    """Save ``fig`` as ``<stem>.png`` (`SAVE_DPI`) and ``<stem>.pdf``, atomically, without timestamps."""
     paths = []
     for fmt, metadata in (("png", {"Software": None}), ("pdf", {"CreationDate": None, "Producer": None})):
         path = Path(f"{stem}.{fmt}")
         with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight", metadata=metadata)
+            fig.savefig(tmp, format=fmt, dpi=SAVE_DPI, bbox_inches="tight", metadata=metadata)
         paths.append(path)
     return paths

@@ -1,6 +1,7 @@
 """The results files read back for presentation: every run's metrics.json as tidy frames, the
 paper's own numbers, and a profile's whole study (`load_study`) as the notebooks use it.
 
+Two runs' training records are compared by what decides their weights (`condition_differences`).
 Frames have one row per run (and per step / epsilon / rule / layer), with the columns that
 identify a run: dataset, T, method, alpha (None for TET), label (`aoi.methods.method_label`),
 detach_reset, width, seed, folds and fold (0 and 0 without cross-validation), its number of test
@@ -26,6 +27,10 @@ from aoi.profiles import load_profile, profile_name
 from aoi.provenance import code_fingerprint, recorded_code
 
 OTHER_CODE = "†"  # the mark of table rows with runs made by other code than the current aoi (`aoi.tables`)
+DATA_LOCATIONS = ("cache_dir", "files")  # where a data record's files lie: no part of what the data are
+# What a CPU run's weights are promised bit for bit with (`training_conditions`); with anything else
+# other rounding, amplified over epochs, gives other weights and accuracies within the spread over seeds.
+REPRODUCIBLE_WITH = "the same CPU model, torch thread count, code, data and package versions"
 
 
 def load_runs(directory: str | os.PathLike) -> list[dict]:
@@ -53,6 +58,34 @@ def run_columns(run: dict) -> dict:
         "test_samples": run.get("test_samples"),
         "code": run_code(run),
     }
+
+
+def training_conditions(record: dict | None) -> dict[str, object]:
+    """What decides a CPU run's final weights bit for bit, read from its training provenance
+    ``record`` (``provenance["train"]`` of a metrics.json; None where not recorded): "CPU model",
+    "torch threads", "code" (`aoi.provenance.code_fingerprint`), "data <split> <key>" for each entry of its data
+    record but the file locations (`DATA_LOCATIONS`), and "<package> version" for each package it records."""
+    record = record or {}
+    machine = record.get("machine") or {}
+    conditions = {
+        "CPU model": machine.get("cpu"),
+        "torch threads": machine.get("torch_threads"),
+        "code": record.get("code_fingerprint"),
+    }
+    for split, data in sorted((record.get("data") or {}).items()):
+        for key, value in sorted((data or {}).items()):
+            if key not in DATA_LOCATIONS:
+                conditions[f"data {split} {key}"] = value
+    conditions.update({f"{name} version": version for name, version in (record.get("versions") or {}).items()})
+    return conditions
+
+
+def condition_differences(ours: dict | None, theirs: dict | None) -> list[tuple[str, object, object]]:
+    """(condition, ours, theirs) for each of `training_conditions` in which the training records
+    ``ours`` and ``theirs`` differ (None on the side that does not record it), in their order."""
+    mine, other = training_conditions(ours), training_conditions(theirs)
+    keys = dict.fromkeys([*mine, *other])
+    return [(key, mine.get(key), other.get(key)) for key in keys if mine.get(key) != other.get(key)]
 
 
 def made_by_other_code(codes) -> str:

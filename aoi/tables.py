@@ -12,6 +12,7 @@ its method is marked `OTHER_CODE` when a run of it was made by other code than t
 from __future__ import annotations
 
 import html
+import math
 import os
 from pathlib import Path
 
@@ -41,14 +42,25 @@ COST_COLUMNS = {
     "wallclock_speedup": ("wall-clock speed-up", 1, 2),
 }
 VARIANT = ["method", "alpha", "detach_reset", "width"]
+ID_COLUMNS = ("dataset", "source", "method", "reset gradient", "width", "seeds", "chosen", "ε")  # what names a row
+# The widest table a notebook shows in one piece (`html_table`): JupyterLab's output area in a
+# window 1600 px wide with the file browser open (tests/test_browser.py checks that tables fit),
+# estimated with CHAR_PX per character of its 13 px table font plus PADDING_PX per cell.
+TABLE_WIDTH_PX, CHAR_PX, PADDING_PX = 1050, 7.5, 18
 PAPER_GRADIENT = "toolkit's (assumed)"  # the paper does not say; its authors' toolkit keeps the reset in the graph
 
 
+def number(value: float, digits: int = 2, scale: float = 1.0) -> str:
+    """``scale * value`` with ``digits`` decimals, the one number format of every table; a value
+    that rounds to zero has no sign (never "-0.00")."""
+    return f"{round(scale * value, digits) + 0.0:.{digits}f}"
+
+
 def _pm(mean: float, std: float, digits: int = 2, scale: float = 1.0) -> str:
-    """``mean±std`` of scaled values with ``digits`` decimals; "–" when nothing was measured (NaN)."""
+    """``mean±std`` of scaled values with ``digits`` decimals (`number`); "–" when nothing was measured (NaN)."""
     if mean is None or pd.isna(mean):
         return "–"
-    return f"{scale * mean:.{digits}f}±{scale * std:.{digits}f}"
+    return f"{number(mean, digits, scale)}±{number(std, digits, scale)}"
 
 
 def grouped(frame: pd.DataFrame, by: list[str], columns: list[str]) -> list[dict]:
@@ -143,9 +155,9 @@ def accuracy_table(summary: pd.DataFrame, paper_reported=None, references=None) 
     def paper_cells(full, cut) -> dict:
         return {
             **_paper_ids(full),
-            "accuracy at T (%)": f"{full.accuracy_mean:.2f}±{full.accuracy_std:.2f}",
-            "w/ cutoff (%)": f"{cut.accuracy_mean:.2f}±{cut.accuracy_std:.2f}",
-            "drop (pp)": f"{full.accuracy_mean - cut.accuracy_mean:.2f}",
+            "accuracy at T (%)": _pm(full.accuracy_mean, full.accuracy_std),
+            "w/ cutoff (%)": _pm(cut.accuracy_mean, cut.accuracy_std),
+            "drop (pp)": number(full.accuracy_mean - cut.accuracy_mean),
             "mean exit step": f"≈{cut.avg_timestep_approx:g}",
         }
 
@@ -158,7 +170,7 @@ def cost_table(summary: pd.DataFrame, paper_reported=None, references=None) -> p
     rows carry only its speed-up in steps (T over the average timestep read off its figure)."""
 
     def paper_cells(full, cut) -> dict:
-        return {**_paper_ids(full), "speed-up (steps)": f"≈{full['T'] / cut.avg_timestep_approx:.2f}"}
+        return {**_paper_ids(full), "speed-up (steps)": "≈" + number(full["T"] / cut.avg_timestep_approx)}
 
     return _table(summary, COST_COLUMNS, paper_reported, references, paper_cells)
 
@@ -193,9 +205,10 @@ def curve_table(curve: pd.DataFrame) -> pd.DataFrame:
     columns = {}
     for row in grouped(curve, ["epsilon"], ["accuracy", "mean_exit_step"]):
         columns.setdefault(f"{row['dataset']} {row['variant']}", {})[row["epsilon"]] = (
-            f"{100 * row['accuracy_mean']:.2f} at {row['mean_exit_step_mean']:.2f}"
+            f"{number(row['accuracy_mean'], scale=100)} at {number(row['mean_exit_step_mean'])}"
         )
     table = pd.DataFrame(columns).sort_index()
+    table.index = [f"{epsilon:g}" for epsilon in table.index]  # as everywhere: 0.0002, not 0.000200
     return table.rename_axis("ε").reset_index()
 
 
@@ -316,14 +329,49 @@ def markdown_table(table: pd.DataFrame) -> str:
     return "\n".join([header, rule, *body]) + "\n"
 
 
+def column_pieces(table: pd.DataFrame, width_px: float = TABLE_WIDTH_PX) -> list[list[str]]:
+    """The columns of ``table`` in the fewest pieces whose estimated rendered width fits
+    ``width_px``, the other columns shared out evenly and in order, the identifying columns
+    (`ID_COLUMNS`) in every piece.
+
+    A column's width is estimated from its longest cell and the longest word of its heading
+    (headings wrap between words, cells never): `CHAR_PX` per character plus `PADDING_PX`."""
+
+    def width(column: str) -> float:
+        longest = max([len(str(cell)) for cell in table[column]] + [len(word) for word in str(column).split()])
+        return CHAR_PX * longest + PADDING_PX
+
+    ids = [column for column in table if column in ID_COLUMNS]
+    values = [column for column in table if column not in ids]
+    room = width_px - sum(width(column) for column in ids)
+    for count in range(1, len(values) + 1):
+        size = math.ceil(len(values) / count)
+        pieces = [values[i : i + size] for i in range(0, len(values), size)]
+        if all(sum(width(column) for column in piece) <= room for piece in pieces):
+            break
+    return [ids + piece for piece in pieces] if values else [ids]
+
+
 def html_table(table: pd.DataFrame, caption: str, key: str) -> str:
-    """``table`` as an HTML table for a notebook: no index, cells never wrapped, the paper's rows
-    (``source`` starting with "paper") in grey italics; ``key`` makes the element ids
-    deterministic (the same bytes on every run)."""
+    """``table`` as HTML for a notebook, in as many pieces as it takes to fit `TABLE_WIDTH_PX`
+    (`column_pieces`; the caption says which part): no index, cells never wrapped (headings
+    between words), the paper's rows (``source`` starting with "paper") in grey italics; ``key``
+    makes the element ids deterministic (the same bytes on every run)."""
+    pieces = column_pieces(table)
+    parts = []
+    for number_, columns in enumerate(pieces, 1):
+        title = caption if len(pieces) == 1 else f"{caption} (part {number_} of {len(pieces)})"
+        parts.append(_html_piece(table[columns], title, key if len(pieces) == 1 else f"{key}_{number_}"))
+    return "\n".join(parts)
+
+
+def _html_piece(table: pd.DataFrame, caption: str, key: str) -> str:
+    """One HTML table of `html_table`."""
     styler = table.style.hide(axis="index").set_uuid(key).set_caption(html.escape(caption))
     styler = styler.set_table_styles(
         [
-            {"selector": "td, th", "props": "white-space: nowrap; padding: 2px 8px; text-align: right;"},
+            {"selector": "td", "props": "white-space: nowrap; padding: 2px 8px; text-align: right;"},
+            {"selector": "th", "props": "white-space: normal; padding: 2px 8px; text-align: right;"},
             {"selector": "caption", "props": "caption-side: top; text-align: left; font-weight: bold;"},
         ]
     )

@@ -1,12 +1,17 @@
-"""The presentation notebooks as a researcher meets them: JupyterLab on localhost, each notebook
-opened in headless Chromium, its outputs cleared, all cells run; no cell may end in an error or
-write to stderr, every figure must be a loaded image, every table a table, and the epsilon
-explorer's slider must redraw its figure.
+"""The presentation notebooks as a researcher meets them: JupyterLab on localhost in a window 1600
+px wide, each notebook opened in headless Chromium, its outputs cleared, all cells run and saved;
+no cell may end in an error or write to stderr, every figure must be a loaded image, every table
+a table as wide as the notebook at most, the paper's figure readable where it is shown (its
+smallest text at least `READABLE_PX` CSS pixels), and the epsilon explorer's slider must redraw
+its figure, which a saved and reopened notebook shows again without its kernel's widget. Then git
+sees no change: the notebooks saved as they are committed, the results rebuilt byte for byte.
 
-Runs on a fresh copy of the repository (JupyterLab autosaves the notebooks and they rewrite
-their results there). Needs Debian's ``chromium`` and ``chromium-driver`` (``.ci/run`` installs
-them; skipped when they are absent) and selenium. About two minutes on 2 cores; alone:
-``python -m pytest tests/test_browser.py``.
+Runs on a fresh clone of the repository set up by ./reproduce.sh (`repository.set_up_clone`: the
+notebook filter, aoi's Jupyter server extension). Screenshots of each notebook, and of the paper's
+figure whole (``03_figure.ipynb-figure.png``), are left in the test's temporary folder, whose path
+the test prints. Needs Debian's ``chromium`` and ``chromium-driver`` (``.ci/run`` installs them;
+skipped when they are absent) and selenium. About three minutes on 2 cores; alone:
+``python -m pytest -s tests/test_browser.py``.
 """
 
 import json
@@ -20,7 +25,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from repository import environment, fresh_copy
+from repository import environment, fresh_copy, git, set_up_clone
+
+from aoi.plots import THEME
 
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 CHROMIUM_FLAGS = (  # the machine's network is closed and CI runs as root
@@ -32,8 +39,9 @@ CHROMIUM_FLAGS = (  # the machine's network is closed and CI runs as root
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
-    "--window-size=1500,1100",
+    "--window-size=1600,1100",
 )
+READABLE_PX = 11  # the smallest text of a figure, in CSS pixels as shown (browsers' minimum font size is 6 to 12)
 NOTEBOOKS = {  # notebook -> (images at least, tables at least)
     "03_figure.ipynb": (2, 2),
     "04_tables.ipynb": (0, 3),
@@ -75,6 +83,27 @@ return [images.length, images.filter(i => i.complete && i.naturalWidth > 0).leng
 """
 )
 EXPLORER_IMAGE = PANEL + "const i = w.node.querySelector('.widget-output img'); return i ? i.src : null;"
+FIRST_IMAGE = (  # the first figure of the notebook: its natural width (PNG pixels) and its width as shown (CSS px)
+    PANEL
+    + """
+const i = w.node.querySelector('.jp-OutputArea-output img');
+i.scrollIntoView();
+const box = i.getBoundingClientRect();
+return [i.naturalWidth, box.width, box.height];
+"""
+)
+TABLES_FIT = (  # each table's width and the width of the output area that shows it
+    PANEL
+    + """
+return [...w.node.querySelectorAll('.jp-OutputArea-output table')].map(
+  t => [t.getBoundingClientRect().width, t.closest('.jp-OutputArea-output').clientWidth]);
+"""
+)
+SAVE = """
+const done = arguments[arguments.length - 1];
+window.jupyterapp.commands.execute('docmanager:save').then(() => done(true), e => done(String(e)));
+"""
+WIDGET_ERRORS = PANEL + "return [...w.node.querySelectorAll('.jupyter-widgets')].map(e => e.textContent);"
 
 pytestmark = pytest.mark.skipif(
     not (CHROMEDRIVER.exists() and shutil.which("chromium")),
@@ -101,13 +130,16 @@ def wait(condition, timeout: float, what: str):
 
 @pytest.fixture
 def lab(tmp_path):
-    """JupyterLab serving a fresh copy of the repository: yields (base url with token, copy)."""
+    """JupyterLab serving a fresh clone of the repository set up by ./reproduce.sh: yields (base
+    url, token, the clone)."""
     repo = fresh_copy(tmp_path / "repo")
+    config = set_up_clone(repo)
     port, token = free_port(), secrets.token_hex(16)
     private = tmp_path / "jupyter"  # nothing read from or left in the user's Jupyter folders
     env = {
         **environment(repo),
         "JUPYTER_CONFIG_DIR": str(private / "config"),
+        "JUPYTER_CONFIG_PATH": str(config),  # the clone's .venv: aoi's server extension, as ./reproduce.sh set it up
         "JUPYTER_RUNTIME_DIR": str(private / "runtime"),
         "JUPYTERLAB_SETTINGS_DIR": str(private / "settings"),
         "JUPYTERLAB_WORKSPACES_DIR": str(private / "workspaces"),
@@ -131,7 +163,7 @@ def lab(tmp_path):
 
     try:
         wait(up, 90, "JupyterLab to start")
-        yield base, token
+        yield base, token, repo
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -153,19 +185,43 @@ def browser(tmp_path):
     driver.quit()
 
 
-def run_all(driver, base: str, token: str, name: str) -> list[dict]:
-    """Open notebooks/``name``, clear its outputs, run all cells; return every output (nbformat JSON)."""
+def open_notebook(driver, base: str, token: str, name: str) -> None:
+    """Open notebooks/``name`` and wait for its kernel to be idle."""
     path = f"notebooks/{name}"
     driver.get(f"{base}/lab/tree/{path}?token={token}")
     wait(lambda: driver.execute_script(READY, path), 120, f"{name} to open with an idle kernel")
+
+
+def run_all(driver, base: str, token: str, name: str) -> list[dict]:
+    """Open notebooks/``name``, clear its outputs, run all cells, save; return every output (nbformat JSON)."""
+    open_notebook(driver, base, token, name)
     driver.execute_script("return window.jupyterapp.commands.execute('notebook:clear-all-cell-outputs');")
     driver.execute_script("window.jupyterapp.commands.execute('notebook:run-all-cells');")
     wait(lambda: driver.execute_script(FINISHED), 300, f"{name} to run all cells")
+    assert driver.execute_async_script(SAVE) is True, f"{name} not saved"
     return json.loads(driver.execute_script(OUTPUTS))
 
 
+def check_the_figure_is_readable(driver, shots) -> None:
+    """The paper's figure (03's first image): its smallest text, in points at the inline figure's
+    dpi, at least `READABLE_PX` CSS pixels as shown; a screenshot of the whole figure into ``shots``."""
+    natural, shown, height = driver.execute_script(FIRST_IMAGE)
+    smallest_pt = min(THEME[key] for key in ("legend.fontsize", "xtick.labelsize", "ytick.labelsize", "axes.titlesize"))
+    smallest_px = smallest_pt * THEME["figure.dpi"] / 72 * shown / natural
+    driver.set_window_size(1600, int(height) + 400)  # the whole figure in view, at the same width
+    from selenium.webdriver.common.by import By
+
+    driver.find_element(By.CSS_SELECTOR, ".jp-OutputArea-output img").screenshot(
+        str(shots / "03_figure.ipynb-figure.png")
+    )
+    driver.set_window_size(1600, 1100)
+    print(f"03_figure: the figure {natural} px wide shown {shown:.0f} px wide, its smallest text {smallest_px:.1f} px")
+    assert smallest_px >= READABLE_PX, (natural, shown, smallest_px)
+
+
 def test_the_presentation_notebooks_run_in_jupyterlab_without_errors(lab, browser, tmp_path):
-    base, token = lab
+    base, token, repo = lab
+    print(f"screenshots in {tmp_path}")
     for name, (images, tables) in NOTEBOOKS.items():
         outputs = run_all(browser, base, token, name)
         browser.save_screenshot(str(tmp_path / f"{name}.png"))
@@ -174,9 +230,23 @@ def test_the_presentation_notebooks_run_in_jupyterlab_without_errors(lab, browse
         loaded_all = lambda least=images: (r := browser.execute_script(RENDERED))[1] >= least and r  # noqa: E731
         shown, loaded, found = wait(loaded_all, 30, f"the figures of {name} to load")
         assert shown == loaded and loaded >= images and found >= tables, (name, shown, loaded, found)
+        assert [w for w in browser.execute_script(TABLES_FIT) if w[0] > w[1] + 1] == [], f"{name}: a table too wide"
+        if name == "03_figure.ipynb":
+            check_the_figure_is_readable(browser, tmp_path)
     before = wait(lambda: browser.execute_script(EXPLORER_IMAGE), 30, "the explorer's figure")
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
     browser.find_element(By.CSS_SELECTOR, ".widget-slider .noUi-handle").send_keys(Keys.ARROW_RIGHT)
     wait(lambda: browser.execute_script(EXPLORER_IMAGE) not in (None, before), 30, "the explorer to redraw")
+    # reopened with a new kernel, the saved explorer shows its static figure, not a widget no kernel serves
+    with urllib.request.urlopen(f"{base}/api/sessions?token={token}", timeout=10) as answer:
+        sessions = json.load(answer)
+    for session in sessions:
+        request = urllib.request.Request(f"{base}/api/sessions/{session['id']}?token={token}", method="DELETE")
+        urllib.request.urlopen(request, timeout=30).close()
+    open_notebook(browser, base, token, "06_explorer.ipynb")
+    wait(lambda: browser.execute_script(RENDERED)[1] >= 1, 30, "the reopened explorer's static figure")
+    assert browser.execute_script(WIDGET_ERRORS) == []
+    browser.save_screenshot(str(tmp_path / "06_explorer.ipynb-reopened.png"))
+    assert git(repo, "status", "--porcelain") == ""  # saved as committed; the results rebuilt byte for byte

@@ -1,12 +1,17 @@
-"""The epsilon explorer: the readout and the three panels at a chosen epsilon, live and static."""
+"""The epsilon explorer: the readout and the three panels at a chosen epsilon, live and static, and
+the static figure what a notebook saved by JupyterLab keeps of it."""
 
+import base64
+
+import IPython.display
 import pytest
 from matplotlib.figure import Figure
 
-from aoi import explorer
+from aoi import explorer, notebook
 
 RUN = {
     "run_name": "digits/T4-tet-s0",
+    "params": {"method": "tet", "alpha": 0.0},
     "T": 4,
     "epsilon": 0.01,
     "accuracy": 0.9,
@@ -66,3 +71,36 @@ def test_show_refuses_an_unknown_run_or_epsilon():
         explorer.show([RUN], run_name="x")
     with pytest.raises(ValueError, match="epsilon 0.5 is not in the run's sweep: use one of 0, 0.01, 0.1"):
         explorer.show([RUN], epsilon=0.5)
+
+
+@pytest.fixture
+def shown(monkeypatch) -> list[dict]:
+    """What `explorer.show` displays: its raw mime bundles (the widget's own redraw goes to its Output)."""
+    bundles, display = [], IPython.display.display
+
+    def capture(*objects, raw=False, **kwargs):
+        return bundles.append(objects[0]) if raw else display(*objects, **kwargs)
+
+    monkeypatch.setattr(IPython.display, "display", capture)
+    return bundles
+
+
+def test_live_and_static_show_the_same_figure_and_readout_the_live_one_with_its_widget(shown):
+    explorer.show([RUN], live=False)
+    explorer.show([RUN], live=True)
+    static, live = shown
+    assert set(static) == {"image/png", "text/plain"} and set(live) == {*static, notebook.WIDGET_VIEW}
+    assert static["text/plain"] == live["text/plain"] == "ε explorer: " + explorer.readout(RUN, 0.01)
+    assert static["image/png"] == live["image/png"]
+    assert base64.b64decode(static["image/png"])[:4] == b"\x89PNG"
+
+
+def test_a_saved_notebook_keeps_the_static_figure_of_a_live_widget(shown):
+    explorer.show([RUN], live=True)
+    other = {"text/plain": "IntSlider(value=3)", notebook.WIDGET_VIEW: {"model_id": "b"}}  # no image: kept
+    cells = [{"cell_type": "code", "outputs": [{"output_type": "display_data", "data": d}]} for d in (shown[0], other)]
+    model = {"type": "notebook", "content": {"cells": cells, "metadata": {}}}
+    notebook.before_save(model=model, path="notebooks/06_explorer.ipynb", contents_manager=None)
+    saved = [cell["outputs"][0]["data"] for cell in model["content"]["cells"]]
+    assert set(saved[0]) == {"image/png", "text/plain"} and saved[1] == other
+    notebook.before_save(model={"type": "file", "content": "text"}, path="a.txt")  # not a notebook: left alone

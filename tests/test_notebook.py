@@ -2,11 +2,13 @@
 
 import ast
 import json
+import subprocess
+import sys
 
 import nbformat
 import pytest
 
-from aoi import layout, notebook, runspec
+from aoi import layout, notebook, results, runspec
 from aoi.profiles import load_profile, run_grid
 
 PARAMETERS_CELL = 'profile = "default"  # a comment\nconfig = None\nrun_dir = None\n'
@@ -93,16 +95,22 @@ def test_a_scratch_run_is_emptied_and_a_study_run_kept(tmp_path):
     assert not scratch.run_dir.exists() and (kept.run_dir / "checkpoint.pt").exists()
 
 
-def test_comparison_with_the_committed_run_names_weights_and_threads(tmp_path):
-    committed = json.loads((layout.REPO_ROOT / "results/default/runs/digits/T4-tet-s0/metrics.json").read_text())
-    same = json.loads(json.dumps(committed))
-    committed_threads = (committed["provenance"]["train"].get("machine") or {}).get("torch_threads", "not recorded")
-    same["provenance"]["train"]["machine"] = {"torch_threads": 7}
-    assert notebook.compare_with_committed(same, tmp_path).startswith("the same final weights as the committed")
-    same["provenance"]["final"]["weights_sha256"] = "0"
-    text = notebook.compare_with_committed(same, tmp_path)
-    assert text.startswith("other final weights") and f"torch threads: here 7, committed {committed_threads}" in text
-    assert "no committed results" in notebook.compare_with_committed({**same, "run_name": "x/y"}, tmp_path)
+def test_comparison_with_the_committed_run_says_why_the_weights_differ_and_whether_that_is_expected(tmp_path):
+    path = layout.REPO_ROOT / "results/default/runs/digits/T4-tet-s0/metrics.json"
+    committed = json.loads(path.read_text())
+    ours = json.loads(json.dumps(committed))
+    assert notebook.compare_with_committed(ours, tmp_path).startswith("the same final weights as the committed")
+    ours["provenance"]["final"]["weights_sha256"] = "0"
+    text = notebook.compare_with_committed(ours, tmp_path)
+    assert "other final weights" in text and "not expected" in text  # nothing differs but the weights
+    ours["provenance"]["train"]["machine"]["cpu"] = "Intel Xeon"
+    ours["provenance"]["train"]["machine"]["torch_threads"] = 7
+    committed_cpu = committed["provenance"]["train"]["machine"]["cpu"]
+    text = notebook.compare_with_committed(ours, tmp_path)
+    assert "as expected" in text and "not expected" not in text
+    assert f"CPU model: 'Intel Xeon' here, {committed_cpu!r} committed" in text
+    assert "torch threads: 7 here, 1 committed" in text and results.REPRODUCIBLE_WITH in text
+    assert "no committed results" in notebook.compare_with_committed({**ours, "run_name": "x/y"}, tmp_path)
 
 
 def test_papermill_with_a_parameter_the_notebook_does_not_declare_fails_naming_it(tmp_path):
@@ -122,3 +130,24 @@ def test_every_notebook_checks_its_parameters_before_it_uses_them(path):
     assert "parameters" in cells[0].metadata.get("tags", [])
     statements = [node for node in ast.parse(cells[1].source).body if not isinstance(node, ast.ImportFrom)]
     assert ast.unparse(statements[0]) == "notebook.check_parameters()"
+
+
+def test_a_notebook_is_saved_as_git_keeps_it_where_git_filters_it(tmp_path):
+    repo = tmp_path / "repo"
+    (repo / "notebooks").mkdir(parents=True)
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    (repo / ".gitattributes").write_text("*.ipynb filter=nbstripout\n")
+    subprocess.run(
+        ["git", "config", "filter.nbstripout.clean", f"{sys.executable} -m nbstripout"], cwd=repo, check=True
+    )
+    cell = nbformat.v4.new_code_cell("1 + 1", execution_count=7, outputs=[nbformat.v4.new_output("stream", text="2")])
+    cell.metadata["execution"] = {"iopub.status.busy": "2026-01-01T00:00:00Z"}  # timing metadata
+    kept = json.loads(nbformat.writes(nbformat.v4.new_notebook(cells=[cell], metadata={"keep_output": True})))
+    saved = notebook.as_git_keeps_it(kept, repo / "notebooks" / "a.ipynb")
+    assert saved["cells"][0]["execution_count"] is None and saved["cells"][0]["metadata"] == {}
+    assert saved["cells"][0]["outputs"][0]["text"] == ["2"]  # the notebook keeps its outputs (lines, as on disk)
+    plain = {**kept, "metadata": {}}
+    assert notebook.as_git_keeps_it(plain, repo / "notebooks" / "a.ipynb")["cells"][0]["outputs"] == []
+    assert notebook.as_git_keeps_it(kept, repo / "a.txt") == kept  # no filter for it
+    (tmp_path / "elsewhere").mkdir()
+    assert notebook.as_git_keeps_it(kept, tmp_path / "elsewhere" / "a.ipynb") == kept  # not in a repository

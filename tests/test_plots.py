@@ -1,4 +1,4 @@
-"""The figures from hand-made result frames: panels, lines, labels and marks, not pixels."""
+"""The figures from hand-made result frames: panels, lines, bands, labels and marks, not pixels."""
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -6,16 +6,43 @@ import pytest
 from frames import RUNS, ids, summary_row
 
 from aoi.plots import (
+    TET_COLOR,
+    THEME,
     TOOLKIT_ALPHA,
     capacity_figure,
     exit_figure,
     mean_std,
+    method_color,
     rules_figure,
     save_figure,
     stf_figure,
     sweep_figure,
 )
 from aoi.plots import with_variants as variants_of
+
+
+def drawn(ax) -> list:
+    """The lines of ``ax`` that show data (seaborn also keeps empty ones for its legend)."""
+    return [line for line in ax.lines if len(line.get_xdata())]
+
+
+def band(collection, x: float) -> tuple[float, float]:
+    """The lowest and highest y of a band (a fill_between collection) at ``x``."""
+    vertices = collection.get_paths()[0].vertices
+    ys = vertices[abs(vertices[:, 0] - x) < 1e-9, 1]
+    return float(ys.min()), float(ys.max())
+
+
+def test_one_colour_per_method_and_alpha_in_every_figure():
+    assert method_color("tet") == TET_COLOR == "#e6841e"  # the paper's orange
+    assert method_color("str", 0.1) == method_color("str", 0.1000)
+    colors = [method_color("str", a) for a in (0.001, 0.01, 0.1, 1.0)]
+    assert len(set(colors)) == 4  # a decade apart: visibly apart
+    assert method_color("str", 1e-6) == method_color("str", 1e-3)  # clipped at the scale's ends
+
+
+def test_the_theme_sets_readable_sizes():
+    assert THEME["font.size"] == 12 and THEME["xtick.labelsize"] == 11 and THEME["legend.fontsize"] == 10
 
 
 def test_mean_std_uses_the_sample_std_and_zero_for_one_seed():
@@ -78,11 +105,18 @@ def test_stf_figure_has_a_panel_per_method_plus_the_stf_panel():
     stf = pd.DataFrame(
         [{**ids(d, T, label, s), "layer": layer, "stf": 2.0} for d, T, label, s in RUNS for layer in (1, 2)]
     )
+    stf.loc[(stf["dataset"] == "digits") & (stf["seed"] == 1), "stf"] = 3.0  # digits' seeds: 2.0 and 3.0
     fig = stf_figure(cs, stf)
     axes = fig.get_axes()
     assert len(axes) == 2 * 3  # 2 datasets x (TET, STR, STF)
-    assert len(axes[0].lines) == 2  # one line per layer
+    assert len(drawn(axes[0])) == 2  # one line per layer
+    legend = axes[0].get_legend()
+    assert legend.get_title().get_text() == "layer" and [t.get_text() for t in legend.get_texts()] == ["1", "2"]
     assert axes[0].get_title() == "digits: TET" and axes[2].get_title() == "digits: STF per layer"
+    tet = drawn(axes[2])[0]
+    assert list(tet.get_ydata()) == pytest.approx([2.5, 2.5])  # mean of the seeds, per layer
+    bars = axes[2].collections[0].get_segments()[0]  # the error bar at layer 1: ± the sample std 0.707
+    assert sorted(bars[:, 1]) == pytest.approx([2.5 - 0.5**0.5, 2.5 + 0.5**0.5])
     plt.close(fig)
 
 
@@ -110,6 +144,9 @@ def test_sweep_figure_draws_alpha_on_a_log_axis_with_tet_and_the_marked_alphas()
     assert list(through.get_ydata()) == pytest.approx([89.9, 80.0])  # mean over seeds, in %
     tet = lines["TET (α = 0), through reset"]
     assert list(tet.get_ydata()) == pytest.approx([91.0, 91.0])  # mean of 0.90 and 0.92
+    assert list(tet.get_xdata()) == [0.01, 1.0] and tet.get_linestyle() == "-."  # across the alpha range
+    tet_band = accuracy.collections[1]  # through reset: STR's band, then TET's
+    assert band(tet_band, 0.01) == pytest.approx((91.0 - 2**0.5, 91.0 + 2**0.5))  # ± the sample std of 90, 92
     assert "STR, detached" in lines and "TET (α = 0), detached" in lines
     assert list(lines[f"toolkit default α = {TOOLKIT_ALPHA:g}"].get_xdata()) == [TOOLKIT_ALPHA] * 2
     assert list(lines["paper's α = 0.1"].get_xdata()) == [0.1, 0.1]
@@ -134,10 +171,11 @@ def test_capacity_figure_puts_one_line_per_method_across_widths():
     ]
     fig = capacity_figure(pd.DataFrame(rows))
     accuracy = fig.get_axes()[0]
-    labels = accuracy.get_legend_handles_labels()[1]
-    assert labels == ["TET", "STR(0.5)"]
-    line = accuracy.lines[0]
+    assert [t.get_text() for t in accuracy.get_legend().get_texts()] == ["TET", "STR(0.5)"]
+    assert fig.get_axes()[1].get_legend() is None  # the legend once, in the first panel
+    line = drawn(accuracy)[0]
     assert list(line.get_xdata()) == [1.0, 2.0, 4.0] and list(line.get_ydata()) == pytest.approx([85.0, 90.0, 100.0])
+    assert line.get_color() == method_color("tet")
     assert [tick.get_text() for tick in accuracy.get_xticklabels()] == ["1", "2", "4"]
     plt.close(fig)
 
@@ -166,3 +204,24 @@ def test_exit_figure_draws_a_bar_per_method_and_step_in_percent_with_the_mean_ex
     # mean exit step 1 x 0.375 + 2 x 0.625 = 1.625, shown with 2 decimals (half to even)
     assert [t.get_text() for t in digits.get_legend().get_texts()] == ["TET: mean 1.62", "STR(0.1): mean 1.62"]
     plt.close(fig)
+
+
+def test_the_theme_is_undone_after_a_figure_and_nothing_else_is():
+    import matplotlib
+
+    from aoi.plots import themed
+
+    size, interactive = plt.rcParams["font.size"], matplotlib.is_interactive()
+
+    @themed
+    def draw():
+        assert plt.rcParams["font.size"] == THEME["font.size"]
+        matplotlib.interactive(True)  # as the notebook's inline backend does when the first figure starts it
+        return plt.figure()
+
+    try:
+        fig = draw()
+        assert plt.rcParams["font.size"] == size and matplotlib.is_interactive()  # or later figures would not show
+    finally:
+        matplotlib.interactive(interactive)
+        plt.close(fig)

@@ -146,3 +146,39 @@ def test_a_study_with_missing_folds_says_which(tmp_path):
         "WARNING: folds missing, pooled over fewer: digits STR(0.1) seed 1 (1 of 2 folds); "
         "run ./reproduce.sh --profile smoke"
     )
+
+
+def training_record(cpu: str = "AMD EPYC", threads: int = 1, cache_dir: str = "/a/data/x") -> dict:
+    """A training provenance record as train.py writes it, with one data split and two packages."""
+    return {
+        "code_fingerprint": "0123456789ab",
+        "machine": {"cpu": cpu, "torch_threads": threads, "platform": "Linux"},
+        "data": {"train": {"dataset": "ndigits", "num_samples": 1347, "cache_dir": cache_dir, "files": [cache_dir]}},
+        "versions": {"torch": "2.14.1", "numpy": "2.4.6"},
+    }
+
+
+def test_training_conditions_are_cpu_threads_code_data_and_versions_without_file_locations():
+    assert results.training_conditions(training_record()) == {
+        "CPU model": "AMD EPYC",
+        "torch threads": 1,
+        "code": "0123456789ab",
+        "data train dataset": "ndigits",
+        "data train num_samples": 1347,
+        "torch version": "2.14.1",
+        "numpy version": "2.4.6",
+    }
+    assert results.training_conditions(None)["CPU model"] is None  # an old run that recorded nothing
+
+
+def test_condition_differences_name_both_sides_and_ignore_where_the_data_lie():
+    moved = training_record(cache_dir="/elsewhere/data/x")  # the same data in another folder
+    assert results.condition_differences(training_record(), moved) == []
+    other = training_record(cpu="Intel Xeon", threads=2)
+    other["data"]["train"]["num_samples"] = 1000
+    assert results.condition_differences(training_record(), other) == [
+        ("CPU model", "AMD EPYC", "Intel Xeon"),
+        ("torch threads", 1, 2),
+        ("data train num_samples", 1347, 1000),
+    ]
+    assert results.condition_differences(training_record(), None)[0] == ("CPU model", "AMD EPYC", None)

@@ -88,7 +88,7 @@ def test_per_step_table_pivots_steps_into_columns():
 
 def test_curve_table_has_a_row_per_epsilon_and_a_column_per_method():
     table = tables.curve_table(curve_frame())
-    assert table["ε"].tolist() == [0.0, 0.01, 0.5]
+    assert table["ε"].tolist() == ["0", "0.01", "0.5"]  # written as everywhere else (0.0002, never 0.000200)
     assert table.columns.tolist()[1:] == ["digits TET", "digits STR(0.1)", "ndigits TET", "ndigits STR(0.5)"]
     assert table.loc[1, "digits TET"] == "90.00 at 2.00"  # mean of 0.85 and 0.95 at T/2
 
@@ -158,6 +158,27 @@ def test_html_table_is_deterministic_unwrapped_and_greys_the_papers_rows():
     assert first == second
     assert "white-space: nowrap" in first and "Accuracy &lt;at&gt; ε" in first
     assert first.count("font-style: italic") >= 1 and "T_accuracy" in first
+    assert first.count("<table") == 1 and "part 1" not in first
+
+
+def test_numbers_have_one_format_and_no_negative_zero():
+    assert tables.number(-0.004) == "0.00" and tables.number(-0.0000004, scale=100) == "0.00"
+    assert tables.number(-0.006) == "-0.01" and tables.number(0.912345, 3, 100) == "91.234"
+    assert tables._pm(-0.00004, 0.0022, 2, 100) == "0.00±0.22"  # the sweep's STR(0.005) drop, once "-0.00±0.22"
+
+
+def test_a_table_wider_than_a_notebook_is_split_with_its_names_in_every_piece():
+    # "dataset": 7 characters (its heading) -> 7 * 7.5 + 18 = 70.5 px; each step column 11 -> 100.5 px:
+    # 9 step columns fit beside it in 1050 px, 12 do not: two pieces of 6
+    wide = pd.DataFrame({"dataset": ["digits"], **{f"t{t}": ["97.11±0.44"] for t in range(1, 13)}})
+    pieces = tables.column_pieces(wide)
+    assert pieces == [["dataset", *[f"t{t}" for t in range(1, 7)]], ["dataset", *[f"t{t}" for t in range(7, 13)]]]
+    assert tables.column_pieces(wide[["dataset", *[f"t{t}" for t in range(1, 10)]]]) == [
+        ["dataset", *[f"t{t}" for t in range(1, 10)]]
+    ]
+    text = tables.html_table(wide, "Per step", "steps")
+    assert text.count("<table") == 2 and "Per step (part 1 of 2)" in text and "Per step (part 2 of 2)" in text
+    assert "T_steps_1" in text and "T_steps_2" in text  # each piece its own deterministic ids
 
 
 def test_markdown_table():
