@@ -35,16 +35,20 @@ from aoi.layout import REPO_ROOT
 PACKAGES = ("aoi", "torch", "torchvision", "snntorch", "tonic", "numpy", "numba", "pandas")
 PRESENTATION_MODULES = (  # under aoi/: modules and folders that never compute a run (see above)
     "__main__.py",
+    "executors",
     "explorer.py",
     "interop.py",
     "nir",
     "notebook.py",
     "paper_figure.py",
+    "plan.py",
     "plots.py",
+    "preflight.py",
     "profiles",
     "reproduce.py",
     "results.py",
     "runspec.py",
+    "stages.py",
     "tables.py",
 )
 COMPUTE_NOTEBOOKS = ("notebooks/01_train.ipynb", "notebooks/02_analyse.ipynb")

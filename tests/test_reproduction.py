@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from aoi import reproduce
+from aoi import stages
 from aoi.layout import REPO_ROOT, run_name
 from aoi.profiles import load_profile, run_grid
 from aoi.provenance import code_fingerprint, staleness
@@ -45,10 +45,8 @@ def test_a_committed_run_retrained_from_scratch_gives_the_committed_numbers(name
     (params,) = [p for p in run_grid(profile) if run_name(p) == name]
     parameters = notebook_parameters("default", profile, params, tmp_path / "run", tmp_path / "results")
     parameters["02_analyse"]["analysis"]["timing_samples"] = 0  # wall-clock timings are not compared
-    for stem in (reproduce.TRAIN, reproduce.ANALYSE):
-        reproduce.execute_notebook(
-            reproduce.NOTEBOOK_DIR / f"{stem}.ipynb", tmp_path / f"{stem}.ipynb", parameters[stem]
-        )
+    for stem in (stages.TRAIN, stages.ANALYSE):
+        stages.execute_notebook(stages.NOTEBOOK_DIR / f"{stem}.ipynb", tmp_path / f"{stem}.ipynb", parameters[stem])
     ours, theirs = json.loads((tmp_path / "results" / "metrics.json").read_text()), committed(name)
     assert ours["params"] == theirs["params"]
     accuracies = [[step["accuracy"] for step in run["accuracy_per_step"]] for run in (ours, theirs)]

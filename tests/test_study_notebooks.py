@@ -7,7 +7,7 @@ import math
 import nbformat
 import pytest
 
-from aoi import reproduce
+from aoi import stages
 from aoi.layout import REPO_ROOT, run_name
 
 PROFILE = (REPO_ROOT / "aoi" / "profiles" / "smoke.yaml").read_text()
@@ -51,7 +51,7 @@ def execute(tmp_path, stem: str, name: str, runs) -> nbformat.NotebookNode:
     write_study(tmp_path / name, runs)
     output = tmp_path / f"{stem}.ipynb"
     parameters = {"profile": str(profile), "results_dir": str(tmp_path / name)}
-    reproduce.execute_notebook(reproduce.NOTEBOOK_DIR / f"{stem}.ipynb", output, parameters)
+    stages.execute_notebook(stages.NOTEBOOK_DIR / f"{stem}.ipynb", output, parameters)
     return nbformat.read(output, as_version=4)
 
 
