@@ -156,11 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         return fail(str(error))
     except (KeyboardInterrupt, Terminated) as stop:
-        stopped = stop_descendants()
-        kept = "; the runs keep their last checkpoints: run the same command again to resume" if stopped else ""
-        why = "SIGTERM" if isinstance(stop, Terminated) else "Ctrl-C"
-        print(f"[aoi] stopped by {why}: {stopped} local process(es) stopped{kept}", file=sys.stderr, flush=True)
-        return 143 if isinstance(stop, Terminated) else 130
+        return stopped(stop, "nothing had started")
     finally:
         signal.signal(signal.SIGTERM, previous)
 
@@ -197,10 +193,8 @@ def list_plan(profile: dict, planned: list[Run], todo: list[Run], args, executor
 
 def run_study(args: argparse.Namespace) -> int:
     """`main` after parsing the command line."""
-    from aoi import preflight
-
     profile = load_profile(args.profile)
-    stems = presentation_notebooks(profile)
+    presentation_notebooks(profile)  # checked before anything is listed
     runs, results = runs_root(args.runs).resolve(), results_root(args.results).resolve()
     planned = plan(profile, runs, results, args.force, args.only, args.keep_stale)
     if not planned:
@@ -214,6 +208,27 @@ def run_study(args: argparse.Namespace) -> int:
     found = list_plan(profile, planned, todo, args, executor)
     if args.dry_run:
         return 0
+    try:
+        return execute_study(args, profile, planned, todo, found, executor)
+    except (KeyboardInterrupt, Terminated) as stop:
+        return stopped(stop, executor.stopped())
+
+
+def stopped(stop: BaseException, what: str) -> int:
+    """Stop every process the study started, say so and what became of the runs (``what``); the
+    exit status of Ctrl-C (130) or SIGTERM (143)."""
+    stop_descendants()
+    why = "SIGTERM" if isinstance(stop, Terminated) else "Ctrl-C"
+    print(f"[aoi] stopped by {why}: {what}", file=sys.stderr, flush=True)
+    return 143 if isinstance(stop, Terminated) else 130
+
+
+def execute_study(args, profile: dict, planned: list[Run], todo: list[Run], found: list, executor) -> int:
+    """`run_study` once the plan is listed: check it, remove the leftovers, execute, present."""
+    from aoi import preflight
+
+    stems = presentation_notebooks(profile)
+    runs, results = runs_root(args.runs).resolve(), results_root(args.results).resolve()
     problems = preflight.problems(planned, todo, stems, executor)
     if problems:
         return fail("\n  ".join(["nothing was run:", *problems]))

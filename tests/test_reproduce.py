@@ -362,10 +362,12 @@ def test_widget_views_and_state_are_stripped_from_executed_notebooks():
     assert "widgets" not in stripped.metadata
 
 
-def test_one_real_run_end_to_end(tiny, capsys):
-    """Papermill executes the real notebooks: records in runs/, metrics and figures in results/."""
+def test_real_runs_end_to_end_then_the_profile_edited(tiny, capsys):
+    """Papermill executes the real notebooks: records in runs/, metrics and figures in results/.
+    Then the STR run is taken out of the profile: the next call removes it after a line saying why,
+    and the tables are built from the TET run alone."""
     profile, runs, results = tiny
-    assert reproduce.main(["--profile", profile, "--only", "digits/*-tet-s0", *roots(runs, results)]) == 0
+    assert reproduce.main(["--profile", profile, "--only", "*-s0", *roots(runs, results)]) == 0
     run = runs / "tiny" / "digits" / "T2-tet-s0"
     assert {"01_train.ipynb", "02_analyse.ipynb", "final.json", "logits_test.npz"} <= {p.name for p in run.iterdir()}
     metrics = json.loads((results / "tiny" / "runs" / "digits" / "T2-tet-s0" / "metrics.json").read_text())
@@ -374,5 +376,16 @@ def test_one_real_run_end_to_end(tiny, capsys):
     assert {"figure_accuracy.png", "figure_rules.pdf", "figure_stf.png", "table_accuracy.md", "table_cost.md"} <= {
         p.name for p in (results / "tiny").iterdir()
     }
+    assert "STR(0.5)" in (results / "tiny" / "table_accuracy.md").read_text()
     assert reproduce.main(["--profile", profile, "--only", "*-tet-s0", "--dry-run", *roots(runs, results)]) == 0
     assert "finished" in capsys.readouterr().out.splitlines()[-1]
+
+    edited = TINY.replace("seeds: [0, 1]", "seeds: [0]").replace("      - {method: str, alpha: 0.5}\n", "")
+    with open(profile, "w") as file:
+        file.write(edited + "presentation: [tables]\n")
+    assert reproduce.main(["--profile", profile, *roots(runs, results)]) == 0
+    out = capsys.readouterr().out
+    assert f"  removing {runs / 'tiny' / NAMES[2]} and {results / 'tiny' / 'runs' / NAMES[2]}: not a run of" in out
+    assert f"{NAMES[0]:<40} finished (skipped)" in out
+    table = (results / "tiny" / "table_accuracy.md").read_text()
+    assert "TET" in table and "STR" not in table

@@ -8,6 +8,7 @@ which executor runs it. Each executor has:
     summary(todo) -> [str]      lines after the plan (a Slurm plan's jobs and GPU-hours)
     problems(todo) -> [str]     what stops the plan before anything starts (no CUDA, no Slurm)
     execute(todo, parameters, progress)   run the stages of ``todo``; report each to ``progress``
+    stopped() -> str            what became of the runs when Ctrl-C or SIGTERM stopped the study
 
 ``parameters`` maps each run's name to its papermill parameters per stage
 (`aoi.runspec.notebook_parameters`).

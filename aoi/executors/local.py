@@ -14,7 +14,7 @@ import signal
 
 from aoi.executors import Progress
 from aoi.plan import Run, deletion
-from aoi.stages import ANALYSE, STAGES, TRAIN, RunStages, execute_stages
+from aoi.stages import ANALYSE, STAGES, TRAIN, RunStages, execute_stages, stop_descendants
 
 
 class LocalExecutor:
@@ -27,6 +27,13 @@ class LocalExecutor:
 
     def describe(self, run: Run) -> str:
         return ""
+
+    def stopped(self) -> str:
+        """What became of the runs when the study was stopped."""
+        return (
+            "pool workers and notebook kernels stopped; each run keeps its last checkpoint: "
+            "run the same command again to resume"
+        )
 
     def summary(self, todo: list[Run]) -> list[str]:
         return []
@@ -58,9 +65,13 @@ class LocalExecutor:
         else:
             with concurrent.futures.ProcessPoolExecutor(self.jobs, initializer=_worker_signals) as pool:
                 futures = {pool.submit(execute_stages, item): item for item in work}
-                for index, future in enumerate(concurrent.futures.as_completed(futures), 1):
-                    if progress.report("/".join(stages), index, future.result()):
-                        done.append(futures[future])
+                try:
+                    for index, future in enumerate(concurrent.futures.as_completed(futures), 1):
+                        if progress.report("/".join(stages), index, future.result()):
+                            done.append(futures[future])
+                except BaseException:  # Ctrl-C, SIGTERM: stop the workers now, not after their runs
+                    stop_descendants()
+                    raise
         if self.timed:
             for index, item in enumerate(sorted(done, key=work.index), 1):  # one at a time: clean timings
                 analysis = RunStages(item.name, item.run_dir, item.results_dir, item.parameters, (ANALYSE,))
