@@ -31,7 +31,7 @@ from pathlib import Path
 
 from aoi import stages
 from aoi.errors import DEBUG_HELP, UserError
-from aoi.executors import EXECUTORS, Progress
+from aoi.executors import EXECUTORS, Progress, slurm
 from aoi.layout import REPO_ROOT, profile_results_dir, results_root, runs_root
 from aoi.notebook import declared_parameters
 from aoi.plan import Run, leftover_reason, leftovers, plan, remove_leftover, status_line
@@ -129,6 +129,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--executor", choices=EXECUTORS, default="local", help="where runs execute: local processes or Slurm jobs"
     )
+    slurm.add_options(parser)
     args = parser.parse_args(argv)
     if args.jobs is not None and args.jobs < 1:
         parser.error("--jobs must be at least 1")
@@ -164,9 +165,7 @@ def main(argv: list[str] | None = None) -> int:
 def make_executor(args: argparse.Namespace, profile: dict):
     """The executor ``args.executor`` names, set up for ``profile``."""
     if args.executor == "slurm":
-        from aoi.executors.slurm import SlurmExecutor
-
-        return SlurmExecutor(profile, args)
+        return slurm.SlurmExecutor(profile, args)
     from aoi.executors.local import LocalExecutor
 
     timed = bool(profile.get("analysis", {}).get("timing_samples", 1))
@@ -207,6 +206,7 @@ def run_study(args: argparse.Namespace) -> int:
     executor = make_executor(args, profile)
     found = list_plan(profile, planned, todo, args, executor)
     if args.dry_run:
+        print("[aoi] dry run: nothing was run, submitted or deleted")
         return 0
     try:
         return execute_study(args, profile, planned, todo, found, executor)
