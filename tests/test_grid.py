@@ -135,3 +135,28 @@ def test_sigterm_stops_workers_and_kernels_and_a_second_study_never_trains_the_s
     for path in checkpoints:
         assert torch.load(path, weights_only=True)["epoch"] >= 1 and not (path.parent / "final.json").exists()
     assert list(statuses(str(profile), runs, results).values()) == ["resume", "resume"]
+
+
+def test_a_plan_that_cannot_run_says_so_once_before_anything_starts(tmp_path, monkeypatch, capsys):
+    """The paper's CIFAR10-DVS runs on a machine without their data (and, here, without CUDA or
+    Slurm): one error naming every problem, nothing run, no presentation."""
+    monkeypatch.setenv("AOI_DATA", str(tmp_path / "data"))
+    args = ["--profile", "paper", "--only", "cifar10dvs", *roots(tmp_path / "runs", tmp_path / "results")]
+    assert reproduce.main(args) == 2
+    out, err = capsys.readouterr()
+    lines = err.splitlines()
+    assert lines[0] == "error: nothing was run:"
+    assert lines[1].startswith(f"  cifar10dvs: files not found; expected {tmp_path / 'data'}/CIFAR10DVS/<class>/")
+    assert lines[1].endswith("(set AOI_DATA to the data root)")
+    if not torch.cuda.is_available():
+        assert lines[2] == (
+            "  15 run(s) ask for device cuda (cifar10dvs/T10-tet-s0, ...) and this machine has no CUDA device: run "
+            "them where there are GPUs (--executor slurm on a cluster), or set device: cpu in a copy of the profile"
+        )
+    assert len(lines) == 2 + (not torch.cuda.is_available()) and "ipynb" not in out
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "results").exists()
+    monkeypatch.setenv("PATH", str(tmp_path))  # no Slurm client
+    assert reproduce.main([*args, "--executor", "slurm"]) == 2
+    assert capsys.readouterr().err.splitlines()[2:] == [
+        "  --executor slurm needs Slurm's client commands (sbatch, sinfo): run on the cluster's login node"
+    ]

@@ -127,3 +127,13 @@ def test_stale_says_what_differs_from_the_current_code_and_thread_count():
     assert provenance.staleness([{**made, "code_fingerprint": "0123456789ab"}]) == f"code 0123456789ab -> {current}"
     assert provenance.recorded_code([{}, made]) == f"none, {current}"
     assert provenance.provenance()["code_fingerprint"] == current
+
+
+def test_the_slurm_record_names_the_job_as_squeue_shows_it():
+    assert provenance.slurm_job({}) is None  # not in a Slurm job
+    array_task = {"SLURM_JOB_ID": "1042", "SLURM_ARRAY_JOB_ID": "1040", "SLURM_ARRAY_TASK_ID": "2"}
+    array_task |= {"SLURM_RESTART_COUNT": "1", "SLURM_CLUSTER_NAME": "c", "SLURM_JOB_NODELIST": "gpu[01-02]"}
+    expected = {"job_id": "1040_2", "restart_count": 1, "cluster": "c", "nodes": "gpu[01-02]"}
+    assert provenance.slurm_job(array_task) == expected
+    plain = {"job_id": "7", "restart_count": 0, "cluster": None, "nodes": None}
+    assert provenance.slurm_job({"SLURM_JOB_ID": "7"}) == plain

@@ -177,5 +177,5 @@ def test_a_dry_run_submits_nothing_and_says_what_the_jobs_need(slurm_cluster, tm
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("; job: 1 node x no GPU (1 task), 1 CPUs/task, 1 GB, 0.25 h") == 4
     assert "[aoi] Slurm: 4 jobs to submit in 1 array(s):" in done.stdout
-    assert "0 GPU-hours at the jobs' time limits; site: partition=test;" in done.stdout
+    assert "0 GPU-hours booked at the jobs' time limits" in done.stdout and "; site: partition=test;" in done.stdout
     assert slurm_cluster.jobs() == [] and not (tmp_path / "runs").exists()

@@ -158,7 +158,10 @@ class SlurmExecutor:
             lines.append(f"  {len(runs)} job(s) of {text}: {hours:g} GPU-hours")
         site = ", ".join(f"{k.removeprefix('slurm_')}={v}" for k, v in self.site.items()) or "the cluster's defaults"
         lines.insert(0, f"[aoi] Slurm: {sum(map(len, groups.values()))} jobs to submit in {len(groups)} array(s):")
-        lines.append(f"[aoi] Slurm: {total:g} GPU-hours at the jobs' time limits; site: {site}; logs in {self.logs}")
+        lines.append(
+            f"[aoi] Slurm: {total:g} GPU-hours booked at the jobs' time limits (a job requeued at its limit books "
+            f"more); site: {site}; logs in {self.logs}"
+        )
         return lines
 
     def problems(self, todo: list[Run]) -> list[str]:
