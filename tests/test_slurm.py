@@ -170,12 +170,13 @@ def test_a_two_task_job_trains_as_two_torchrun_processes(study, tmp_path):
 
 def test_a_dry_run_submits_nothing_and_says_what_the_jobs_need(slurm_cluster, tmp_path):
     path = profile(tmp_path, "slurmdry")
-    done = subprocess.run(
-        command(path, tmp_path, "--executor", "slurm", "--dry-run", "--partition", "test"),
-        cwd=REPO_ROOT, env=environment(slurm_cluster), capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    run = {"cwd": REPO_ROOT, "env": environment(slurm_cluster), "capture_output": True, "text": True, "timeout": 300}
+    done = subprocess.run(command(path, tmp_path, "--executor", "slurm", "--dry-run", "--partition", "test"), **run)
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("; job: 1 node x no GPU (1 task), 1 CPUs/task, 1 GB, 0.25 h") == 4
     assert "[aoi] Slurm: 4 jobs to submit in 1 array(s):" in done.stdout
     assert "0 GPU-hours booked at the jobs' time limits" in done.stdout and "; site: partition=test;" in done.stdout
     assert slurm_cluster.jobs() == [] and not (tmp_path / "runs").exists()
+    refused = subprocess.run(command(path, tmp_path, "--executor", "slurm", "--partition", "nope"), **run)
+    assert refused.returncode == 2 and slurm_cluster.jobs() == []
+    assert "error: sbatch refused the jobs: sbatch: error: invalid partition specified: nope" in refused.stderr

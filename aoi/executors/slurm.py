@@ -238,9 +238,8 @@ class SlurmExecutor:
         try:
             with executor.batch():
                 jobs = [executor.submit(SlurmStages(_work(run, parameters))) for run in runs]
-        except (subprocess.CalledProcessError, submitit.core.utils.FailedSubmissionError) as error:
-            output = getattr(error, "stderr", None) or getattr(error, "output", None) or error
-            raise UserError(f"sbatch refused the jobs ({_text(output)}): check --partition, --account, ...") from None
+        except (submitit.core.utils.FailedJobError, submitit.core.utils.FailedSubmissionError) as error:
+            raise UserError(f"sbatch refused the jobs: {_text(error)} (check --partition, --account, ...)") from None
         now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
         for run, job in zip(runs, jobs):
             record = {"job_id": job.job_id, "tasks": job.num_tasks, "folder": str(self.logs / "%j")}
@@ -281,15 +280,18 @@ def _work(run: Run, parameters: dict[str, dict]) -> RunStages:
 
 
 def _text(output) -> str:
-    text = output.decode(errors="replace") if isinstance(output, bytes) else str(output)
-    return " ".join(text.split())[-300:]
+    """``output`` (a command's stderr, an error) on one line, its last 300 characters."""
+    return " ".join(str(output).split())[-300:]
 
 
 def _client_problems() -> list[str]:
     """One line when Slurm's client commands are missing or its controller does not answer."""
     if shutil.which("sbatch") is None or shutil.which("sinfo") is None:
         return ["--executor slurm needs Slurm's client commands (sbatch, sinfo): run on the cluster's login node"]
-    done = subprocess.run(["sinfo", "--noheader", "--format=%P"], capture_output=True, text=True, timeout=60)
+    try:
+        done = subprocess.run(["sinfo", "--noheader", "--format=%P"], capture_output=True, text=True, timeout=60)
+    except subprocess.SubprocessError as error:
+        return [f"--executor slurm: sinfo does not answer ({error}): is the Slurm controller reachable?"]
     if done.returncode != 0:
         return [f"--executor slurm: sinfo fails ({_text(done.stderr)}): is the Slurm controller reachable?"]
     return []
