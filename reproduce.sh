@@ -18,7 +18,7 @@ usage: ./reproduce.sh [test [PYTEST_ARGS...]] | [--profile NAME] [--jobs N] [--f
                        in headless Chromium (skipped without Debian's chromium and chromium-driver), the
                        Slurm executor on a real one-node Slurm (skipped without root or Debian's slurmctld,
                        slurmd, slurm-client and munge)
-  --profile NAME       smoke | default | sweep | capacity | fashion | paper, or a .yaml path (default: default)
+  --profile NAME       smoke | default | sweep | capacity | fashion | nmnist | paper, or a .yaml path (default: default)
   --jobs N             run N independent runs in parallel (default: the profile's jobs; default profile: 2)
   --force              rerun runs that are already finished
   --keep-stale         keep stale runs (finished by other code or another torch thread count; by default

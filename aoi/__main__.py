@@ -1,8 +1,10 @@
-"""Command line: ``python -m aoi {train,evaluate,reproduce} ...`` (also the ``aoi`` console script).
+"""Command line: ``python -m aoi {train,evaluate,reproduce,place-nmnist-small} ...`` (also the ``aoi``
+console script).
 
 python -m aoi train --dataset digits --method str --alpha 0.5 --seed 0 --epochs 30 --run-dir runs/x
 python -m aoi evaluate runs/x
 python -m aoi reproduce --profile default --jobs 2
+python -m aoi place-nmnist-small slayerPytorch/test/test_files/NMNISTsmall   # see aoi.data.nmnist_small
 torchrun --nproc_per_node 4 -m aoi train --dataset cifar10 ...   # multi-GPU (see aoi.distributed)
 
 A user's mistake (`aoi.errors.UserError`) prints one line and exits with status 1 (reproduce: 2,
@@ -22,6 +24,7 @@ import typing
 from aoi.errors import DEBUG_HELP, UserError
 
 REPRODUCE = "reproduce"
+PLACE = "place-nmnist-small"
 TRUE, FALSE = ("true", "1", "yes"), ("false", "0", "no")
 
 
@@ -78,6 +81,16 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--no-progress", action="store_true")
     evaluate.add_argument("--debug", action="store_true", help=DEBUG_HELP)
 
+    place = commands.add_parser(
+        PLACE,
+        help="check slayerPytorch's 1,100 N-MNIST recordings and place them for the nmnist-small dataset",
+        description="Check every label and recording of slayerPytorch's test/test_files/NMNISTsmall and copy "
+        "them to <data root>/NMNISTsmall/{Train,Test}/<digit>/<number>.bin (never overwriting anything).",
+    )
+    place.add_argument("folder", help="slayerPytorch's test/test_files/NMNISTsmall (git clone of its repository)")
+    place.add_argument("--root", help="data root (default: $AOI_DATA, else ./data)")
+    place.add_argument("--debug", action="store_true", help=DEBUG_HELP)
+
     commands.add_parser(REPRODUCE, add_help=False, help="run a whole profile (see `aoi reproduce --help`)")
     return parser
 
@@ -113,6 +126,12 @@ def _run(args: argparse.Namespace) -> None:
         from aoi.evaluate import evaluate
 
         evaluate(args.run_dir, splits=args.splits, progress=not args.no_progress, device=args.device)
+    elif args.command == PLACE:
+        from aoi.data.nmnist_small import place
+
+        folder, copied = place(args.folder, args.root)
+        done = "checked and placed in" if copied else "checked; already in place in"
+        print(f"1,100 N-MNIST recordings (1,000 of its training set, 100 of its test set) {done} {folder}")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from aoi.cutoff import confidence_cutoff
 from aoi.distributed import resolve_device
 from aoi.energy import count_operations, energy_pj, sum_until_exit
 from aoi.evaluate import load_logits, load_model, split_dataset
-from aoi.files import read_json, write_csv, write_json
+from aoi.files import read_json, sealed_metrics, write_csv, write_json
 from aoi.layout import canonical
 from aoi.metrics import accuracy_per_step, cutoff_curve, optimal_cutoff_timestep
 from aoi.neurons import lif_layers, set_recording
@@ -40,7 +40,8 @@ def analyse_run(
     """The cutoff analysis of one finished, evaluated run, written to ``results_directory``.
 
     Reads the run's logits (`aoi.evaluate.evaluate` must have run) and its model. Writes
-    metrics.json (everything below plus params and provenance) and CSVs per_step.csv,
+    metrics.json (everything below plus params and provenance, sealed with a digest of its content:
+    `aoi.files.verified_metrics` reads it back) and CSVs per_step.csv,
     cutoff_curve.csv, rules.csv, stf.csv. At the stated ``epsilon``: accuracy with cutoff, mean
     exit step, step speed-up, accuracy drop, exit-step histogram (`cutoff_metrics`; the same on
     the held-out validation data when the run has some), SOPs/MACs/energy per sample with and
@@ -56,17 +57,10 @@ def analyse_run(
     model, config = load_model(run_directory, device)
     dataset = split_dataset(config, "test")
     outputs, targets = load_logits(run_directory, "test")
-    if len(dataset) != targets.shape[0]:
-        raise ValueError(
-            f"{run_directory}: the test set has {len(dataset)} samples, the saved logits "
-            f"{targets.shape[0]}: rerun `python -m aoi evaluate {run_directory}`"
-        )
+    train_record = _train_record(run_directory, len(dataset), targets.shape[0])
     synops, macs = operation_counts(model, dataset, config.batch_size)  # same samples, same order as the logits
     scores = cutoff_metrics(outputs, targets, epsilon, epsilons, synops, macs)
     exit_steps = scores.pop("exit_steps")
-    train_record = read_json(run_directory / "config.json") or {}
-    if not train_record.get("config"):
-        raise ValueError(f"{run_directory / 'config.json'} holds no 'config': was the run trained with aoi.train?")
     cs_rows, stf_rows = stf_records(model, stack_inputs(dataset, stf_samples, device), config.beta)
     metrics = {
         "profile": profile,
@@ -82,14 +76,33 @@ def analyse_run(
         "timing": _timing(model, dataset, epsilon, timing_samples, timing_repeats, config.batch_size, device),
         "cosine_similarity": cs_rows,
         "stf": stf_rows,
-        "provenance": {
-            "train": train_record.get("provenance"),
-            "final": read_json(run_directory / "final.json"),
-            "analysis": provenance(device),
-        },
+        "provenance": _provenance(run_directory, train_record, device),
     }
+    metrics = sealed_metrics(metrics)
     _write(results_directory, metrics)
     return metrics
+
+
+def _provenance(run_directory: Path, train_record: dict, device) -> dict:
+    """What made the run (config.json's record, final.json) and its analysis (`aoi.provenance`)."""
+    return {
+        "train": train_record.get("provenance"),
+        "final": read_json(run_directory / "final.json"),
+        "analysis": provenance(device),
+    }
+
+
+def _train_record(run_directory: Path, test_samples: int, logits_samples: int) -> dict:
+    """The run's config.json, once the test set and its saved logits agree in size."""
+    if test_samples != logits_samples:
+        raise ValueError(
+            f"{run_directory}: the test set has {test_samples} samples, the saved logits "
+            f"{logits_samples}: rerun `python -m aoi evaluate {run_directory}`"
+        )
+    train_record = read_json(run_directory / "config.json") or {}
+    if not train_record.get("config"):
+        raise ValueError(f"{run_directory / 'config.json'} holds no 'config': was the run trained with aoi.train?")
+    return train_record
 
 
 def cutoff_metrics(

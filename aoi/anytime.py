@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 import time
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
@@ -40,6 +41,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from aoi.checkpoint import nonfinite
 from aoi.cutoff import calibrate_topk_thresholds, confidence_stop, topk_cutoff, topk_stop
 from aoi.energy import OperationCounter, energy_pj
 from aoi.errors import UserError
@@ -60,19 +62,28 @@ class InputError(UserError, ValueError):
 
 
 def check_inputs(model: nn.Module, inputs: torch.Tensor) -> None:
-    """Refuse ``inputs`` that are not [T, N, ...] with T the model's steps (``model.T``, which aoi
-    models carry; not checked for a model without it), or that hold NaN or infinite values."""
+    """Refuse ``inputs`` that are not [T, N, *input_shape] with T the model's steps (``model.T`` and
+    ``model.input_shape``, which aoi models carry; not checked for a model without them), not of the
+    dtype of the model's weights, or that hold NaN or infinite values; and a model whose weights do."""
     shape = tuple(inputs.shape)
     if inputs.dim() < 2 or 0 in shape[:2]:
         raise InputError(f"inputs must be [T, N, ...] with T >= 1 and N >= 1, got shape {shape}")
-    T = getattr(model, "T", None)
+    T, frame = getattr(model, "T", None), getattr(model, "input_shape", None)
     if T is not None and shape[0] != T:
         hint = " (batch-first [N, T, ...]? pass inputs.transpose(0, 1))" if shape[1] == T else ""
         raise InputError(f"inputs must be [T, N, ...] with the model's T = {T} steps first, got shape {shape}{hint}")
+    if frame is not None and shape[2:] != tuple(frame):
+        raise InputError(f"inputs must be [T, N, *{tuple(frame)}] (the model's input_shape), got shape {shape}")
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), inputs.dtype)
+    if inputs.dtype != dtype:
+        raise InputError(f"inputs are {inputs.dtype}, the model's weights {dtype}: pass inputs.to({dtype})")
     # one pass: a sum is finite when every value is, unless finite values overflow it (then look closer)
     if inputs.is_floating_point() and not torch.isfinite(inputs.sum()) and not torch.isfinite(inputs).all():
         bad = int((~torch.isfinite(inputs)).sum())
         raise InputError(f"inputs hold {bad} NaN or infinite values (of {inputs.numel()}): pass finite inputs")
+    bad = nonfinite(model.state_dict())
+    if bad:
+        raise InputError(f"the model's {', '.join(bad)} hold NaN or infinite values: load finite weights")
 
 
 class AnytimeResult(NamedTuple):
@@ -93,17 +104,17 @@ def _stop_rule(rule: str, epsilon, thresholds, steps, T: int) -> Callable[[torch
         epsilon = float(epsilon)
         return lambda step, accumulated: confidence_stop(accumulated, epsilon)
     if rule == "topk":
-        if thresholds is None or torch.as_tensor(thresholds).shape != (T,):
-            shape = None if thresholds is None else tuple(torch.as_tensor(thresholds).shape)
+        values = None if thresholds is None else torch.as_tensor(thresholds, dtype=torch.float64)
+        if values is None or values.shape != (T,) or not torch.isfinite(values).all():
             raise InputError(
-                f"rule='topk' needs thresholds with one value per step, shape ({T},), got {shape} "
-                "(see aoi.cutoff.calibrate_topk_thresholds)"
+                f"rule='topk' needs finite thresholds, one value per step, shape ({T},), got "
+                f"{None if values is None else values.tolist()} (see aoi.cutoff.calibrate_topk_thresholds)"
             )
         thresholds = torch.as_tensor(thresholds)  # compared in Y's dtype, as aoi.cutoff.topk_cutoff does
         # each running sample is compared with the threshold of its own step
         return lambda step, accumulated: topk_stop(accumulated, thresholds.to(accumulated)[step])
     if rule == "fixed":
-        if steps is None or not 1 <= int(steps) <= T:
+        if not isinstance(steps, numbers.Integral) or isinstance(steps, bool) or not 1 <= steps <= T:
             raise InputError(f"rule='fixed' needs steps, an int in 1..{T} (every sample stops there), got {steps!r}")
         steps = int(steps)
         return lambda step, accumulated: step + 1 >= steps

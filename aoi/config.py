@@ -30,6 +30,8 @@ _INTEGERS = {  # field: (smallest, largest)
     "limit_train": (1, math.inf),
     "limit_test": (1, math.inf),
     "num_workers": (0, math.inf),
+    "folds": (0, math.inf),  # and not 1 (_problems)
+    "fold": (0, math.inf),  # and below folds (_problems)
 }
 _NUMBERS = {  # field: (its range in words, test); alpha is checked with the method
     "beta": (" in (0, 1]", lambda v: 0 < v <= 1),
@@ -82,6 +84,8 @@ class TrainConfig:
     weight_decay: float = _field(5e-4, "SGD weight decay")
     seed: int = _field(0, "seed of initialisation, shuffling and augmentation")
     validation: float = _field(0.0, "fraction of the training data held out (stratified) for model selection")
+    folds: int = _field(0, "k >= 2: stratified k-fold cross-validation, train and test pooled; 0: the dataset's split")
+    fold: int = _field(0, "the fold tested, 0 .. folds-1 (the others train; validation is held out of them)")
     limit_train: int | None = _field(None, "use only this many training samples")
     limit_test: int | None = _field(None, "use only this many test samples")
     num_workers: int = _field(0, "DataLoader worker processes")
@@ -119,6 +123,8 @@ class TrainConfig:
                 allowed = f">= {low}" if high == math.inf else f"in [{low}, {high}]"
                 none = "None or " if name in _OPTIONAL else ""
                 problems.append(f"{name} must be {none}an integer {allowed}, got {value!r}")
+        if self.folds == 1 or (_is_integer(self.folds) and _is_integer(self.fold) and self.fold >= max(self.folds, 1)):
+            problems.append(f"folds must be 0 or >= 2 and fold in [0, folds), got folds={self.folds}, fold={self.fold}")
         for name, (allowed, test) in _NUMBERS.items():
             value = getattr(self, name)
             if not (_is_number(value) and math.isfinite(value) and test(value)):

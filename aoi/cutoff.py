@@ -3,6 +3,8 @@
 Each rule is a per-step predicate on Y_t [N, K] (used as is by the streaming engine
 `aoi.anytime`) and a post-hoc function over the full-T outputs [T, N, K]. A sample exits at
 the first step t (1-based) where its rule fires, else at T, and predicts argmax Y_t there.
+Outputs that are not [T, N, K] or hold NaN or infinite values, and thresholds that are not
+finite, are a `CutoffError` (NaN never fires a rule: every sample would run to T and predict class 0).
 """
 
 from __future__ import annotations
@@ -11,6 +13,12 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
+
+from aoi.errors import UserError
+
+
+class CutoffError(UserError, ValueError):
+    """Outputs or rule parameters a cutoff rule cannot use; the message says what it takes."""
 
 
 class CutoffResult(NamedTuple):
@@ -34,7 +42,19 @@ def topk_stop(accumulated: torch.Tensor, threshold: float) -> torch.Tensor:
     return topk_gap(accumulated) > threshold
 
 
+def check_outputs(outputs: torch.Tensor) -> None:
+    """A `CutoffError` unless ``outputs`` are finite per-step logits [T, N, K]."""
+    if outputs.dim() != 3 or 0 in outputs.shape:
+        raise CutoffError(f"outputs must be per-step logits [T, N, K], got shape {tuple(outputs.shape)}")
+    bad = int((~torch.isfinite(outputs)).sum())
+    if bad:
+        raise CutoffError(
+            f"outputs hold {bad} NaN or infinite values (of {outputs.numel()}): check the model's weights and inputs"
+        )
+
+
 def _first_exit(outputs: torch.Tensor, stop: Callable[[int, torch.Tensor], torch.Tensor]) -> CutoffResult:
+    check_outputs(outputs)
     accumulated = outputs.cumsum(0)
     T, N = outputs.shape[:2]
     fired = torch.stack([stop(t, accumulated[t]) for t in range(T)])  # [T, N]
@@ -47,16 +67,16 @@ def _first_exit(outputs: torch.Tensor, stop: Callable[[int, torch.Tensor], torch
 def confidence_cutoff(outputs: torch.Tensor, epsilon: float) -> CutoffResult:
     """Exit steps and predictions of the confidence rule on per-step logits [T, N, K]."""
     if not 0 <= epsilon < 1:
-        raise ValueError(f"epsilon must be in [0, 1), got {epsilon}")
+        raise CutoffError(f"epsilon must be in [0, 1), got {epsilon}")
     return _first_exit(outputs, lambda t, y: confidence_stop(y, epsilon))
 
 
 def topk_cutoff(outputs: torch.Tensor, thresholds) -> CutoffResult:
     """Exit steps and predictions of the Top-K gap rule with per-step thresholds [T]."""
     thresholds = torch.as_tensor(thresholds, dtype=outputs.dtype)
-    if thresholds.shape != (outputs.shape[0],):
-        raise ValueError(
-            f"thresholds must have one value per step ({outputs.shape[0]}), got shape {tuple(thresholds.shape)}"
+    if thresholds.shape != (outputs.shape[0],) or not torch.isfinite(thresholds).all():
+        raise CutoffError(
+            f"thresholds must be finite, one value per step ({outputs.shape[0]}), got {thresholds.tolist()}"
         )
     return _first_exit(outputs, lambda t, y: topk_stop(y, thresholds[t]))
 

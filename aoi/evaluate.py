@@ -5,8 +5,9 @@ of the final model, eval mode), ``targets`` int64 [N] and ``weights_sha256`` (of
 come from, as in final.json). Splits: ``test`` (with the run's ``limit_test``), ``train``
 (without augmentation, with the run's ``limit_train`` subset: Top-K threshold calibration) and,
 when the run holds data out (``validation`` > 0), ``val`` (model selection).
-`evaluate` recomputes a file that is missing, unreadable or from other weights; `load_logits`
-refuses one whose weights are not final.json's.
+`evaluate` first verifies the final checkpoint against final.json (`aoi.run_files`; a damaged
+one is refused and nothing is written), then recomputes a file that is missing, unreadable or
+from other weights; `load_logits` refuses one whose weights are not final.json's.
 """
 
 from __future__ import annotations
@@ -28,14 +29,15 @@ from aoi.data.batches import time_major_batches
 from aoi.distributed import resolve_device
 from aoi.errors import UserError
 from aoi.files import UnreadableFile, atomic_path, first_line, read_json
-from aoi.train import load_final_checkpoint
+from aoi.run_files import load_final_checkpoint
 
 SPLITS = ("test", "train", "val")
 _UNREADABLE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)  # what np.load raises on a bad file
 
 
 def load_model(run_dir: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, TrainConfig]:
-    """The final model of a finished run, in eval mode on ``device``, and its `TrainConfig`."""
+    """The final model of a finished run (weights verified against final.json), in eval mode on
+    ``device``, and its `TrainConfig`."""
     checkpoint = load_final_checkpoint(run_dir)
     config = TrainConfig.from_dict(checkpoint["config"])
     model = build_model(config)
@@ -48,13 +50,30 @@ def run_splits(config: TrainConfig) -> tuple[str, ...]:
     return SPLITS if config.validation else SPLITS[:2]
 
 
+def check_splits(config: TrainConfig, splits) -> None:
+    """A `UserError` unless every split of ``splits`` is one of the run's (`run_splits`)."""
+    unknown = [split for split in splits if split not in run_splits(config)]
+    if unknown:
+        held = "" if config.validation else " (val only for runs trained with --validation > 0)"
+        raise UserError(
+            f"run {config.run_name()} has no split {', '.join(unknown)}: choose among {run_splits(config)}{held}"
+        )
+
+
 def split_dataset(config: TrainConfig, split: str) -> Dataset:
-    """A split of the run's data as in training (same T, limit, seed and held-out part), no augmentation."""
-    if split not in run_splits(config):
-        raise ValueError(f"split must be one of {run_splits(config)} for this run, got {split!r}")
+    """A split of the run's data as in training (same T, limit, seed, fold and held-out part), no augmentation."""
+    check_splits(config, [split])
     limit = {"test": config.limit_test, "train": config.limit_train, "val": None}[split]
     return get_dataset(
-        config.dataset, split, T=config.T, augment=False, limit=limit, seed=config.seed, validation=config.validation
+        config.dataset,
+        split,
+        T=config.T,
+        augment=False,
+        limit=limit,
+        seed=config.seed,
+        validation=config.validation,
+        folds=config.folds,
+        fold=config.fold,
     )
 
 
@@ -81,7 +100,9 @@ def evaluate(
     torch_device = resolve_device(device)
     model, config = load_model(run_dir, torch_device)
     weights = weights_sha256(model)
-    for split in splits or run_splits(config):
+    splits = splits or run_splits(config)
+    check_splits(config, splits)
+    for split in splits:
         path = run_dir / f"logits_{split}.npz"
         if path.exists():
             problem = _logits_problem(path, weights)

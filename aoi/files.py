@@ -5,12 +5,17 @@ folder and, only when the block finishes without error, renames it over the dest
 (`os.replace`, atomic on POSIX). On error the temporary file is removed and the old
 destination, if any, is untouched; a folder that cannot be written to or a full disk is an
 `UnwritableFile` naming the file. JSON has no NaN: `write_json` stores NaN and infinities as null.
+
+A run's metrics.json carries a digest of its own content in its provenance (`sealed_metrics`,
+written by `aoi.analysis`), so that a number edited by hand afterwards is caught where it is read
+(`verified_metrics`): the provenance vouches only for what aoi computed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import math
 import os
@@ -110,6 +115,46 @@ def read_json(path: str | os.PathLike) -> dict | None:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UnreadableFile(f"{path} is unreadable ({exc}): delete it and run again") from exc
+
+
+METRICS_DIGEST = "metrics_sha256"  # the key, in metrics.json's provenance, of the digest of its content
+
+
+def json_sha256(obj) -> str:
+    """SHA-256 of ``obj`` as JSON (keys sorted, NaN and infinities as null): the same for an object and
+    for what `write_json` then `read_json` give back."""
+    return hashlib.sha256(json.dumps(json_safe(obj), sort_keys=True, default=str).encode()).hexdigest()
+
+
+def sealed_metrics(metrics: dict) -> dict:
+    """``metrics`` (with a "provenance" dict) with the `json_sha256` of the rest of it in its provenance
+    (key `METRICS_DIGEST`)."""
+    provenance = {key: value for key, value in metrics["provenance"].items() if key != METRICS_DIGEST}
+    content = {**metrics, "provenance": provenance}
+    return {**content, "provenance": {**provenance, METRICS_DIGEST: json_sha256(content)}}
+
+
+def verified_metrics(path: str | os.PathLike) -> dict | None:
+    """The metrics.json at ``path`` (None when there is none) if it holds what aoi wrote: its content
+    matches the digest in its provenance (`sealed_metrics`); else an `UnreadableFile` saying so."""
+    metrics = read_json(path)
+    if metrics is None:
+        return None
+    provenance = metrics.get("provenance") if isinstance(metrics, dict) else None
+    recorded = provenance.get(METRICS_DIGEST) if isinstance(provenance, dict) else None
+    if recorded is not None and recorded == sealed_metrics(metrics)["provenance"][METRICS_DIGEST]:
+        return metrics
+    problem = (
+        "records no digest of its content (an older aoi or a hand wrote it)"
+        if recorded is None
+        else "was changed after aoi wrote it (its content does not match the digest in its provenance)"
+    )
+    run = metrics if isinstance(metrics, dict) else {}
+    rerun = f"./reproduce.sh --profile {run.get('profile')} --only '{run.get('run_name')}' --force"
+    raise UnreadableFile(
+        f"{path} {problem}, so its provenance cannot vouch for its numbers: restore the file aoi wrote "
+        f"(git checkout -- {path}) or compute the run again ({rerun})"
+    )
 
 
 def write_csv(path: str | os.PathLike, frame) -> None:

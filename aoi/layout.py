@@ -21,19 +21,22 @@ from aoi.files import read_json
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PAPER_DIR = REPO_ROOT / "results" / "paper"
-_RUN_FOLDER = re.compile(r"T\d+-(tet|str-a\S+?)(-w\S+?)?(-detached)?-s\d+")  # the second part of `run_name`
+_RUN_FOLDER = re.compile(r"T\d+-(tet|str)(-\S+)?-s\d+")  # the second part of `run_name`
 
 
 def run_name(params: dict) -> str:
-    """``<dataset>/T<T>-<method>[-a<alpha>][-w<width>][-detached]-s<seed>`` of TrainConfig values.
+    """``<dataset>/T<T>-<method>[-a<alpha>][-w<width>][-detached][-f<fold>of<folds>]-s<seed>`` of
+    TrainConfig values.
 
     E.g. ``ndigits/T10-str-a0.5-s0``; ``-w2`` for a model of twice the width, ``-detached``
-    for snnTorch's reset gradient (`aoi.lif_scan`).
+    for snnTorch's reset gradient (`aoi.lif_scan`), ``-f2of5`` for the run that tests fold 2 of
+    a 5-fold cross-validation.
     """
     alpha = f"-a{float(params['alpha']):g}" if params["method"] == "str" else ""
     width = f"-w{float(params['width']):g}" if params.get("width", 1.0) != 1.0 else ""
     detached = "-detached" if params.get("detach_reset", False) else ""
-    return f"{params['dataset']}/T{params['T']}-{params['method']}{alpha}{width}{detached}-s{params['seed']}"
+    fold = f"-f{params.get('fold', 0)}of{params['folds']}" if params.get("folds", 0) else ""
+    return f"{params['dataset']}/T{params['T']}-{params['method']}{alpha}{width}{detached}{fold}-s{params['seed']}"
 
 
 def run_names_under(folder: str | os.PathLike) -> list[str]:

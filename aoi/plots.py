@@ -1,5 +1,5 @@
 """Figures from tidy result frames: the shared styles, the rule comparison, the STF plot, one
-run at a glance, and the two studies (the alpha sweep, the model width).
+run at a glance, the exit-step histograms, and the two studies (the alpha sweep, the model width).
 
 Inputs are the frames of `aoi.results` (``records_frame``, ``summary_frame``): one row per run
 (and per step / epsilon / rule / layer) with the columns that identify a run (dataset, method,
@@ -207,6 +207,37 @@ def run_figure(metrics: dict) -> Figure:
     right.bar([s + 0.2 for s in t], metrics["oct"]["histogram"], 0.4, label="OCT (oracle)")
     right.set(xlabel="Timestep", ylabel="Samples", xticks=list(t))
     right.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def exit_figure(exits: pd.DataFrame) -> Figure:
+    """Exit-step histograms at the stated epsilon: one panel per dataset, one bar per method and
+    step t, the percent of test samples that exit at t (mean over seeds, error bars ± std), the
+    method's mean exit step in its legend entry.
+
+    Args:
+        exits: rows dataset, method, alpha, detach_reset, width, seed, epsilon, t, exits (fraction
+            of the test samples) (`aoi.results.exit_frame`, or `Study.exits`: folds pooled).
+    """
+    datasets = list(dict.fromkeys(exits["dataset"]))
+    fig, axes = panels(len(datasets), width=5.4)
+    for ax, dataset in zip(axes, datasets):
+        frame, variants, colors = ordered(exits[exits["dataset"] == dataset])
+        bar = 0.8 / len(variants)
+        for i, variant in enumerate(variants):
+            ours = frame[frame["variant"] == variant]
+            bars = mean_std(ours, ["t"], ["exits"])
+            mean_exit = (ours["t"] * ours["exits"]).sum() / ours["exits"].sum()
+            x = bars["t"] + (i - (len(variants) - 1) / 2) * bar
+            heights, errors = 100 * bars["exits_mean"], 100 * bars["exits_std"]
+            label = f"{variant}: mean {mean_exit:.2f}"
+            ax.bar(x, heights, bar, yerr=errors, color=colors[variant], label=label, error_kw=ERRORBAR)
+        steps = sorted(frame["t"].unique())
+        title = f"{dataset}, cutoff at ε = {frame['epsilon'].iloc[0]:g}"
+        ax.set(title=title, xlabel="Exit step t", ylabel="Test samples exiting at t [%]", xticks=steps)
+        ax.grid(alpha=0.3, axis="y")
+        ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 

@@ -40,6 +40,7 @@ PRESENTATION_MODULES = (  # under aoi/: modules and folders that never compute a
     "interop.py",
     "nir",
     "notebook.py",
+    "paired.py",
     "paper_figure.py",
     "plan.py",
     "plots.py",
@@ -78,15 +79,41 @@ def package_version(package: str) -> str:
         return "not installed"
 
 
-def cpu_model() -> str:
-    """The CPU's model name: /proc/cpuinfo's "model name" on Linux, else `platform.processor`, else "unknown"."""
+# CPU features that change which kernels oneDNN and numba pick, hence how sums are rounded
+KERNEL_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "avx_vnni", "amx_tile")
+
+
+def cpu_model(cpuinfo: str | None = None, caches: Path = Path("/sys/devices/system/cpu/cpu0/cache")) -> str:
+    """The CPU as far as it decides a run's rounding: /proc/cpuinfo's model name with its family,
+    model and stepping, the `KERNEL_FLAGS` it has and its L2 and L3 sizes, e.g. "AMD EPYC (cpu family 25
+    model 1 stepping 1; avx avx2 fma; L2 512K L3 32768K)"; virtual machines often show one model
+    name for several generations. Else `platform.processor`, else "unknown"."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        cpuinfo = Path("/proc/cpuinfo").read_text() if cpuinfo is None else cpuinfo
     except OSError:
-        pass
-    return platform.processor() or "unknown"
+        return platform.processor() or "unknown"
+    fields = {}
+    for line in cpuinfo.split("\n\n")[0].splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    if "model name" not in fields:
+        return platform.processor() or "unknown"
+    flags = [flag for flag in KERNEL_FLAGS if flag in fields.get("flags", "").split()]
+    ident = " ".join(f"{key} {fields[key]}" for key in ("cpu family", "model", "stepping") if key in fields)
+    return f"{fields['model name']} ({'; '.join(filter(None, [ident, ' '.join(flags), cache_sizes(caches)]))})"
+
+
+def cache_sizes(caches: Path) -> str:
+    """ "L2 512K L3 32768K" from the cache folders of one CPU under /sys ("" where not readable)."""
+    sizes = {}
+    for index in sorted(Path(caches).glob("index*")):
+        try:
+            level, size = (index / "level").read_text().strip(), (index / "size").read_text().strip()
+        except OSError:
+            continue
+        if level in ("2", "3"):
+            sizes[f"L{level}"] = size
+    return " ".join(f"{level} {size}" for level, size in sorted(sizes.items()))
 
 
 def machine(device=None, world_size: int = 1) -> dict:

@@ -8,8 +8,10 @@ and alpha selection, never averaged in.
 
 Frames have one row per run (and per step / epsilon / rule / layer), with the columns that
 identify a run: dataset, T, method, alpha (None for TET), label (`aoi.methods.method_label`),
-detach_reset, width and seed, and the code that made it (``code``: its fingerprint, `run_code`).
-Accuracies are fractions, energy in picojoules per sample.
+detach_reset, width, seed, folds and fold (0 and 0 without cross-validation), its number of test
+samples and the code that made it (``code``: its fingerprint, `run_code`). A cross-validated
+study's folds are pooled per seed by `pool_folds` (what `Study` shows). Accuracies are
+fractions, energy in picojoules per sample.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from aoi.files import read_json
@@ -61,6 +64,9 @@ def run_columns(run: dict) -> dict:
         "detach_reset": bool(params.get("detach_reset", False)),
         "width": float(params.get("width", 1.0)),
         "seed": params["seed"],
+        "folds": int(params.get("folds", 0)),
+        "fold": int(params.get("fold", 0)),
+        "test_samples": run.get("test_samples"),
         "code": run_code(run),
     }
 
@@ -113,6 +119,48 @@ def summary_frame(runs: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def exit_frame(runs: list[dict]) -> pd.DataFrame:
+    """The exit steps at the stated epsilon and the OCT of every run: one row per run and step t
+    (1-based) with the fractions of its test samples that exit there (``exits``) and whose OCT it
+    is (``oct``), the columns of `run_columns` and ``epsilon``."""
+    rows = []
+    for run in runs:
+        counts, n = zip(run["cutoff"]["exit_histogram"], run["oct"]["histogram"]), run["test_samples"]
+        ids = {**run_columns(run), "epsilon": run["epsilon"]}
+        rows += [{**ids, "t": t, "exits": e / n, "oct": o / n} for t, (e, o) in enumerate(counts, 1)]
+    return pd.DataFrame(rows)
+
+
+IDENTITY = ("dataset", "T", "method", "alpha", "label", "detach_reset", "width", "seed", "folds")
+RECORD_KEYS = ("t", "epsilon", "rule", "parameter", "layer")  # what tells one run's records apart
+
+
+def pool_folds(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with the folds of each cross-validated run pooled: one row per seed (and record),
+    each value the mean over its folds weighted by their test samples (exact for accuracies, exit
+    steps and operations per sample: every recording counted once; ``val_*`` values, measured on
+    validation data, weighted the same way), ``speedup`` T over the pooled mean exit step,
+    ``test_samples`` summed, ``fold`` the number of folds pooled, ``code`` another code's
+    fingerprint where one made a fold (its rows keep their mark). Runs without folds stay as they are."""
+    if frame.empty or not frame["folds"].any():
+        return frame
+    cv = frame[frame["folds"] > 0]
+    keys = [c for c in cv if c in IDENTITY or c in RECORD_KEYS]
+    values = [c for c in cv.select_dtypes("number") if c not in keys and c not in ("fold", "test_samples")]
+    rows = []
+    for key, group in cv.groupby(keys, sort=False, dropna=False):
+        weights = group["test_samples"].to_numpy(dtype=float)
+        row = dict(zip(keys, key))
+        row.update({c: float(np.average(group[c], weights=weights)) for c in values})
+        others = [code for code in group["code"] if code != code_fingerprint()]
+        row.update(fold=len(group), test_samples=int(weights.sum()), code=others[0] if others else code_fingerprint())
+        rows.append(row)
+    pooled = pd.DataFrame(rows)
+    if "speedup" in pooled:
+        pooled["speedup"] = pooled["T"] / pooled["mean_exit_step"]
+    return pd.concat([frame[frame["folds"] == 0], pooled], ignore_index=True)[list(frame.columns)]
+
+
 def load_paper(directory: str | os.PathLike = PAPER_DIR) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The paper's numbers: (reported.csv: legend accuracies and average timesteps, in percent;
     per_timestep_approx.csv: accuracy per fixed step read off the figure, in percent)."""
@@ -155,12 +203,23 @@ class Study:
     left_out: list[str] = dataclasses.field(default_factory=list)
 
     def frame(self, key: str) -> pd.DataFrame:
-        """`records_frame` of ``key`` (accuracy_per_step, curve, rules, cosine_similarity, stf)."""
-        return records_frame(self.runs, key)
+        """`records_frame` of ``key`` (accuracy_per_step, curve, rules, cosine_similarity, stf), folds pooled."""
+        return pool_folds(records_frame(self.runs, key))
 
     @property
     def summary(self) -> pd.DataFrame:
+        """`summary_frame`, each seed's folds pooled (`pool_folds`)."""
+        return pool_folds(self.by_fold)
+
+    @property
+    def by_fold(self) -> pd.DataFrame:
+        """`summary_frame`: one row per run, folds apart (the units of `aoi.paired`)."""
         return summary_frame(self.runs)
+
+    @property
+    def exits(self) -> pd.DataFrame:
+        """`exit_frame`, folds pooled."""
+        return pool_folds(exit_frame(self.runs))
 
     @property
     def references(self) -> pd.DataFrame:
@@ -210,7 +269,19 @@ class Study:
                 f"left out, not runs of the profile as it is now: {', '.join(self.left_out)}; "
                 f"./reproduce.sh --profile {self.name} removes them"
             )
-        return "\n".join([*lines, *self._other_code_warnings()])
+        return "\n".join([*lines, *self._fold_warnings(), *self._other_code_warnings()])
+
+    def _fold_warnings(self) -> list[str]:
+        """A warning naming the cross-validated runs whose seed misses folds (their pooled numbers
+        do not count every recording)."""
+        pooled = self.summary[self.summary["folds"] > 0]
+        short = pooled[pooled["fold"] < pooled["folds"]]
+        names = [f"{r.dataset} {r.label} seed {r.seed} ({r.fold} of {r.folds} folds)" for r in short.itertuples()]
+        if not names:
+            return []
+        return [
+            f"WARNING: folds missing, pooled over fewer: {', '.join(names)}; run ./reproduce.sh --profile {self.name}"
+        ]
 
     def _other_code_warnings(self) -> list[str]:
         """A warning per fingerprint of `other_code`, naming its runs (marked `OTHER_CODE` in the tables)."""

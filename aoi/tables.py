@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from aoi import paired
 from aoi.energy import E_AC_PJ, E_MAC_PJ
 from aoi.files import write_text
 from aoi.methods import RESET_GRADIENTS, method_label
@@ -218,11 +219,10 @@ def selection_table(summary: pd.DataFrame) -> pd.DataFrame:
         "other_code",
     ]
     candidates = mean_std(runs, ["dataset", "detach_reset", "alpha"], scores)
-    candidates = candidates.sort_values(
-        ["val_cutoff_accuracy_mean", "val_mean_exit_step_mean"], ascending=[False, True], kind="stable"
-    )
     order = {name: i for i, name in enumerate(dict.fromkeys(summary["dataset"]))}
-    chosen = candidates.drop_duplicates(["dataset", "detach_reset"])
+    chosen = candidates.merge(
+        paired.chosen_alphas(runs, ["dataset", "detach_reset"]), on=["dataset", "detach_reset", "alpha"]
+    )
     chosen = chosen.sort_values(["dataset", "detach_reset"], key=lambda c: c.map(order) if c.name == "dataset" else c)
     tet = mean_std(summary[summary["method"] == "tet"], ["dataset", "detach_reset"], scores)
     picks = chosen.merge(tet, on=["dataset", "detach_reset"], how="left", suffixes=("", "_tet"))
@@ -249,6 +249,63 @@ def _selection_row(pick: dict) -> dict:
         "test mean exit step": cell("mean_exit_step"),
         "TET test mean exit step": cell("mean_exit_step", suffix="_tet"),
     }
+
+
+PAIRED_COLUMNS = {  # summary_frame column -> (heading, scale, decimals) of its difference STR minus TET
+    "accuracy": ("Δ accuracy at T (pp)", 100, 2),
+    "cutoff_accuracy": ("Δ w/ cutoff (pp)", 100, 2),
+    "mean_exit_step": ("Δ mean exit step", 1, 2),
+    "sops_cutoff": ("Δ SOPs w/ cutoff (M)", 1e-6, 3),
+}
+
+
+def _interval(mean: float, low: float, high: float, digits: int, scale: float) -> str:
+    """``+mean [low, high]`` of scaled values; "[–]" for an interval of one unit."""
+    bounds = "–" if pd.isna(low) else f"{scale * low:+.{digits}f}, {scale * high:+.{digits}f}"
+    return f"{scale * mean:+.{digits}f} [{bounds}]"
+
+
+def paired_table(summary: pd.DataFrame, confidence: float = paired.CONFIDENCE) -> pd.DataFrame:
+    """STR minus TET of the same seed (and fold), per dataset, reset gradient, width and STR
+    variant (`aoi.paired.compare`, with the alpha chosen on validation, `aoi.paired.CHOSEN`, where
+    the runs held data out): the mean difference of each of `PAIRED_COLUMNS` [its paired t interval].
+
+    Args:
+        summary: `aoi.results.summary_frame` rows, one per run, folds apart (`Study.by_fold`).
+    """
+    frame = paired.with_variants(_with_other_code(summary))
+    found = paired.compare(frame, list(PAIRED_COLUMNS), confidence)
+    marks = frame.groupby([*paired.CONTEXT, "variant"], dropna=False)["other_code"].max()
+    rows = []
+    for row in found.to_dict("records"):
+        context = tuple(row[c] for c in paired.CONTEXT)
+        other = marks[(*context, row["variant"])] + marks[(*context, paired.BASELINE)]
+        ids = {"dataset": row["dataset"], "reset gradient": RESET_GRADIENTS[bool(row["detach_reset"])]}
+        if frame["width"].nunique() > 1:
+            ids["width"] = f"{row['width']:g}"
+        ids["STR − TET"] = row["variant"] + (OTHER_CODE if other > 0 else "")
+        if found["chosen"].any():
+            ids["α chosen"] = row["chosen"] or "–"
+        cells = {
+            heading: _interval(row[f"{c}_mean"], row[f"{c}_low"], row[f"{c}_high"], digits, scale)
+            for c, (heading, scale, digits) in PAIRED_COLUMNS.items()
+        }
+        rows.append({**ids, "n": str(row["n"]), **cells})
+    return pd.DataFrame(rows)
+
+
+def paired_caption(summary: pd.DataFrame, confidence: float = paired.CONFIDENCE) -> str:
+    """What `paired_table` of ``summary`` shows: the method, its units and their number."""
+    folds = sorted(set(summary["folds"]) - {0})
+    units = f"(seed, fold) of a {folds[0]}-fold cross-validation" if len(folds) == 1 else "seed"
+    shared = "; the runs of one seed share training data (k > 2 folds): the interval is somewhat narrow"
+    return (
+        f"STR minus TET trained on the same {units}, at the stated ε = {summary['epsilon'].iloc[0]:g}: "
+        f"mean difference [{100 * confidence:g}% {paired.METHOD}] over the n units of each row (column n); "
+        "accuracies in percentage points. An interval that holds 0 does not tell the two apart"
+        + (shared if any(k > 2 for k in folds) else "")
+        + "."
+    )
 
 
 def markdown_table(table: pd.DataFrame) -> str:
@@ -302,7 +359,23 @@ def table_notes(profile: dict, summary: pd.DataFrame) -> list[str]:
             + ". The paper's rows are a reference for the kind of data: compare the shape "
             "(accuracy drop, speed-up), not the accuracies."
         )
-    return notes + code_note(summary)
+    return notes + _folds_note(profile) + code_note(summary)
+
+
+def _folds_note(profile: dict) -> list[str]:
+    """The note on the cross-validated datasets of ``profile`` (none when it has none)."""
+    shared = profile.get("train", {}).get("folds", 0)
+    folds = {name: entry.get("folds", shared) for name, entry in profile["datasets"].items()}
+    folds = {name: k for name, k in folds.items() if k}
+    if not folds:
+        return []
+    return [
+        "Cross-validated: "
+        + "; ".join(f"{name} in {k} stratified folds" for name, k in folds.items())
+        + " (train and test recordings pooled), each fold tested by runs trained on the others (validation "
+        "data held out of those). Each seed's folds are pooled: every recording tested once per seed; mean±std "
+        "over the seeds."
+    ]
 
 
 def write_table(table: pd.DataFrame, stem: str | os.PathLike, title: str, notes=()) -> list[Path]:

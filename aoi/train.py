@@ -13,20 +13,22 @@ step t uses argmax of the accumulated output (`aoi.metrics.accuracy_per_step`).
 The final model is the one after the LAST epoch: nothing is ever selected on the test set
 (the authors' toolkit keeps the best-test-accuracy checkpoint, which flatters its numbers).
 With ``validation`` > 0 a stratified part of the training data is held out for selecting
-between runs (`aoi.data.get_dataset`); training never sees it.
+between runs (`aoi.data.get_dataset`); training never sees it. With ``folds`` = k the data are
+the dataset's train and test splits pooled, ``fold`` the part tested (k-fold cross-validation).
 
 Files in ``run_dir`` (all written atomically, by rank 0 only):
 - ``config.json``: {"config": TrainConfig fields, "provenance": `aoi.provenance` record plus
   the datasets' provenance (split hashes)}.
-- ``checkpoint.pt`` (every epoch, `aoi.checkpoint`): a run killed at any point resumes from it
-  and, on CPU, ends with exactly the weights and log of an uninterrupted run (DataLoader workers
-  are not persistent, so their seeds come from the saved generator).
+- ``checkpoint.pt`` (every epoch, `aoi.checkpoint`, with its checksum): a run killed at any point
+  resumes from it, once verified, and, on CPU, ends with exactly the weights and log of an
+  uninterrupted run (DataLoader workers are not persistent, so their seeds come from the saved generator).
 - ``log.csv`` (rewritten every epoch): epoch, lr, loss, tet_loss, str_loss, train_acc,
   test_acc, test_acc_t1..test_acc_tT, seconds. Losses are sample means over the epoch, accuracies
   fractions, ``lr`` the rate used during the epoch; ``str_loss`` is NaN for method "tet" (not computed).
 - ``final.json``: {"config", "metrics" (the last log row), "wall_seconds" (sum of the epochs'
   seconds), "weights_sha256" (of the final state_dict), "finished_at"}. The final weights are
-  those of ``checkpoint.pt``: a finished run whose checkpoint is lost is trained again after
+  those of ``checkpoint.pt``, verified against ``weights_sha256`` before any use
+  (`aoi.run_files`): a finished run whose checkpoint is lost or damaged is trained again after
   deleting both files.
 
 Nothing non-finite passes silently: a NaN or infinite loss or input batch stops training at
@@ -43,11 +45,8 @@ in the last bits between runs.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +61,7 @@ from aoi.checkpoint import (
     RESTART,
     CheckpointError,
     load_checkpoint,
+    nonfinite,
     rng_state,
     save_checkpoint,
     seed_everything,
@@ -73,105 +73,43 @@ from aoi.data import get_dataset
 from aoi.data.batches import time_major_batches
 from aoi.distributed import Topology, all_gather_objects, all_reduce_sum, barrier, broadcast_buffers, process_group
 from aoi.errors import UserError
-from aoi.files import UnwritableFile, json_safe, read_json, write_json, write_text
+from aoi.files import json_safe, read_json, write_json
 from aoi.losses import tet_loss
 from aoi.metrics import accuracy_per_step
 from aoi.neurons import reset_state, set_recording
 from aoi.provenance import provenance
 from aoi.regularisers import collect_factors, str_loss
+from aoi.run_files import check_same_config, check_writable, load_final_checkpoint, write_log
 
 
 class TrainingDiverged(UserError, RuntimeError):
     """The loss, the weights or an input batch became NaN or infinite."""
 
 
-class RunMismatch(UserError, RuntimeError):
-    """``run_dir`` holds a run with a different configuration."""
-
-
 def train(config: TrainConfig, run_dir: str | os.PathLike, progress: bool = True) -> dict:
     """Train ``config`` into ``run_dir`` (resuming from its checkpoint) and return final.json's content.
 
-    A finished run (final.json with the same config) is returned at once, or is a `CheckpointError`
-    when its checkpoint is gone; a run directory of a different config raises `RunMismatch`; a NaN
-    or infinite loss, weight or input `TrainingDiverged`; a run directory that cannot be written
-    to `aoi.files.UnwritableFile`.
+    A finished run (final.json with the same config) is returned without training once its
+    checkpoint is verified (`aoi.run_files.load_final_checkpoint`: a `CheckpointError` when it is
+    gone, corrupt or not the final weights); a checkpoint that fails its checksum is a
+    `CheckpointError` too; a run directory of a different config raises `aoi.run_files.RunMismatch`;
+    a NaN or infinite loss, weight or input `TrainingDiverged`; a run directory that cannot be
+    written to `aoi.files.UnwritableFile`.
     Under ``torchrun`` (WORLD_SIZE > 1) every process calls this with the same arguments.
     """
     run_dir = Path(run_dir)
     final = read_json(run_dir / "final.json")
     if final is not None:
-        _check_same_config(run_dir / "final.json", config, final.get("config"))
-        _final_checkpoint(run_dir)
+        check_same_config(run_dir / "final.json", config, final.get("config"))
+        load_final_checkpoint(run_dir)
         return final
-    _check_writable(run_dir)
+    check_writable(run_dir)
     stored = read_json(run_dir / "config.json")
     if stored is not None:
-        _check_same_config(run_dir / "config.json", config, stored.get("config"))
+        check_same_config(run_dir / "config.json", config, stored.get("config"))
     with process_group(config.device) as (topology, device):
         session = _Session.start(config, run_dir, topology, device)
         return session.run(progress and topology.is_main)
-
-
-def _final_checkpoint(run_dir: str | os.PathLike) -> Path:
-    """``checkpoint.pt`` of the finished run in ``run_dir``: its final weights.
-
-    FileNotFoundError when the run is not finished (no final.json); `CheckpointError` saying
-    what to delete when final.json is there but the checkpoint is not.
-    """
-    run_dir = Path(run_dir)
-    final, checkpoint = run_dir / "final.json", run_dir / "checkpoint.pt"
-    if not final.is_file():
-        raise FileNotFoundError(
-            f"{run_dir} holds no finished run (final.json and checkpoint.pt): "
-            f"train it first with `python -m aoi train ... --run-dir {run_dir}`"
-        )
-    if not checkpoint.is_file():
-        raise CheckpointError(f"{checkpoint}, the final weights of a finished run, is missing: {_retrain(final)}")
-    return checkpoint
-
-
-def load_final_checkpoint(run_dir: str | os.PathLike) -> dict:
-    """The checkpoint of the finished run in ``run_dir``; `CheckpointError` saying what to do when
-    it is missing, unreadable or holds NaN or infinite weights."""
-    path = _final_checkpoint(run_dir)
-    checkpoint = load_checkpoint(path, remedy=_retrain(path, path.parent / "final.json"))
-    bad = _nonfinite(checkpoint["model"])
-    if bad:
-        raise CheckpointError(
-            f"{path} holds NaN or infinite values ({', '.join(bad)}): the run diverged; "
-            "train it with other settings (e.g. a lower lr) in a new run directory"
-        )
-    return checkpoint
-
-
-def _retrain(*paths: Path) -> str:
-    """What to do when a finished run's weights are lost."""
-    return f"delete {' and '.join(map(str, paths))}, then train the run again (same config and run directory)"
-
-
-def _check_writable(run_dir: Path) -> None:
-    """Fail now, not after loading the data, when ``run_dir`` is a file or cannot be written to."""
-    if run_dir.exists() and not run_dir.is_dir():
-        raise UnwritableFile(f"run directory {run_dir} is a file: choose another --run-dir or move the file away")
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=run_dir).close()
-    except OSError as exc:
-        raise UnwritableFile(
-            f"cannot write to run directory {run_dir} ({exc.strerror or exc}): "
-            "make it writable or choose another --run-dir"
-        ) from exc
-
-
-def _check_same_config(path: Path, config: TrainConfig, stored: dict | None) -> None:
-    if stored != config.asdict():
-        stored = stored or {}
-        diff = {k: (stored.get(k), v) for k, v in config.asdict().items() if stored.get(k) != v}
-        raise RunMismatch(
-            f"{path} belongs to a run with a different config (stored, requested): {diff}; "
-            "use another run directory or delete this one"
-        )
 
 
 @dataclass
@@ -205,10 +143,11 @@ class _Session:
             torch.backends.cudnn.benchmark = True
         seed_everything(config.seed)
         core = build_model(config).to(device)
-        data = {"limit": config.limit_train, "seed": config.seed, "validation": config.validation}
+        folds = {"folds": config.folds, "fold": config.fold}
+        data = {"limit": config.limit_train, "seed": config.seed, "validation": config.validation, **folds}
         train_set = get_dataset(config.dataset, "train", T=config.T, **data)
         test_set = get_dataset(
-            config.dataset, "test", T=config.T, augment=False, limit=config.limit_test, seed=config.seed
+            config.dataset, "test", T=config.T, augment=False, limit=config.limit_test, seed=config.seed, **folds
         )
         for split, dataset in (("train", train_set), ("test", test_set)):
             if len(dataset) == 0:
@@ -252,7 +191,7 @@ class _Session:
         if not path.exists():
             return
         checkpoint = load_checkpoint(path)
-        _check_same_config(path, self.config, checkpoint["config"])
+        check_same_config(path, self.config, checkpoint["config"])
         self.core.load_state_dict(checkpoint["model"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.scheduler.load_state_dict(checkpoint["scheduler"])
@@ -260,8 +199,8 @@ class _Session:
         states = checkpoint["rng"]  # one per process; a different process count reuses them cyclically
         set_rng_state(states[self.topology.rank % len(states)], self.loader_generator)
         if self.topology.is_main:
-            _write_log(self.run_dir / "log.csv", self.log, self.config.T)  # drop epochs never checkpointed
-        bad = _nonfinite(self.core.state_dict())
+            write_log(self.run_dir / "log.csv", self.log, self.config.T)  # drop epochs never checkpointed
+        bad = nonfinite(self.core.state_dict())
         if bad:
             raise CheckpointError(f"{path} holds NaN or infinite values ({', '.join(bad)}): {RESTART}")
 
@@ -300,7 +239,7 @@ class _Session:
         row = {"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"], **self._train_epoch(epoch, progress)}
         self.scheduler.step()
         broadcast_buffers(self.core, self.topology)
-        bad = _nonfinite(self.core.state_dict())
+        bad = nonfinite(self.core.state_dict())
         if bad:
             raise self._diverged(f"{', '.join(bad)} of the model became NaN or infinite", epoch)
         per_step, finite = _test_accuracy_per_step(
@@ -324,7 +263,7 @@ class _Session:
                 log=self.log,
                 rng=states,
             )
-            _write_log(self.run_dir / "log.csv", self.log, self.config.T)
+            write_log(self.run_dir / "log.csv", self.log, self.config.T)
         return row
 
     def _train_epoch(self, epoch: int, progress: bool) -> dict:
@@ -378,13 +317,6 @@ class _Session:
         return f"{path} keeps epoch {epoch - 1}" if epoch > 1 else "no checkpoint was written"
 
 
-def _nonfinite(state: dict[str, torch.Tensor]) -> list[str]:
-    """Names of the floating-point tensors of a state dict (parameters, buffers) holding NaN or infinity."""
-    tensors = {name: t for name, t in state.items() if t.is_floating_point()}
-    finite = torch.stack([torch.isfinite(t).all() for t in tensors.values()]).tolist()
-    return [name for name, ok in zip(tensors, finite) if not ok]
-
-
 def _loss(config: TrainConfig, core: nn.Module, outputs: torch.Tensor, targets: torch.Tensor):
     """(loss, TET part, STR part or NaN for method "tet") of one batch of per-step logits [T, N, K]."""
     tet = tet_loss(outputs, targets, config.lamb, config.means)
@@ -436,16 +368,3 @@ def _loaders(
         train_set, per_process_batch, shuffle=sampler is None, sampler=sampler, generator=generator, **options
     )
     return train_loader, sampler, DataLoader(test_set, per_process_batch, shuffle=False, **options)
-
-
-def _log_columns(T: int) -> list[str]:
-    steps = [f"test_acc_t{t}" for t in range(1, T + 1)]
-    return ["epoch", "lr", "loss", "tet_loss", "str_loss", "train_acc", "test_acc", *steps, "seconds"]
-
-
-def _write_log(path: Path, log: list[dict], T: int) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=_log_columns(T), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(log)
-    write_text(path, buffer.getvalue())

@@ -13,7 +13,16 @@ RUNS = (  # dataset, T, method label, seed
 
 
 def ids(
-    dataset: str, T: int, label: str, seed: int, detach_reset: bool = False, width: float = 1.0, code: str | None = None
+    dataset: str,
+    T: int,
+    label: str,
+    seed: int,
+    detach_reset: bool = False,
+    width: float = 1.0,
+    code: str | None = None,
+    fold: int = 0,
+    folds: int = 0,
+    test_samples: int = 100,
 ) -> dict:
     """The identifying columns of one run (`aoi.results.run_columns`); ``code`` None: the current code's fingerprint."""
     method, alpha = METHODS[label]
@@ -26,6 +35,9 @@ def ids(
         "detach_reset": detach_reset,
         "width": width,
         "seed": seed,
+        "folds": folds,
+        "fold": fold,
+        "test_samples": test_samples,
         "code": code or code_fingerprint(),
     }
 

@@ -11,6 +11,7 @@ from torch import nn
 from aoi import analysis
 from aoi.config import TrainConfig
 from aoi.cutoff import confidence_cutoff
+from aoi.files import UnreadableFile, verified_metrics
 from aoi.neurons import LIF
 
 # the run analysed: digits, T=3, STR(0.1), seed 1 (the run name is checked below)
@@ -149,3 +150,27 @@ def test_stf_records_match_a_hand_computed_layer():
     assert [row["cosine_similarity"] for row in cs] == pytest.approx(expected, abs=1e-4)
     assert stf == [{"layer": 1, "stf": pytest.approx(2 / sum(expected), abs=1e-4)}]
     assert model[0].spikes is None  # recording switched off again
+
+
+def test_a_hand_edited_number_in_metrics_json_is_caught_where_it_is_read(analysed):
+    metrics, out = analysed
+    path = out / "metrics.json"
+    assert verified_metrics(path) == json.loads(path.read_text()) and "metrics_sha256" in metrics["provenance"]
+    text = path.read_text()
+    edited = text.replace('"mean_exit_step": 2.0', '"mean_exit_step": 1.5', 1)  # a better cutoff, typed in
+    assert edited != text
+    path.write_text(edited)
+    rerun = "./reproduce.sh --profile smoke --only 'digits/T3-str-a0.1-s1' --force"
+    with pytest.raises(UnreadableFile) as error:
+        verified_metrics(path)
+    assert str(error.value) == (
+        f"{path} was changed after aoi wrote it (its content does not match the digest in its provenance), so its "
+        f"provenance cannot vouch for its numbers: restore the file aoi wrote (git checkout -- {path}) or compute "
+        f"the run again ({rerun})"
+    )
+    unsealed = json.loads(text)
+    del unsealed["provenance"]["metrics_sha256"]  # as every metrics.json written before issue #22
+    path.write_text(json.dumps(unsealed))
+    with pytest.raises(UnreadableFile, match="records no digest of its content"):
+        verified_metrics(path)
+    assert verified_metrics(out / "none.json") is None

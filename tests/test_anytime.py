@@ -17,6 +17,7 @@ from aoi.cutoff import calibrate_topk_thresholds, confidence_cutoff, topk_cutoff
 from aoi.energy import count_operations, energy_pj, sum_until_exit
 from aoi.losses import tet_loss
 from aoi.metrics import accuracy_per_step
+from aoi.models import get_model
 from aoi.neurons import LIF
 
 EPSILONS = [0.0, 1e-4, 1e-3, 0.01, 0.05, 0.2, 0.5, 0.9]
@@ -235,6 +236,32 @@ def test_inputs_must_be_time_first_with_the_models_steps_and_finite():
             predict(model, bad, 0.1)
         with pytest.raises(InputError, match=message):
             time_inference(model, bad, 0.1, repeats=1)
+
+
+def test_what_predict_cannot_use_is_one_line():
+    torch.manual_seed(0)
+    model = get_model("digits_snn", 10, (1, 8, 8), 3).eval()  # carries T = 3 and input_shape (1, 8, 8)
+    inputs = torch.rand(3, 4, 1, 8, 8)
+    for kwargs, message in [
+        ({"rule": "fixed", "steps": 2.7}, r"rule='fixed' needs steps, an int in 1..3 .*, got 2.7"),
+        ({"rule": "fixed", "steps": True}, r"rule='fixed' needs steps, an int in 1..3 .*, got True"),
+        ({"rule": "topk", "thresholds": [0.1, math.nan, 0.2]}, r"needs finite thresholds.* got \[0.1, nan, 0.2\]"),
+    ]:
+        with pytest.raises(InputError, match=message):
+            predict(model, inputs, **kwargs)
+    assert predict(model, inputs, rule="fixed", steps=torch.tensor(2).item()).exit_steps.tolist() == [2] * 4
+    for bad, message in [
+        (torch.rand(3, 4, 1, 10, 10), r"inputs must be \[T, N, \*\(1, 8, 8\)\] \(the model's input_shape\), got"),
+        (torch.rand(3, 4, 2, 8, 8), r"got shape \(3, 4, 2, 8, 8\)"),  # another channel count
+        (inputs.double(), r"inputs are torch.float64, the model's weights torch.float32: pass inputs.to\("),
+        ((inputs > 0.5).long(), r"inputs are torch.int64, the model's weights torch.float32"),
+    ]:
+        with pytest.raises(InputError, match=message):
+            predict(model, bad, 0.1)
+    with torch.no_grad():
+        model.readout.weight[0, 0] = math.nan  # every exit would be at T, every prediction 0
+    with pytest.raises(InputError, match="the model's readout.weight hold NaN or infinite values: load finite"):
+        predict(model, inputs, 0.1)
 
 
 def test_compare_rules_table_by_hand():

@@ -5,7 +5,14 @@ import math
 import pytest
 import torch
 
-from aoi.cutoff import calibrate_topk_thresholds, confidence_cutoff, confidence_stop, topk_cutoff, topk_stop
+from aoi.cutoff import (
+    CutoffError,
+    calibrate_topk_thresholds,
+    confidence_cutoff,
+    confidence_stop,
+    topk_cutoff,
+    topk_stop,
+)
 
 
 def example_outputs():
@@ -51,10 +58,22 @@ def test_topk_exits_by_hand():
 
 
 def test_bad_arguments_say_what_to_do():
-    with pytest.raises(ValueError, match="epsilon"):
+    with pytest.raises(CutoffError, match="epsilon"):
         confidence_cutoff(example_outputs(), 1.0)
-    with pytest.raises(ValueError, match="one value per step"):
+    with pytest.raises(CutoffError, match="one value per step"):
         topk_cutoff(example_outputs(), [1.0, 2.0])
+    with pytest.raises(CutoffError, match=r"must be finite, one value per step \(3\), got \[1.0, nan, 2.0\]"):
+        topk_cutoff(example_outputs(), [1.0, math.nan, 2.0])  # NaN would never fire
+
+
+def test_outputs_that_are_not_finite_per_step_logits_are_refused():
+    outputs = example_outputs()
+    outputs[1, 2, 0] = math.nan  # NaN never fires: sample 2 would run to T and predict class 0
+    for cutoff in (lambda o: confidence_cutoff(o, 0.1), lambda o: topk_cutoff(o, [1.0, 1.0, 1.0])):
+        with pytest.raises(CutoffError, match=r"^outputs hold 1 NaN or infinite values \(of 18\): check the"):
+            cutoff(outputs)
+        with pytest.raises(CutoffError, match=r"^outputs must be per-step logits \[T, N, K\], got shape \(3, 2\)$"):
+            cutoff(example_outputs()[-1])  # the logits [N, K] of one step
 
 
 def test_topk_calibration_by_hand():
@@ -72,3 +91,34 @@ def test_topk_calibration_by_hand():
     targets = torch.zeros(4, dtype=torch.long)
     assert calibrate_topk_thresholds(outputs, targets, bins=3).tolist() == [2.0, 1.0]
     assert calibrate_topk_thresholds(outputs, targets, precision=0.5, bins=3).tolist() == [1.0, 1.0]
+
+
+def test_topk_exits_by_hand_with_more_steps_than_samples():
+    """T=4, N=2, K=3 (T != N: a step axis read as the sample axis fails here).
+    sample 0: O = [1,0,0], 0, [0,2,0], 0  ->  Y = [1,0,0], [1,0,0], [1,2,0], [1,2,0]      gaps 1, 1, 1, 1
+    sample 1: O = [0,0,.2], [0,0,.2], [0,3,0], 0  ->  Y_3 = [0,3,.4]                       gaps .2, .4, 2.6, 2.6
+    thresholds 1.5, 0.5, 0.5, 10: sample 0 exits at 2 (1 > 0.5) predicting 0, sample 1 at 3 predicting 1."""
+    outputs = torch.zeros(4, 2, 3)
+    outputs[0, 0, 0], outputs[2, 0, 1] = 1.0, 2.0
+    outputs[0, 1, 2] = outputs[1, 1, 2] = 0.2
+    outputs[2, 1, 1] = 3.0
+    result = topk_cutoff(outputs, [1.5, 0.5, 0.5, 10.0])
+    assert result.exit_steps.tolist() == [2, 3] and result.predictions.tolist() == [0, 1]
+    never = topk_cutoff(outputs, [10.0] * 4)  # no rule fires: both run to T = 4, argmax Y_4
+    assert never.exit_steps.tolist() == [4, 4] and never.predictions.tolist() == [1, 1]
+
+
+def test_topk_calibration_falls_back_to_the_largest_candidate_when_no_exit_qualifies():
+    """T=3, N=2, targets 0, logits [a, 0] (gap |Y|, right when Y > 0); bins=4 over gaps 0.5..4.5:
+    candidates 0.5, 1.5, 2.5, 3.5.
+    sample 0: Y = -0.5, 4.5, 4.5     safe at t=2, 3
+    sample 1: Y = -1.5, 2.5, -0.5    safe at no step
+    t=1: 0.5 lets sample 1 exit, unsafe; from 1.5 nobody exits, and an exit is required: no candidate
+         qualifies, the fallback is the largest, 3.5 (1.5 if no exit counted as safe, 0.5 without the fallback).
+    t=2: 0.5 and 1.5 let both exit (1 of 2 safe); 2.5 lets sample 0 exit, safe -> 2.5 (precision 0.5: 0.5).
+    t=3: 0.5 lets sample 0 exit (0.5 is not > 0.5), safe -> 0.5."""
+    a = torch.tensor([[-0.5, -1.5], [5.0, 4.0], [0.0, -3.0]])  # [T, N] per-step outputs of class 0
+    outputs = torch.stack([a, torch.zeros_like(a)], dim=-1)
+    targets = torch.zeros(2, dtype=torch.long)
+    assert calibrate_topk_thresholds(outputs, targets, bins=4).tolist() == [3.5, 2.5, 0.5]
+    assert calibrate_topk_thresholds(outputs, targets, precision=0.5, bins=4).tolist() == [3.5, 0.5, 0.5]

@@ -5,7 +5,6 @@ import gzip
 import hashlib
 import pickle
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +12,7 @@ import torch
 import torchvision.datasets.utils as tv_utils
 from PIL import Image
 from repository import snapshot
+from runs import absolute_paths
 from torchvision.datasets import CIFAR10, CIFAR100
 
 from aoi.data import DatasetNotFoundError, fashion, get_dataset, simulated
@@ -137,13 +137,17 @@ def test_read_idx_decodes_the_header_by_hand(tmp_path):
     assert fashion.read_idx(tmp_path / "a-idx2-ubyte").tolist() == [[1, 2, 3], [4, 5, 255]]
 
 
+def fashion_images() -> np.ndarray:
+    """12 discs of growing size, uint8 [12, 28, 28] (0 or 255)."""
+    yy, xx = np.mgrid[:28, :28]
+    return np.stack([((yy - 6 - k) ** 2 + (xx - 14) ** 2 < 40 + 8 * k) * 255 for k in range(12)]).astype(np.uint8)
+
+
 @pytest.fixture
 def fashion_root(tmp_path, monkeypatch):
     monkeypatch.setattr(fashion, "SYSTEM_FOLDERS", ())
-    yy, xx = np.mgrid[:28, :28]
-    images = np.stack([((yy - 6 - k) ** 2 + (xx - 14) ** 2 < 40 + 8 * k) * 255 for k in range(12)])
     for prefix in ("train", "t10k"):
-        write_idx(tmp_path / "fashion-mnist" / f"{prefix}-images-idx3-ubyte.gz", images)
+        write_idx(tmp_path / "fashion-mnist" / f"{prefix}-images-idx3-ubyte.gz", fashion_images())
         write_idx(tmp_path / "fashion-mnist" / f"{prefix}-labels-idx1-ubyte.gz", np.arange(12) % 10)
     return tmp_path
 
@@ -153,6 +157,13 @@ def test_fashion_mnist_reads_idx_files(fashion_root):
     frames, label = ds[11]
     assert len(ds) == 12 and frames.shape == (4, 1, 28, 28) and label == 1
     assert frames.max() == 1.0 and frames.min() == 0.0
+
+
+def test_fashion_provenance_is_the_datas_hashes_not_its_paths(fashion_root):
+    ds = get_dataset("nfashion", "test", root=fashion_root)
+    assert ds.provenance["images_sha256"] == hashlib.sha256(fashion_images().tobytes()).hexdigest()
+    assert ds.provenance["labels_sha256"] == hashlib.sha256(bytes(range(10)) + bytes(range(2))).hexdigest()
+    assert absolute_paths(ds.provenance) == [] and ds.provenance["cache"] == f"nfashion/{ds.provenance['cache_key']}"
 
 
 def test_fashion_mnist_missing_tries_download_then_fails_cleanly(tmp_path, monkeypatch):
@@ -224,7 +235,7 @@ def test_idx_files_of_20_images_and_10_labels_do_not_train(name, fashion_root):
 def test_a_corrupt_simulator_cache_names_its_file_and_is_never_used(damage, fashion_root):
     ds = get_dataset("nfashion", "test", root=fashion_root)
     frames = ds[3][0]
-    folder = Path(ds.provenance["cache_dir"])
+    folder = fashion_root / ds.provenance["cache"]  # relative to the cache root, here the data root
     if damage == "cut-short t.npy":
         broken, todo = folder / "t.npy", f"delete the folder {folder} and run again (it is simulated anew)"
         broken.write_bytes(broken.read_bytes()[:-40])
@@ -254,5 +265,6 @@ def test_nfashion_on_a_read_only_data_root_needs_aoi_cache(fashion_root, read_on
     monkeypatch.setenv("AOI_CACHE", str(cache))
     ds = get_dataset("nfashion", "test", root=fashion_root)
     assert ds[0][0].shape == (10, 2, 34, 34)
-    assert ds.provenance["cache_dir"] == str(cache / "nfashion" / ds.provenance["cache_key"])
+    assert ds.provenance["cache"] == f"nfashion/{ds.provenance['cache_key']}"  # relative to AOI_CACHE
+    assert (cache / ds.provenance["cache"] / "params.json").is_file()
     assert snapshot(fashion_root) == before

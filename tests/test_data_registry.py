@@ -8,7 +8,7 @@ import torch
 from sklearn.datasets import load_digits
 
 from aoi.data import DATASETS, DatasetInfo, dataset_info, get_dataset
-from aoi.data.splits import nine_to_one_split, split_hash, stratified_order
+from aoi.data.splits import nine_to_one_split, split_hash, stratified_folds, stratified_order
 
 EXPECTED = {  # name: (num_classes, input_shape, default_T, kind)
     "digits": (10, (1, 8, 8), 4, "frame"),
@@ -22,6 +22,7 @@ EXPECTED = {  # name: (num_classes, input_shape, default_T, kind)
     "ncaltech101": (101, (2, 48, 48), 10, "event"),
     "dvsgesture": (11, (2, 48, 48), 16, "event"),
     "nmnist": (10, (2, 34, 34), 10, "event"),
+    "nmnist-small": (10, (2, 34, 34), 10, "event"),
 }
 
 
@@ -52,6 +53,9 @@ def test_unknown_name_lists_the_known_ones():
         ({"T": 0}, "positive integer"),
         ({"augment": True}, "no augmentation"),
         ({"limit": 0}, "limit"),
+        ({"folds": 1}, "folds must be 0 or >= 2"),
+        ({"folds": 5, "fold": 5}, "fold in \\[0, folds\\)"),
+        ({"fold": 1}, "fold in \\[0, folds\\)"),
     ],
 )
 def test_bad_arguments_say_what_to_do(kwargs, message, tmp_path):
@@ -116,3 +120,48 @@ def test_validation_is_held_out_of_training_stratified_and_the_same_for_every_se
     assert train.provenance["validation_hash"] == val.provenance["validation_hash"]
     assert np.array_equal(get_dataset("digits", "val", root=tmp_path, validation=0.2).indices, val.indices)
     assert not val.provenance["augment"]
+
+
+LABELS = [0, 0, 0, 0, 0, 1, 1, 1, 2, 2]  # 5, 3 and 2 samples of classes 0, 1, 2
+
+
+def test_stratified_folds_partition_the_samples_class_by_class():
+    folds = stratified_folds(LABELS, 3)
+    assert folds.tolist() == stratified_folds(LABELS, 3).tolist()  # fixed seed: the same every time
+    assert set(folds.tolist()) == {0, 1, 2}  # every sample in exactly one of the 3 folds
+    assert sorted(np.bincount(folds).tolist()) == [3, 3, 4]  # 10 // 3 or one more
+    labels = np.array(LABELS)
+    for fold in range(3):
+        per_class = np.bincount(labels[folds == fold], minlength=3)
+        assert per_class[0] in (1, 2) and per_class[1] == 1 and per_class[2] in (0, 1)  # floor or ceil of n_c / 3
+    # the deal goes on across classes: class 0 fills folds 0 1 2 0 1, so class 1 starts at fold 2
+    assert [np.bincount(labels[folds == f], minlength=3).tolist() for f in range(3)] == [
+        [2, 1, 1],
+        [2, 1, 0],
+        [1, 1, 1],
+    ]
+
+
+@pytest.mark.parametrize("k", [1, 11, 2.0])
+def test_stratified_folds_refuse_a_k_they_cannot_deal(k):
+    with pytest.raises(ValueError, match="k must be an integer in \\[2, 10\\]"):
+        stratified_folds(LABELS, k)
+
+
+def test_folds_pool_train_and_test_and_hold_validation_out_of_the_training_folds(tmp_path):
+    pool = [*get_dataset("digits", "train", root=tmp_path).labels, *get_dataset("digits", "test", root=tmp_path).labels]
+    assert len(pool) == 1797
+    tested = []
+    for fold in range(5):
+        train, val, test = (
+            get_dataset("digits", split, root=tmp_path, folds=5, fold=fold, validation=0.1)
+            for split in ("train", "val", "test")
+        )
+        assert set(val.indices).isdisjoint(test.indices) and set(train.indices).isdisjoint(test.indices)
+        assert sorted([*train.indices, *val.indices, *test.indices]) == list(range(1797))
+        assert np.array_equal(test.labels, np.array(pool)[test.indices])
+        assert len(test) in (359, 360) and test.provenance["split_rule"].startswith("stratified k-fold")
+        rest = np.bincount([*train.labels, *val.labels], minlength=10)  # the training folds, per class
+        assert np.array_equal(np.bincount(val.labels, minlength=10), np.round(0.1 * rest))
+        tested += test.indices.tolist()
+    assert sorted(tested) == list(range(1797))  # every sample tested exactly once

@@ -4,6 +4,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+from runs import absolute_paths
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 
@@ -85,6 +86,8 @@ def test_frames_change_over_time_and_none_is_empty(recordings):
 def test_early_frames_carry_less_information(tmp_path):
     train = get_dataset("ndigits", "train", root=tmp_path)
     test = get_dataset("ndigits", "test", root=tmp_path, limit=300)
+    assert absolute_paths(train.provenance) == [] and train.provenance["cache"] == test.provenance["cache"]
+    assert (tmp_path / train.provenance["cache"] / "params.json").is_file()  # relative to the cache root
     train = train.subset(np.arange(600))
 
     def features(ds, steps):

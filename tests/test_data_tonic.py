@@ -8,6 +8,7 @@ import pytest
 import tonic.io
 import torch
 import torch.nn.functional as F
+from runs import absolute_paths
 from torch.utils.data import DataLoader
 
 from aoi.data import DatasetNotFoundError, from_tonic, get_dataset, tonic_readers
@@ -102,9 +103,10 @@ def test_nmnist_missing_files_fail_in_one_line_naming_the_layout(layout, tmp_pat
 
 
 class WordsDataset(tonic.Dataset):
-    """A user's tonic dataset: 8x6 sensor, two polarities, names as targets, events in memory."""
+    """A user's tonic dataset: 8x6 sensor, two polarities, names as targets (its ``classes``), events in memory."""
 
     sensor_size = (8, 6, 2)
+    classes = ("no", "yes")
 
     def __init__(self, save_to, recordings, targets):
         super().__init__(save_to)
@@ -172,7 +174,7 @@ def test_from_tonic_caches_frames_and_never_serves_them_stale(tmp_path, monkeypa
 
 def test_from_tonic_without_cache_writes_nothing(tmp_path):
     ds = from_tonic(words(tmp_path), T=2, root=tmp_path, cache=False)
-    assert ds[1][0].sum() == 1 and ds.provenance["cache_dir"] is None  # t=0 counted, t=5 the dropped last
+    assert ds[1][0].sum() == 1 and ds.provenance["cache"] is None  # t=0 counted, t=5 the dropped last
     assert not (tmp_path / "cache").exists()
 
 
@@ -210,3 +212,101 @@ def test_from_tonic_frames_a_file_replaced_under_the_same_name_anew(nmnist_root)
     new = framed()
     assert new.provenance["cache_key"] == old.provenance["cache_key"]  # same settings, same file names
     assert torch.equal(new[0][0], framed(cache=False)[0][0]) and not torch.equal(new[0][0], old_frames)
+
+
+def split_of(tmp_path, targets, classes=None) -> WordsDataset:
+    """A split of a user's dataset with these targets (one recording each) and ``classes``."""
+    dataset = WordsDataset(str(tmp_path), [events([(0, 0, 0, 1)])] * len(targets), targets)
+    dataset.classes = classes
+    return dataset
+
+
+def test_every_split_maps_names_alike_even_one_that_lacks_a_class(tmp_path):
+    # the test split has no "cat": "dog" must still be 1, and both splits have 2 classes
+    train = split_of(tmp_path, ["cat", "dog", "cat"], classes=["cat", "dog"])
+    test = split_of(tmp_path, ["dog", "dog"], classes=["cat", "dog"])
+    for dataset, labels in ((train, [0, 1, 0]), (test, [1, 1])):
+        framed = from_tonic(dataset, T=2, root=tmp_path, cache=False)
+        assert framed.labels.tolist() == labels and framed.info.num_classes == 2
+        assert framed.provenance["classes"] == ["cat", "dog"]
+    given = from_tonic(split_of(tmp_path, ["dog"]), T=2, root=tmp_path, cache=False, classes={"dog": 1, "cat": 0})
+    assert given.labels.tolist() == [1] and given.provenance["classes"] == ["cat", "dog"]
+
+
+@pytest.mark.parametrize(
+    "convert",
+    [torch.tensor, np.int32, float, lambda v: np.array(float(v))],
+    ids=["0-d tensor", "numpy int32", "float", "0-d float array"],
+)
+def test_numeric_targets_are_their_own_labels(tmp_path, convert):
+    # 0..11: text order would put 10 and 11 before 2
+    targets = [convert(v) for v in (2, 10, 0, 11, 1)]
+    framed = from_tonic(split_of(tmp_path, targets), T=2, root=tmp_path, cache=False)
+    assert framed.labels.tolist() == [2, 10, 0, 11, 1] and framed.info.num_classes == 12
+
+
+def test_a_set_of_numeric_classes_is_sorted_as_numbers(tmp_path):
+    framed = from_tonic(split_of(tmp_path, [10, 2, 0, 10]), T=2, root=tmp_path, cache=False, classes={10, 2, 0})
+    assert framed.labels.tolist() == [2, 1, 0, 2] and framed.provenance["classes"] == [0, 2, 10]
+
+
+def test_integer_targets_index_the_datasets_class_names(tmp_path):
+    # tonic's way (NMNIST, DVSGesture): targets are indices into ``classes``; a split without class 2 keeps 3
+    framed = from_tonic(split_of(tmp_path, [1, 0], classes=["zero", "one", "two"]), T=2, root=tmp_path, cache=False)
+    assert framed.labels.tolist() == [1, 0] and framed.info.num_classes == 3
+
+
+@pytest.mark.parametrize(
+    "targets, classes, problem",
+    [
+        (["cat", "bird"], ["cat", "dog"], "the target 'bird' of sample 1 is none of the classes ['cat', 'dog']"),
+        (["cat", "dog"], None, "the target 'cat' of sample 0 is not an integer label >= 0"),
+        ([0, 3], ["zero", "one"], "the target 3 of sample 1 is none of the classes ['zero', 'one']"),
+        ([1, 20], [10, 20], "the target 1 of sample 0 is none of the classes [10, 20]"),
+        ([0, -1], None, "the target -1 of sample 1 is not an integer label >= 0"),
+        ([0.5], None, "the target 0.5 of sample 0 is not an integer label >= 0"),
+    ],
+    ids=["missing-name", "names-without-classes", "index-beyond", "code-not-index", "negative", "fraction"],
+)
+def test_a_target_the_mapping_lacks_is_one_line(tmp_path, targets, classes, problem):
+    with pytest.raises(ValueError) as error:
+        from_tonic(split_of(tmp_path, targets, classes), T=2, root=tmp_path, cache=False)
+    assert str(error.value) == (
+        f"from_tonic: {problem}: pass classes=[...], every class in label order (the same for every split)"
+    )
+
+
+@pytest.mark.parametrize(
+    "event, problem",
+    [((-1, 0, 0, 1), "x or y below 0"), ((0, 0, 0, 2), "a polarity outside 0..1"), ((0, 0, 0, -1), "outside 0..1")],
+    ids=["negative-x", "polarity-2", "polarity-minus-1"],
+)
+def test_events_outside_the_sensor_are_one_line(tmp_path, event, problem):
+    integers = np.dtype([("x", int), ("y", int), ("t", int), ("p", int)])  # tonic's N-Caltech101 dtype
+    dataset = WordsDataset(str(tmp_path), [np.array([(1, 1, 0, 0), event], dtype=integers)], ["yes"])
+    framed = from_tonic(dataset, T=2, root=tmp_path, cache=False)
+    with pytest.raises(ValueError) as error:
+        framed[0]
+    assert str(error.value).startswith("sample 0000000 holds events outside the sensor (W, H, P) = (8, 6, 2)")
+    assert problem in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("window_us", [0, -5, 2.5])
+def test_a_window_that_is_not_a_positive_integer_is_refused(tmp_path, window_us):
+    with pytest.raises(ValueError, match=f"window_us must be a positive integer .* got {window_us}"):
+        from_tonic(words(tmp_path), T=2, root=tmp_path, window_us=window_us)
+
+
+def test_provenance_names_no_path_of_this_machine(tmp_path):
+    framed = from_tonic(words(tmp_path), T=2, root=tmp_path / "data")
+    assert absolute_paths(framed.provenance) == []
+    assert framed.provenance["cache"] == f"cache/wordsdataset/{framed.provenance['cache_key']}"
+    assert framed.provenance["cache_params"]["settings"]["location_on_system"] == "../WordsDataset"
+    nmnist = from_tonic(tonic_readers.NMNIST(str(tmp_path), train=False), T=2, root=tmp_path, cache=False)
+    assert nmnist.provenance["cache_params"]["settings"]["location_on_system"] == "NMNIST"
+
+
+@pytest.mark.parametrize("classes", [3, "cat"])
+def test_classes_that_are_not_a_collection_are_refused(tmp_path, classes):
+    with pytest.raises(ValueError, match="classes must be a sequence, a mapping or a set of classes, got"):
+        from_tonic(split_of(tmp_path, [0]), T=2, root=tmp_path, cache=False, classes=classes)

@@ -3,18 +3,23 @@
 import itertools
 
 import pytest
+import snntorch as snn
 import torch
 from torch import nn
 
+from aoi.anytime import predict
 from aoi.energy import (
     E_AC_PJ,
     E_MAC_PJ,
     OperationCounter,
+    UncountableLayer,
     count_operations,
     energy_pj,
     layer_operations,
     sum_until_exit,
 )
+from aoi.interop import from_snntorch
+from aoi.models.layers import TimeFolded
 
 
 def spike_map(*positions, size=4):
@@ -88,20 +93,22 @@ def test_conv_on_real_values_is_dense_macs():
 
 
 @pytest.mark.parametrize(
-    "stride,padding,dilation,groups,padding_mode",
+    "kernel,stride,padding,dilation,groups,padding_mode",
     [
-        (1, 1, 1, 1, "zeros"),
-        (2, 1, 1, 1, "zeros"),
-        (1, 0, 1, 2, "zeros"),
-        (2, 2, 2, 2, "zeros"),
-        (1, 1, 1, 1, "reflect"),
-        (3, 1, 1, 1, "zeros"),
+        ((3, 3), 1, 1, 1, 1, "zeros"),
+        ((3, 3), 2, 1, 1, 1, "zeros"),
+        ((3, 3), 1, 0, 1, 2, "zeros"),
+        ((3, 3), 2, 2, 2, 2, "zeros"),
+        ((3, 3), 1, 1, 1, 1, "reflect"),
+        ((3, 3), 3, 1, 1, 1, "zeros"),
+        ((2, 3), 1, 1, 1, 1, "zeros"),
+        ((3, 1), 2, 1, 2, 2, "zeros"),
     ],
 )
-def test_conv_sops_match_brute_force(stride, padding, dilation, groups, padding_mode):
+def test_conv_sops_match_brute_force(kernel, stride, padding, dilation, groups, padding_mode):
     torch.manual_seed(0)
     conv = nn.Conv2d(
-        4, 6, 3, stride=stride, padding=padding, dilation=dilation, groups=groups, padding_mode=padding_mode, bias=False
+        4, 6, kernel, stride, padding, dilation=dilation, groups=groups, padding_mode=padding_mode, bias=False
     )
     x = (torch.rand(2, 4, 7, 6) < 0.3).float()
     out = conv(x)
@@ -110,7 +117,8 @@ def test_conv_sops_match_brute_force(stride, padding, dilation, groups, padding_
         padded = nn.functional.pad(sample, (padding,) * 4, mode="constant" if padding_mode == "zeros" else padding_mode)
         total = 0
         per_group_in, per_group_out = 4 // groups, 6 // groups
-        for o, i, j, a, b in itertools.product(range(6), range(out.shape[2]), range(out.shape[3]), range(3), range(3)):
+        positions = itertools.product(range(6), range(out.shape[2]), range(out.shape[3]), *map(range, kernel))
+        for o, i, j, a, b in positions:
             g = o // per_group_out
             for c in range(g * per_group_in, (g + 1) * per_group_in):
                 total += int(padded[c, i * stride + a * dilation, j * stride + b * dilation])
@@ -226,5 +234,126 @@ def test_counter_removes_its_hooks():
         linear(torch.ones(2, 4))
         assert counter.take()[0].tolist() == [12, 12]
     assert not linear._forward_hooks
-    with pytest.raises(ValueError, match="no nn.Conv2d"):
+    with pytest.raises(ValueError, match="no nn.Conv1d/2d/3d or nn.Linear"):
         OperationCounter(nn.ReLU())
+
+
+def test_non_square_kernels_by_hand():
+    # a 2x3 kernel, no padding, on a 3x4 map: 2x2 outputs, output (i, j) sees rows i..i+1, columns j..j+2.
+    # (0, 0) lies in the window of output (0, 0) only: 1. (1, 2) lies in all four windows: 4.
+    conv = nn.Conv2d(1, 1, (2, 3), bias=False)
+    x = spike_map((0, 0), (1, 2), size=4)[..., :3, :]  # [1, 1, 3, 4]
+    assert layer_operations(conv, x, conv(x))[0].tolist() == [1 + 4]
+    real = torch.full((1, 1, 3, 4), 0.3)
+    assert layer_operations(conv, real, conv(real))[1].tolist() == [2 * 2 * (2 * 3)]  # outputs x fan-in
+    # the transposed kernel 3x2 on the same map: 1x3 outputs; (0, 0): 1; (1, 2) in the windows j = 1, 2: 2
+    tall = nn.Conv2d(1, 1, (3, 2), bias=False)
+    assert layer_operations(tall, x, tall(x))[0].tolist() == [1 + 2]
+    assert layer_operations(tall, real, tall(real))[1].tolist() == [1 * 3 * (3 * 2)]
+
+
+def test_conv1d_and_conv3d_by_hand():
+    # Conv1d 1 -> 2 channels, kernel 3, padding 1, on [1, 0, 1, 0, 0]: output j sees inputs j-1..j+1.
+    # The spike at 0 reaches outputs 0, 1; the one at 2 outputs 1, 2, 3: (2 + 3) x 2 channels.
+    conv1d = nn.Conv1d(1, 2, 3, padding=1, bias=False)
+    x = torch.tensor([[[1.0, 0, 1, 0, 0]]])
+    assert layer_operations(conv1d, x, conv1d(x))[0].tolist() == [(2 + 3) * 2]
+    real = torch.full((1, 1, 5), 0.5)
+    assert layer_operations(conv1d, real, conv1d(real))[1].tolist() == [2 * 5 * 3]
+    # Conv3d kernel (1, 2, 3), no padding, on D, H, W = 2, 3, 4: 2 x 2 x 2 outputs of fan-in 6. The spike
+    # at (0, 1, 1) lies in the windows d = 0, i = 0..1, j = 0..1: 4; the one at (1, 0, 3) in d = 1, i = 0, j = 1: 1.
+    conv3d = nn.Conv3d(1, 1, (1, 2, 3), bias=False)
+    x = torch.zeros(1, 1, 2, 3, 4)
+    x[0, 0, 0, 1, 1] = x[0, 0, 1, 0, 3] = 1
+    assert layer_operations(conv3d, x, conv3d(x))[0].tolist() == [4 + 1]
+    real = torch.full((1, 1, 2, 3, 4), 0.5)
+    assert layer_operations(conv3d, real, conv3d(real))[1].tolist() == [8 * 6]
+
+
+def test_two_layers_that_both_cost_macs_add_up():
+    # real input -> Linear 4 -> 3 (every output 4 x 0.25 x 0.5 + 0.1 = 0.6, still real) -> Linear 3 -> 2
+    first, second = nn.Linear(4, 3), nn.Linear(3, 2)
+    for layer in (first, second):
+        nn.init.constant_(layer.weight, 0.25)
+        nn.init.constant_(layer.bias, 0.1)
+    counts = count_operations(nn.Sequential(first, second), torch.full((2, 3, 4), 0.5))  # [T=2, N=3, 4]
+    assert counts.macs.tolist() == [[4 * 3 + 3 * 2] * 3] * 2
+    assert counts.synops.tolist() == [[0] * 3] * 2
+
+
+def pooled_linear(pool: nn.Module, features: int) -> nn.Module:
+    """[T, N, 1, *S] -> pool -> flatten -> Linear(features, 3) with the time folded into the batch."""
+    return TimeFolded(nn.Sequential(pool, nn.Flatten(), nn.Linear(features, 3)))
+
+
+@pytest.mark.parametrize(
+    "pool, shape",
+    [
+        (nn.AvgPool2d((1, 2)), (1, 1, 4)),  # a tuple kernel: area 2
+        (nn.AvgPool2d((1, 2), divisor_override=3), (1, 1, 4)),  # values are sums / 3, not / 2
+        (nn.AvgPool2d(1, divisor_override=1), (1, 1, 4)),  # a sum pool (NIR's SumPool2d): area 1
+        (nn.AvgPool1d(2), (1, 4)),
+        (nn.AvgPool3d((1, 1, 2)), (1, 1, 1, 4)),
+    ],
+    ids=["tuple-kernel", "divisor-override", "sum-pool", "1d", "3d"],
+)
+def test_average_pools_of_every_kind_fold_into_the_next_layer(pool, shape):
+    # spikes 1, 1, 0, 1 along the last axis. A pool of 2 along it holds 2 and 1 spikes (1 pool: 1, 1, 0, 1);
+    # each spike reaches the 3 outputs of the linear layer: (2 + 1) x 3 = 9 SOPs, no MACs.
+    spikes = torch.tensor([1.0, 1, 0, 1]).view(1, 1, *shape)  # [T=1, N=1, C=1, *S]
+    features = 4 if pool.kernel_size in (1, (1, 1)) else 2
+    counts = count_operations(pooled_linear(pool, features), spikes)
+    assert (counts.synops.tolist(), counts.macs.tolist()) == ([[3 * 3]], [[0]])
+
+
+def test_counts_are_int64_and_energy_float64():
+    model = pooled_linear(nn.AvgPool2d(2), 4).eval()
+    model.T = 3
+    inputs = (torch.rand(3, 5, 1, 4, 4, generator=torch.Generator().manual_seed(0)) < 0.5).float()
+    counts = count_operations(model, inputs)
+    assert counts.synops.dtype == counts.macs.dtype == torch.int64
+    assert energy_pj(counts.synops, counts.macs).dtype == torch.float64
+    result = predict(model, inputs, epsilon=0.1)
+    assert result.synops.dtype == result.macs.dtype == torch.int64 and result.energy_pj.dtype == torch.float64
+
+
+def leaky():
+    return snn.Leaky(beta=0.9, threshold=0.5, init_hidden=True, reset_mechanism="zero")
+
+
+def test_a_converted_conv1d_network_counts_as_its_conv2d_twin():
+    # the same synapses as a Conv1d on [C, L] and as a Conv2d with a 1 x 3 kernel on [C, 1, L]
+    torch.manual_seed(0)
+    conv1d, conv2d = nn.Conv1d(2, 4, 3, padding=1), nn.Conv2d(2, 4, (1, 3), padding=(0, 1))
+    conv2d.weight.data, conv2d.bias.data = conv1d.weight.data[:, :, None].clone(), conv1d.bias.data.clone()
+    linear = nn.Linear(4 * 6, 3)
+    one_d = from_snntorch(nn.Sequential(conv1d, leaky(), nn.Flatten(), linear)).eval()
+    two_d = from_snntorch(nn.Sequential(conv2d, leaky(), nn.Flatten(), linear)).eval()
+    inputs = (torch.rand(5, 7, 2, 6, generator=torch.Generator().manual_seed(1)) < 0.4).float()  # [T, N, C, L]
+    counts_1d, counts_2d = count_operations(one_d, inputs), count_operations(two_d, inputs[:, :, :, None])
+    assert torch.equal(counts_1d.outputs, counts_2d.outputs)
+    assert torch.equal(counts_1d.synops, counts_2d.synops) and torch.equal(counts_1d.macs, counts_2d.macs)
+    assert counts_1d.synops.min() > 0  # both layers counted: the conv's input spikes are never all zero here
+    result = predict(one_d, inputs, epsilon=0.1)
+    assert torch.equal(result.synops, predict(two_d, inputs[:, :, :, None], epsilon=0.1).synops)
+
+
+@pytest.mark.parametrize(
+    "layer, where",
+    [
+        (nn.ConvTranspose1d(2, 2, 3, padding=1), "0.module (ConvTranspose1d)"),
+        (nn.Sequential(nn.Conv1d(2, 2, 3, padding=1), nn.MultiheadAttention(6, 1)), None),
+    ],
+    ids=["transposed-conv", "attention"],
+)
+def test_a_layer_whose_synapses_cannot_be_counted_is_named(layer, where):
+    model = from_snntorch(nn.Sequential(layer, leaky(), nn.Flatten(), nn.Linear(2 * 6, 3))).eval()
+    where = where or "0.module.1 (MultiheadAttention)"
+    inputs = torch.ones(2, 1, 2, 6)
+    for count in (lambda: count_operations(model, inputs), lambda: predict(model, inputs, epsilon=0.1)):
+        with pytest.raises(UncountableLayer) as error:
+            count()
+        assert str(error.value) == (
+            f"cannot count the synaptic operations of {where}: aoi counts nn.Conv1d, nn.Conv2d, nn.Conv3d and "
+            "nn.Linear layers; count without it (predict(..., count=False))"
+        )

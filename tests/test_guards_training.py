@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 import errno
 import json
 import os
-import shutil
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
+from runs import TINY, cli_error, copy_run, flip_bits_inside, read_log, signed, train_args
 
 import aoi.checkpoint as checkpoints
 import aoi.train as training
@@ -19,33 +16,9 @@ from aoi.__main__ import main
 from aoi.checkpoint import CheckpointError
 from aoi.config import ConfigError, TrainConfig
 from aoi.errors import UserError
-from aoi.evaluate import load_logits
-from aoi.files import UnreadableFile
 from aoi.train import TrainingDiverged, train
 
 torch.set_num_threads(1)  # the CI box has 2 shared cores
-
-TINY = dict(dataset="digits", batch_size=16, limit_train=32, limit_test=16, device="cpu")
-
-
-def train_args(run_dir, **values) -> list[str]:
-    """The command line ``aoi train`` of TINY and ``values`` into ``run_dir``."""
-    args = ["train", "--run-dir", str(run_dir), "--no-progress"]
-    for name, value in {**TINY, **values}.items():
-        args += ["--" + name.replace("_", "-"), str(value)]
-    return args
-
-
-def read_log(run_dir) -> list[dict]:
-    with open(run_dir / "log.csv", newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def cli_error(*args) -> str:
-    """The one line the command line exits with."""
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(args))
-    return exit_info.value.code
 
 
 def test_every_bad_config_value_is_named_at_once():
@@ -220,10 +193,6 @@ def half_run(tmp_path_factory):
     return config, run_dir
 
 
-def copy_run(source, tmp_path):
-    return Path(shutil.copytree(source, tmp_path / "run"))
-
-
 @pytest.mark.parametrize(
     "name",
     ["features.0.conv_bn.module.0.weight", "features.2.conv_bn.module.1.running_var"],
@@ -277,7 +246,7 @@ def test_a_bad_checkpoint_is_named_and_the_advice_restarts_the_run(half_run, tmp
     path = run_dir / "checkpoint.pt"
     checkpoint = torch.load(path, weights_only=True)
     tamper(checkpoint)
-    torch.save(checkpoint, path)
+    torch.save(signed(checkpoint), path)  # as an aoi that did not check its weights wrote it
     saved = path.read_bytes()
     with pytest.raises(CheckpointError) as error:
         train(config, run_dir, progress=False)
@@ -287,6 +256,45 @@ def test_a_bad_checkpoint_is_named_and_the_advice_restarts_the_run(half_run, tmp
     path.unlink()  # the advice
     final = train(config, run_dir, progress=False)
     assert final["metrics"]["epoch"] == 2 and (run_dir / "final.json").exists()
+
+
+def flipped_momentum(path):
+    momentum = torch.load(path, weights_only=True)["optimizer"]["state"][0]["momentum_buffer"]
+    flip_bits_inside(path, momentum)
+
+
+def flipped_weights(path):
+    flip_bits_inside(path, torch.load(path, weights_only=True)["model"]["features.2.conv_bn.module.0.weight"])
+
+
+def unchecked(path):  # as an aoi before issue #22 wrote it
+    checkpoint = torch.load(path, weights_only=True)
+    del checkpoint["sha256"]
+    torch.save(checkpoint, path)
+
+
+@pytest.mark.parametrize(
+    "damage, problem",
+    [
+        (flipped_weights, "is corrupt (its content does not match the checksum saved with it)"),
+        (flipped_momentum, "is corrupt (its content does not match the checksum saved with it)"),
+        (unchecked, "carries no checksum (an older aoi wrote it), so it cannot be verified"),
+    ],
+    ids=["flipped-weights", "flipped-momentum", "no-checksum"],
+)
+def test_a_damaged_checkpoint_of_an_unfinished_run_is_not_resumed(half_run, tmp_path, damage, problem):
+    _, source = half_run
+    run_dir = copy_run(source, tmp_path)
+    path = run_dir / "checkpoint.pt"
+    damage(path)
+    saved = path.read_bytes()
+    assert torch.load(path, weights_only=True)["epoch"] == 1  # torch itself loads it without a word
+    assert cli_error(*train_args(run_dir, epochs=2)) == f"aoi train: {path} {problem}: delete it to restart the run"
+    assert path.read_bytes() == saved and not (run_dir / "final.json").exists()
+
+    path.unlink()  # the advice
+    assert main(train_args(run_dir, epochs=2)) == 0
+    assert json.loads((run_dir / "final.json").read_text())["metrics"]["epoch"] == 2
 
 
 def test_a_full_disk_keeps_the_last_checkpoint_and_the_run_resumes(half_run, tmp_path, monkeypatch):
@@ -310,114 +318,3 @@ def test_a_full_disk_keeps_the_last_checkpoint_and_the_run_resumes(half_run, tmp
 
     assert main(train_args(run_dir, epochs=2)) == 0  # space freed: the run resumes and finishes
     assert json.loads((run_dir / "final.json").read_text())["metrics"]["epoch"] == 2
-
-
-# ---- a finished run: lost weights, stale or broken logits
-
-
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    """A finished 1-epoch run with its logits, trained and evaluated through the command line."""
-    run_dir = tmp_path_factory.mktemp("finished")
-    assert main(train_args(run_dir, epochs=1)) == 0
-    assert main(["evaluate", str(run_dir), "--no-progress"]) == 0
-    return run_dir
-
-
-def test_a_corrupt_checkpoint_of_a_finished_run_says_what_to_delete_and_that_works(finished, tmp_path, capsys):
-    run_dir = copy_run(finished, tmp_path)
-    checkpoint, final = run_dir / "checkpoint.pt", run_dir / "final.json"
-    weights = json.loads(final.read_text())["weights_sha256"]
-    checkpoint.write_bytes(checkpoint.read_bytes()[:1000])  # truncated
-    error = cli_error("evaluate", str(run_dir), "--no-progress")
-    assert error.startswith(f"aoi evaluate: {checkpoint} is not an aoi checkpoint (")
-    assert error.endswith(
-        f"): delete {checkpoint} and {final}, then train the run again (same config and run directory)"
-    )
-
-    checkpoint.unlink()  # the advice
-    final.unlink()
-    assert main(train_args(run_dir, epochs=1)) == 0
-    assert json.loads(final.read_text())["weights_sha256"] == weights  # the same run again, bit for bit
-    logits = (run_dir / "logits_test.npz").read_bytes()
-    capsys.readouterr()
-    assert main(["evaluate", str(run_dir), "--no-progress"]) == 0
-    assert (run_dir / "logits_test.npz").read_bytes() == logits  # from the same weights: kept
-    assert capsys.readouterr().err == ""
-
-
-def test_a_finished_run_without_its_checkpoint_says_to_delete_final_json(finished, tmp_path):
-    run_dir = copy_run(finished, tmp_path)
-    (run_dir / "checkpoint.pt").unlink()
-    expected = (
-        f"{run_dir / 'checkpoint.pt'}, the final weights of a finished run, is missing: "
-        f"delete {run_dir / 'final.json'}, then train the run again (same config and run directory)"
-    )
-    assert cli_error(*train_args(run_dir, epochs=1)) == f"aoi train: {expected}"
-    assert cli_error("evaluate", str(run_dir), "--no-progress") == f"aoi evaluate: {expected}"
-    assert (run_dir / "final.json").exists()
-
-
-def other_weights(path):
-    with np.load(path) as data:
-        np.savez(path, outputs=np.zeros_like(data["outputs"]), targets=data["targets"], weights_sha256="0" * 64)
-
-
-def no_record(path):
-    with np.load(path) as data:
-        np.savez(path, outputs=np.zeros_like(data["outputs"]), targets=data["targets"])
-
-
-def garbage(path):
-    path.write_bytes(b"not an npz")
-
-
-@pytest.mark.parametrize(
-    "spoil, problem",
-    [
-        (garbage, "is unreadable ("),
-        (other_weights, "comes from other weights than the run's final ones"),
-        (no_record, "does not record the weights it comes from"),
-    ],
-    ids=["garbage", "other-weights", "no-record"],
-)
-def test_evaluate_recomputes_logits_not_from_the_final_weights_and_says_so(finished, tmp_path, capsys, spoil, problem):
-    run_dir = copy_run(finished, tmp_path)
-    path = run_dir / "logits_test.npz"
-    spoil(path)
-    os.utime(path, (4e9, 4e9))  # newer than the checkpoint
-    with pytest.raises(UserError) as error:
-        load_logits(run_dir)
-    assert str(error.value).startswith(f"{path} {problem}")
-    assert str(error.value).endswith(f": run `python -m aoi evaluate {run_dir}` to recompute it")
-    capsys.readouterr()
-    assert main(["evaluate", str(run_dir), "--no-progress"]) == 0
-    said = capsys.readouterr().err
-    assert said.startswith(f"aoi evaluate: {path} {problem}") and said.endswith(": recomputing it\n")
-    assert said.count("\n") == 1  # the train split's logits were kept
-    for recomputed, original in zip(load_logits(run_dir), load_logits(finished), strict=True):
-        assert torch.equal(recomputed, original)
-
-
-def test_unreadable_logits_are_named_by_load_logits(finished, tmp_path):
-    run_dir = copy_run(finished, tmp_path)
-    (run_dir / "final.json").unlink()  # no final weights to compare with: the file itself is read
-    garbage(run_dir / "logits_test.npz")
-    with pytest.raises(UnreadableFile) as error:
-        load_logits(run_dir)
-    assert str(error.value).startswith(f"{run_dir / 'logits_test.npz'} is unreadable (")
-    assert str(error.value).endswith(f"): run `python -m aoi evaluate {run_dir}` to recompute it")
-
-
-def test_a_finished_run_with_nan_weights_is_not_evaluated(finished, tmp_path):
-    run_dir = copy_run(finished, tmp_path)  # as a run finished before aoi checked its weights
-    path = run_dir / "checkpoint.pt"
-    checkpoint = torch.load(path, weights_only=True)
-    checkpoint["model"]["features.0.conv_bn.module.1.running_mean"][:] = float("nan")
-    torch.save(checkpoint, path)
-    logits = (run_dir / "logits_test.npz").read_bytes()
-    assert cli_error("evaluate", str(run_dir), "--no-progress") == (
-        f"aoi evaluate: {path} holds NaN or infinite values (features.0.conv_bn.module.1.running_mean): "
-        "the run diverged; train it with other settings (e.g. a lower lr) in a new run directory"
-    )
-    assert (run_dir / "logits_test.npz").read_bytes() == logits

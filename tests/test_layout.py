@@ -38,6 +38,8 @@ def test_run_directories_are_named_from_the_parameters(tmp_path):
     assert layout.run_results_dir("smoke", name, tmp_path) == tmp_path / "smoke" / "runs" / "digits" / "T3-str-a0.1-s1"
     assert layout.run_name({**PARAMS, "method": "tet", "alpha": 0.0}) == "digits/T3-tet-s1"
     assert layout.run_name({**PARAMS, "width": 2.0, "detach_reset": True}) == "digits/T3-str-a0.1-w2-detached-s1"
+    assert layout.run_name({**PARAMS, "folds": 5, "fold": 2}) == "digits/T3-str-a0.1-f2of5-s1"
+    assert layout.run_name({**PARAMS, "folds": 0, "fold": 0}) == "digits/T3-str-a0.1-s1"
 
 
 def test_params_match_compares_the_requested_values_only():
@@ -74,3 +76,12 @@ def test_planning_a_study_imports_no_torch():
     code = "import sys; from aoi import reproduce; print(sorted({'torch', 'numba', 'snntorch'} & set(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_run_folders_are_told_from_other_folders(tmp_path):
+    names = ["digits/T4-tet-s0", "ndigits/T10-str-a1e-05-w2-detached-f2of5-s12", "nmnist/T10-tet-f0of5-s1"]
+    for name in [*names, "slurm/12_0", "slurm/13", "digits/notes"]:
+        (tmp_path / name).mkdir(parents=True)
+    (tmp_path / "digits" / "T4-tet-s1").write_text("a file, not a run")
+    assert layout.run_names_under(tmp_path) == sorted(names)
+    assert layout.run_names_under(tmp_path / "nothing") == []

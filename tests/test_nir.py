@@ -220,6 +220,16 @@ def test_training_mode_and_missing_T_are_refused():
         to_nir(nn.Sequential(TimeFolded(nn.Linear(2, 2)), LIF()).eval(), (2,))
 
 
+def test_an_input_shape_the_model_cannot_take_is_refused_in_one_line():
+    model, _ = spiking_model("digits_snn")  # built for (1, 8, 8); 9x9 frames would still flow through it
+    with pytest.raises(ValueError, match=r"input_shape \(1, 9, 9\) is not the model's input_shape \(1, 8, 8\)"):
+        to_nir(model, (1, 9, 9))
+    converted, _ = spiking_model("snntorch")  # no input_shape of its own: 3 channels meet a Linear of 2
+    with pytest.raises(ValueError, match=r"cannot take frames of input_shape \(3, 8, 8\) \(RuntimeError: ") as error:
+        to_nir(converted, (3, 8, 8))
+    assert "\n" not in str(error.value)
+
+
 def lif_node(**changes):
     fields = {"tau": 2e-4, "r": 2.0, "v_leak": 0.0, "v_threshold": 1.0, "v_reset": 0.0, **changes}
     return nir.LIF(**{k: np.full(3, v) for k, v in fields.items()})
@@ -229,6 +239,13 @@ def small_graph(node, metadata=None, edges=None):
     nodes = {"input": nir.Input(np.array([3])), "x": node, "output": nir.Output(np.array([3]))}
     edges = edges or [("input", "x"), ("x", "output")]
     return nir.NIRGraph(nodes, edges, metadata={"dt": 1e-4} if metadata is None else metadata, type_check=False)
+
+
+def dangling(side: str) -> nir.NIRGraph:
+    """input -> x -> output, and a LIF y with an edge only out of it (into output) or only into it (from x)."""
+    nodes = {"input": nir.Input(np.array([3])), "x": lif_node(), "y": lif_node(), "output": nir.Output(np.array([3]))}
+    edges = [("input", "x"), ("x", "output"), ("y", "output") if side == "into" else ("x", "y")]
+    return nir.NIRGraph(nodes, edges, metadata={"dt": 1e-4}, type_check=False)
 
 
 def written(path, data: bytes):
@@ -254,6 +271,10 @@ def foreign_h5(path):
         (lambda p: small_graph(lif_node(v_leak=0.5)), ValueError, "not aoi's hard-reset LIF .* v_leak = 0.5"),
         (lambda p: small_graph(lif_node(r=1.0)), ValueError, "r dt / tau = 0.5"),
         (lambda p: small_graph(lif_node(v_threshold=np.arange(3.0))), ValueError, "per-neuron v_threshold"),
+        (lambda p: small_graph(lif_node(v_threshold=np.nan)), ValueError, "v_threshold = nan; aoi.s LIF needs"),
+        (lambda p: small_graph(lif_node(v_threshold=-1.0)), ValueError, "v_threshold = -1.0; aoi.s LIF needs"),
+        (lambda p: dangling("into"), ValueError, "node 'y' is dangling \\(no edge into it\\): every node must lie"),
+        (lambda p: dangling("out of"), ValueError, "node 'y' is dangling \\(no edge out of it\\)"),
         (lambda p: small_graph(nir.I(r=np.ones(3))), ValueError, "'x' is nir.I, which aoi cannot run exactly"),
         (
             lambda p: small_graph(lif_node(), edges=[("input", "x"), ("x", "x"), ("x", "output")]),

@@ -5,7 +5,16 @@ import pandas as pd
 import pytest
 from frames import RUNS, ids, summary_row
 
-from aoi.plots import TOOLKIT_ALPHA, capacity_figure, mean_std, rules_figure, save_figure, stf_figure, sweep_figure
+from aoi.plots import (
+    TOOLKIT_ALPHA,
+    capacity_figure,
+    exit_figure,
+    mean_std,
+    rules_figure,
+    save_figure,
+    stf_figure,
+    sweep_figure,
+)
 from aoi.plots import with_variants as variants_of
 
 
@@ -141,3 +150,19 @@ def test_save_figure_writes_png_and_pdf(tmp_path):
     assert [p.name for p in paths] == ["figure.png", "figure.pdf"]
     assert paths[0].read_bytes()[:4] == b"\x89PNG" and paths[1].read_bytes()[:4] == b"%PDF"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["figure.pdf", "figure.png"]  # no temporaries left
+
+
+def test_exit_figure_draws_a_bar_per_method_and_step_in_percent_with_the_mean_exit_step():
+    rows = []
+    for dataset, T, label, seed in RUNS:
+        shares = [0.5, 0.5] + [0.0] * (T - 2) if seed == 0 else [0.25, 0.75] + [0.0] * (T - 2)
+        rows += [{**ids(dataset, T, label, seed), "epsilon": 0.01, "t": t, "exits": s} for t, s in enumerate(shares, 1)]
+    fig = exit_figure(pd.DataFrame(rows))
+    digits, ndigits = fig.get_axes()
+    assert digits.get_title() == "digits, cutoff at ε = 0.01" and len(ndigits.patches) == 2 * 10
+    tet = digits.patches[:4]  # TET's bars at steps 1-4, shifted left of STR's
+    assert [bar.get_height() for bar in tet] == pytest.approx([37.5, 62.5, 0.0, 0.0])  # means of the two seeds
+    assert tet[0].get_x() + tet[0].get_width() == pytest.approx(1.0)
+    # mean exit step 1 x 0.375 + 2 x 0.625 = 1.625, shown with 2 decimals (half to even)
+    assert [t.get_text() for t in digits.get_legend().get_texts()] == ["TET: mean 1.62", "STR(0.1): mean 1.62"]
+    plt.close(fig)

@@ -13,10 +13,10 @@ SMOKE = (REPO_ROOT / "aoi" / "profiles" / "smoke.yaml").read_text()
 
 
 def test_shipped_profiles():
-    assert profile_names() == ["capacity", "default", "fashion", "paper", "smoke", "sweep"]
+    assert profile_names() == ["capacity", "default", "fashion", "nmnist", "paper", "smoke", "sweep"]
 
 
-@pytest.mark.parametrize("name", ["smoke", "default", "fashion", "paper", "sweep", "capacity"])
+@pytest.mark.parametrize("name", ["smoke", "default", "fashion", "paper", "sweep", "capacity", "nmnist"])
 def test_every_profile_loads_with_fixed_seeds_and_epsilon(name):
     profile = load_profile(name)
     assert profile["name"] == name
@@ -40,6 +40,16 @@ def test_default_grid_is_2_datasets_x_3_methods_x_3_seeds():
         ("ndigits", 10, "str", 0.05),
     }
     assert sorted(p["seed"] for p in grid if p["dataset"] == "digits" and p["method"] == "tet") == [0, 1, 2]
+
+
+def test_nmnist_grid_is_4_methods_x_3_seeds_x_5_folds_each_fold_once():
+    grid = run_grid(load_profile("nmnist"))
+    assert len(grid) == 60 and {p["dataset"] for p in grid} == {"nmnist-small"}
+    assert {(p["method"], p["alpha"]) for p in grid} == {("tet", 0.0), ("str", 0.002), ("str", 0.02), ("str", 0.5)}
+    assert {(p["folds"], p["validation"], p["T"]) for p in grid} == {(5, 0.1, 10)}
+    tet = [(p["seed"], p["fold"]) for p in grid if p["method"] == "tet"]
+    assert tet == [(seed, fold) for seed in (0, 1, 2) for fold in range(5)]
+    assert not any("fold" in p for p in run_grid(load_profile("default")))  # no folds: no fold value at all
 
 
 def test_paper_profile_follows_method_md():
@@ -119,7 +129,7 @@ def test_run_params_defaults_pick_the_first_dataset_seed_and_alpha():
 
 
 def test_unknown_profile_lists_the_known_ones():
-    with pytest.raises(ValueError, match="known profiles are capacity, default, fashion, paper, smoke, sweep"):
+    with pytest.raises(ValueError, match="known profiles are capacity, default, fashion, nmnist, paper, smoke, sweep"):
         load_profile("nope")
 
 
@@ -162,7 +172,7 @@ datasets:
         load_profile(str(path))
 
 
-@pytest.mark.parametrize("name", ["smoke", "default", "fashion", "paper", "sweep", "capacity"])
+@pytest.mark.parametrize("name", ["smoke", "default", "fashion", "paper", "sweep", "capacity", "nmnist"])
 def test_every_run_of_every_profile_is_a_valid_train_config(name):
     from aoi.config import TrainConfig
 
@@ -232,6 +242,9 @@ def test_values_the_grid_sets_are_refused_where_they_would_be_overridden(tmp_pat
     path = tmp_path / "mine.yaml"
     path.write_text(SMOKE.replace("  device: cpu", "  device: cpu\n  seed: 3\n  dataset: digits"))
     with pytest.raises(ProfileError, match="train.seed: not here, seed is given by seeds; train.dataset: not here"):
+        load_profile(str(path))
+    path.write_text(SMOKE.replace("{method: tet}", "{method: tet, fold: 1}"))
+    with pytest.raises(ProfileError, match=r"methods\[0\].fold: not here, fold is given by folds \(one run per fold\)"):
         load_profile(str(path))
 
 

@@ -115,7 +115,26 @@ def test_the_machine_record_names_the_cpu_model_of_proc_cpuinfo():
     names = re.findall(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.M) if cpuinfo.exists() else []
     if not names:
         pytest.skip("no model name in /proc/cpuinfo on this machine")
-    assert provenance.machine()["cpu"] == names[0].strip()
+    assert provenance.machine()["cpu"].startswith(names[0].strip() + " (")
+
+
+def test_the_cpu_model_tells_apart_generations_that_share_a_model_name(tmp_path):
+    def cpu(family, model, flags):  # two logical CPUs, as /proc/cpuinfo lists them
+        one = f"processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: {family}\nmodel\t\t: {model}\n"
+        one += f"model name\t: AMD EPYC\nstepping\t: 1\nflags\t\t: fpu sse2 {flags}\n"
+        return one + "\n" + one.replace("processor\t: 0", "processor\t: 1")
+
+    for index, (level, size) in enumerate([("1", "32K"), ("2", "512K"), ("3", "32768K")]):
+        (tmp_path / f"index{index}").mkdir()
+        (tmp_path / f"index{index}" / "level").write_text(level + "\n")
+        (tmp_path / f"index{index}" / "size").write_text(size + "\n")
+    zen3 = provenance.cpu_model(cpu(25, 1, "avx avx2 fma"), tmp_path)
+    zen4 = provenance.cpu_model(cpu(25, 17, "avx avx2 fma avx512f avx512_bf16"), tmp_path)
+    assert zen3 == "AMD EPYC (cpu family 25 model 1 stepping 1; avx avx2 fma; L2 512K L3 32768K)"
+    assert zen4 == "AMD EPYC (cpu family 25 model 17 stepping 1; avx avx2 fma avx512f avx512_bf16; L2 512K L3 32768K)"
+    assert provenance.cpu_model(cpu(23, 49, "avx avx2 fma"), tmp_path / "none") == (
+        "AMD EPYC (cpu family 23 model 49 stepping 1; avx avx2 fma)"
+    )
 
 
 def test_stale_says_what_differs_from_the_current_code_and_thread_count():

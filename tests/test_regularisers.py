@@ -60,6 +60,34 @@ def test_str_loss_by_hand():
     assert str_loss(outputs, targets, factors, window=0.7).item() == pytest.approx(9.0)
 
 
+def test_str_loss_by_hand_with_more_steps_than_samples():
+    # T=4, N=2 (T != N). Sample 0 is right at steps 3, 4 only, sample 1 at steps 1-3 only.
+    outputs = per_step_logits([[False, True], [False, True], [True, True], [True, False]])
+    targets = torch.zeros(2, dtype=torch.long)
+    factors = torch.tensor([[2.0, 7.0, 1.0], [9.0, 9.0, 9.0]])  # [N, L]: sample 1 has the larger factors
+    # window 0.5 -> int(2.0) = 2 -> steps 3, 4: sample 0 qualifies, sample 1 not; mean of [2, 7, 1]
+    assert str_loss(outputs, targets, factors, window=0.5).item() == pytest.approx(10 / 3)
+    # window 0.75 -> int(3.0) = 3 -> steps 2-4: neither qualifies
+    assert str_loss(outputs, targets, factors, window=0.75).item() == 0.0
+
+
+def test_factor_matches_a_float64_loop_with_more_steps_than_samples():
+    """STF of random soft spikes [T=5, N=3, 2, 2] against the formula looped in plain float64."""
+    r = torch.rand(5, 3, 2, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    beta = 0.4  # reference: the last int(0.4 * 5) = 2 steps
+    expected = []
+    for n in range(3):
+        rows = [r[t, n].flatten().tolist() for t in range(5)]
+        reference = [sum(row[f] for row in rows[3:]) / 2 for f in range(4)]
+        norm_ref = math.sqrt(sum(v * v for v in reference) + 1e-5)
+        cosines = [
+            sum(a * b for a, b in zip(row, reference)) / (math.sqrt(sum(v * v for v in row) + 1e-5) * norm_ref)
+            for row in rows
+        ]
+        expected.append(1 / (sum(cosines) / 5 + 1e-5))
+    assert spatial_temporal_factor(r, beta).tolist() == pytest.approx(expected, rel=1e-12)
+
+
 def test_str_loss_is_zero_when_no_sample_is_right():
     outputs = per_step_logits([[False, False]] * 2)
     assert str_loss(outputs, torch.zeros(2, dtype=torch.long), torch.ones(2, 3)).item() == 0.0

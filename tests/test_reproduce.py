@@ -73,8 +73,9 @@ def test_dry_run_lists_the_grid(tiny, capsys):
     assert reproduce.main(["--profile", profile, "--dry-run", *roots(runs, results)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert "profile tiny: 4 runs, 4 to run" in lines[0]
-    assert [line.split()[0] for line in lines[1:]] == NAMES
-    assert all(line.split()[1] == "new" for line in lines[1:])
+    assert [line.split()[0] for line in lines[1:-1]] == NAMES
+    assert all(line.split()[1] == "new" for line in lines[1:-1])
+    assert lines[-1] == "[aoi] dry run: nothing was run, submitted or deleted"
     assert not runs.exists()  # nothing ran
 
 
@@ -174,7 +175,7 @@ def test_only_matching_nothing_is_an_error(tiny, capsys):
 
 def test_unknown_profile_is_an_error(capsys):
     assert reproduce.main(["--profile", "nope", "--dry-run"]) == 2
-    assert "known profiles are capacity, default, fashion, paper, smoke, sweep" in capsys.readouterr().err
+    assert "known profiles are capacity, default, fashion, nmnist, paper, smoke, sweep" in capsys.readouterr().err
 
 
 def nothing_may_run(monkeypatch):
@@ -194,7 +195,7 @@ def test_an_unreadable_run_file_is_named_in_the_dry_run_and_stops_a_real_run(tin
     lines = capsys.readouterr().out.splitlines()
     assert lines[1].split()[:2] == [NAMES[0], "unreadable:"] and f"{metrics} is unreadable (" in lines[1]
     assert lines[2].split()[:2] == [NAMES[1], "unreadable:"] and lines[2].endswith("delete it and run again")
-    assert [line.split()[1] for line in lines[3:]] == ["new", "new"]
+    assert [line.split()[1] for line in lines[3:-1]] == ["new", "new"]
 
     nothing_may_run(monkeypatch)
     assert reproduce.main(["--profile", profile, *roots(runs, results)]) == 2
@@ -378,7 +379,7 @@ def test_real_runs_end_to_end_then_the_profile_edited(tiny, capsys):
     }
     assert "STR(0.5)" in (results / "tiny" / "table_accuracy.md").read_text()
     assert reproduce.main(["--profile", profile, "--only", "*-tet-s0", "--dry-run", *roots(runs, results)]) == 0
-    assert "finished" in capsys.readouterr().out.splitlines()[-1]
+    assert "finished" in capsys.readouterr().out.splitlines()[-2]
 
     edited = TINY.replace("seeds: [0, 1]", "seeds: [0]").replace("      - {method: str, alpha: 0.5}\n", "")
     with open(profile, "w") as file:

@@ -8,11 +8,15 @@ another CPU model or count (other rounding, amplified over epochs) the accuracie
 `TOLERANCE`, and the weights are not compared.
 """
 
+import dataclasses
 import json
 
 import pytest
+from runs import absolute_paths
 
 from aoi import stages
+from aoi.config import TrainConfig
+from aoi.files import verified_metrics
 from aoi.layout import REPO_ROOT, run_name
 from aoi.profiles import load_profile, run_grid
 from aoi.provenance import code_fingerprint, staleness
@@ -47,8 +51,10 @@ def test_a_committed_run_retrained_from_scratch_gives_the_committed_numbers(name
     parameters["02_analyse"]["analysis"]["timing_samples"] = 0  # wall-clock timings are not compared
     for stem in (stages.TRAIN, stages.ANALYSE):
         stages.execute_notebook(stages.NOTEBOOK_DIR / f"{stem}.ipynb", tmp_path / f"{stem}.ipynb", parameters[stem])
-    ours, theirs = json.loads((tmp_path / "results" / "metrics.json").read_text()), committed(name)
-    assert ours["params"] == theirs["params"]
+    ours, theirs = verified_metrics(tmp_path / "results" / "metrics.json"), committed(name)  # sealed by analysis
+    added = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.name not in theirs["params"]}
+    assert ours["params"] == {**theirs["params"], **added}  # fields added since: at their defaults
+    assert absolute_paths(ours["provenance"]) == []  # what the run depends on, not where this machine keeps it
     accuracies = [[step["accuracy"] for step in run["accuracy_per_step"]] for run in (ours, theirs)]
     machines = [run["provenance"]["train"]["machine"] for run in (ours, theirs)]
     same_machine = [(m.get("cpu"), m["torch_threads"]) for m in machines]

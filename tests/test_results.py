@@ -5,7 +5,7 @@ import json
 import pytest
 
 from aoi import layout, results
-from aoi.profiles import load_profile, run_params
+from aoi.profiles import load_profile, run_grid, run_params
 from aoi.provenance import code_fingerprint
 
 # the parts of a metrics.json that the frames read (the hand-checked run of test_analysis.py)
@@ -13,7 +13,7 @@ METRICS = """{"params": {"dataset": "digits", "method": "str", "alpha": 0.1, "se
 "run_name": "digits/T3-str-a0.1-s1", "accuracy": 0.6667,
 "accuracy_per_step": [{"t": 1, "accuracy": 0.3333}, {"t": 2, "accuracy": 0.6667}, {"t": 3, "accuracy": 0.6667}],
 "cutoff": {"accuracy": 0.6667, "mean_exit_step": 2.0, "speedup": 1.5, "accuracy_drop": 0.0},
-"oct": {"mean": 2.0}, "timing": null,
+"oct": {"mean": 2.0}, "timing": null, "test_samples": 3,
 "operations": {"sops_full": 36, "sops_cutoff": 24, "energy_pj_full": 32.4, "energy_pj_cutoff": 21.6}}"""
 
 
@@ -52,8 +52,8 @@ def test_loading_gives_tidy_frames(tmp_path):
     assert [run["params"]["seed"] for run in runs] == [0, 1] and left_out == []
     steps = results.records_frame(runs, "accuracy_per_step")
     assert steps.columns.tolist() == [
-        *["dataset", "T", "method", "alpha", "label", "detach_reset", "width", "seed", "code"],
-        *["t", "accuracy"],
+        *["dataset", "T", "method", "alpha", "label", "detach_reset", "width", "seed", "folds", "fold"],
+        *["test_samples", "code", "t", "accuracy"],
     ]
     assert steps.drop_duplicates("seed")["code"].tolist() == [code_fingerprint(), "none"]
     assert len(steps) == 6 and set(steps["label"]) == {"STR(0.1)"}
@@ -130,3 +130,62 @@ def test_paper_alphas_are_the_legends_alphas_of_the_data_each_dataset_stands_for
         {"datasets": {"digits": {"paper": ["cifar10", "cifar100"]}, "ndigits": {"paper": ["cifar10dvs"]}}}
     )
     assert results.paper_alphas(reported, references) == {"digits": [0.05, 0.1], "ndigits": [0.5]}
+
+
+def fold_run(seed: int, fold: int, correct: int, tested: int, exits: list[int], code=None) -> dict:
+    """A run of fold ``fold`` of a 2-fold cross-validation (T=3): ``correct`` of ``tested`` right at
+    T and with cutoff, ``exits`` test samples exiting at steps 1, 2, 3."""
+    run = json.loads(METRICS)
+    mean_exit = sum(t * n for t, n in enumerate(exits, 1)) / tested
+    run["params"].update(seed=seed, fold=fold, folds=2)
+    run.update(accuracy=correct / tested, test_samples=tested, run_name=f"digits/T3-str-a0.1-f{fold}of2-s{seed}")
+    run["cutoff"] = {"accuracy": correct / tested, "mean_exit_step": mean_exit, "speedup": 3 / mean_exit}
+    run["cutoff"].update(accuracy_drop=0.0, exit_histogram=exits)
+    run["oct"] = {"mean": 1.0, "histogram": [tested, 0, 0]}
+    fingerprint = code or code_fingerprint()
+    run["provenance"] = {"train": {"code_fingerprint": fingerprint}, "analysis": {"code_fingerprint": fingerprint}}
+    return run
+
+
+def test_folds_are_pooled_per_seed_weighted_by_their_test_samples():
+    runs = [
+        fold_run(0, 0, correct=2, tested=3, exits=[1, 1, 1]),  # mean exit 2
+        fold_run(0, 1, correct=0, tested=1, exits=[0, 0, 1], code="0123456789ab"),  # mean exit 3
+        fold_run(1, 0, correct=3, tested=3, exits=[3, 0, 0]),  # seed 1: fold 1 missing
+    ]
+    by_fold = results.summary_frame(runs)
+    assert by_fold[["seed", "fold", "folds", "test_samples"]].values.tolist() == [
+        [0, 0, 2, 3],
+        [0, 1, 2, 1],
+        [1, 0, 2, 3],
+    ]
+    pooled = results.pool_folds(by_fold)
+    assert pooled[["seed", "fold", "test_samples"]].values.tolist() == [[0, 2, 4], [1, 1, 3]]
+    first = pooled.iloc[0]
+    assert first["accuracy"] == pytest.approx(2 / 4)  # every recording once: 2 of 4 right
+    assert first["mean_exit_step"] == pytest.approx((1 + 2 + 3 + 3) / 4)
+    assert first["speedup"] == pytest.approx(3 / 2.25)  # T over the pooled mean exit step
+    assert first["energy_pj_cutoff"] == pytest.approx(21.6) and first["code"] == "0123456789ab"
+    exits = results.pool_folds(results.exit_frame(runs))
+    assert exits[exits["seed"] == 0]["exits"].tolist() == pytest.approx([1 / 4, 1 / 4, 2 / 4])
+    assert exits[exits["seed"] == 0]["oct"].tolist() == pytest.approx([1.0, 0.0, 0.0])
+    plain = results.summary_frame([json.loads(METRICS)])
+    assert results.pool_folds(plain).equals(plain)  # no folds: as it is
+
+
+def test_a_study_with_missing_folds_says_which(tmp_path):
+    (tmp_path / "tiny.yaml").write_text(PROFILE.replace("    lr: 0.1\n", "    lr: 0.1\n    folds: 2\n"))
+    grid = {(p["seed"], p["fold"]): p for p in run_grid(load_profile(str(tmp_path / "tiny.yaml")))}
+    for run in (fold_run(0, 0, 2, 3, [1, 1, 1]), fold_run(0, 1, 1, 1, [0, 1, 0]), fold_run(1, 0, 3, 3, [3, 0, 0])):
+        run["params"] = grid[run["params"]["seed"], run["params"]["fold"]]  # as the profile defines it
+        path = tmp_path / "runs" / run["run_name"] / "metrics.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(run))
+    study = results.load_study(str(tmp_path / "tiny.yaml"), tmp_path)
+    assert len(study.by_fold) == 3 and len(study.summary) == 2 and study.seeds == 2
+    assert study.summary["accuracy"].tolist() == pytest.approx([3 / 4, 1.0])
+    assert study.describe().splitlines()[1:] == [
+        "without results yet (not shown): digits/T3-str-a0.1-f1of2-s1",
+        "WARNING: folds missing, pooled over fewer: digits STR(0.1) seed 1 (1 of 2 folds); "
+        "run ./reproduce.sh --profile tiny",
+    ]

@@ -180,3 +180,66 @@ def test_write_table_writes_csv_and_markdown_with_title_and_notes(tmp_path):
     assert [p.name for p in paths] == ["t.csv", "t.md"]
     assert paths[0].read_text() == "a\n1\n"
     assert paths[1].read_text() == "# Title\n\n- note one\n\n| a |\n|---|\n| 1 |\n"
+
+
+def cross_validated() -> pd.DataFrame:
+    """nmnist-small runs of a 2-fold cross-validation, seeds 0 and 1: TET at 0.80 everywhere; STR(0.5)
+    at 0.82, 0.78 (seed 0, folds 0 and 1), 0.84, 0.80 (seed 1), 0.1 more SOPs with cutoff (M) and
+    0.5 more exit steps; STR(0.1) chosen by fold 0's validation data, STR(0.5) by fold 1's."""
+    rows = []
+    for seed in (0, 1):
+        for fold, (gain, val) in enumerate(((0.02, {0.1: 0.9, 0.5: 0.8}), (-0.02, {0.1: 0.8, 0.5: 0.9}))):
+            folds = {"fold": fold, "folds": 2, "dataset": "nmnist-small", "T": 10}
+            tet = {"cutoff_accuracy": 0.80, "val_cutoff_accuracy": 0.9, "val_mean_exit_step": 3.0}
+            rows.append(summary_row("TET", seed, 0.80, **folds, **tet))
+            for label, alpha, accuracy in (("STR(0.5)", 0.5, 0.80 + gain + 0.02 * seed), ("STR(0.1)", 0.1, 0.80)):
+                more = {"sops_cutoff": 1.1e6, "mean_exit_step": 2.5} if alpha == 0.5 else {}
+                values = {**folds, **more, "val_cutoff_accuracy": val[alpha], "val_mean_exit_step": 3.0}
+                rows.append(summary_row(label, seed, accuracy, cutoff_accuracy=accuracy, **values))
+    return pd.DataFrame(rows)
+
+
+def test_paired_table_gives_the_mean_difference_and_its_paired_t_interval_per_variant():
+    table = tables.paired_table(cross_validated())
+    assert table.columns.tolist() == [
+        *["dataset", "reset gradient", "STR − TET", "α chosen", "n"],
+        *["Δ accuracy at T (pp)", "Δ w/ cutoff (pp)", "Δ mean exit step", "Δ SOPs w/ cutoff (M)"],
+    ]
+    assert table["STR − TET"].tolist() == ["STR(0.5)", "STR(0.1)", "STR(α chosen on validation)"]
+    assert table["α chosen"].tolist() == ["–", "–", "0.1 ×1, 0.5 ×1"]
+    assert table["n"].tolist() == ["4", "4", "4"]
+    strong = table.iloc[0]
+    # differences +2, -2, +4, 0 points: mean 1, sample std sqrt(20/3) = 2.582, t(3) 3.1824 x 2.582 / 2 = 4.109
+    assert strong["Δ accuracy at T (pp)"] == "+1.00 [-3.11, +5.11]"
+    assert strong["Δ mean exit step"] == "+0.50 [+0.50, +0.50]"
+    assert strong["Δ SOPs w/ cutoff (M)"] == "+0.100 [+0.100, +0.100]"
+    assert table.iloc[1]["Δ w/ cutoff (pp)"] == "+0.00 [+0.00, +0.00]"
+    # chosen: STR(0.1) in fold 0 (0, 0 points), STR(0.5) in fold 1 (-2, 0): mean -0.5, std 1, half 3.1824 / 2
+    assert table.iloc[2]["Δ accuracy at T (pp)"] == "-0.50 [-2.09, +1.09]"
+
+
+def test_paired_table_without_validation_data_has_no_chosen_row_and_marks_other_code():
+    runs = summary()
+    runs.loc[0, "code"] = "0123456789ab"  # STR(0.5) seed 0 made by other code
+    table = tables.paired_table(runs)
+    assert table.columns.tolist()[:4] == ["dataset", "reset gradient", "STR − TET", "n"]
+    assert table.values.tolist() == [
+        ["digits", "through reset", "STR(0.5)†", "1", "-40.00 [–]", "-39.00 [–]", "+0.00 [–]", "+0.000 [–]"]
+    ]
+
+
+def test_paired_caption_names_the_method_and_the_units():
+    folds = tables.paired_caption(cross_validated())
+    assert "(seed, fold) of a 2-fold cross-validation" in folds and "95% paired t interval" in folds
+    assert "over the n units of each row (column n)" in folds and "overlap" not in folds  # 2 folds: disjoint
+    five = tables.paired_caption(cross_validated().assign(folds=5))
+    assert "of a 5-fold cross-validation" in five and "share training data (k > 2 folds)" in five
+    assert "trained on the same seed, at the stated ε = 0.01" in tables.paired_caption(summary())
+
+
+def test_table_notes_say_how_folds_are_pooled(tmp_path):
+    profile = load_profile("nmnist")
+    note = tables.table_notes(profile, cross_validated())[-1]
+    assert note.startswith("Cross-validated: nmnist-small in 5 stratified folds (train and test recordings pooled)")
+    assert "every recording tested once per seed" in note
+    assert not any("Cross-validated" in n for n in tables.table_notes(load_profile("default"), summary()))

@@ -16,7 +16,8 @@ from aoi.config import TrainConfig, build_model
 from aoi.losses import tet_loss
 from aoi.neurons import lif_layers, set_recording
 from aoi.regularisers import collect_factors, str_loss
-from aoi.train import RunMismatch, TrainingDiverged, train
+from aoi.run_files import RunMismatch
+from aoi.train import TrainingDiverged, train
 
 torch.set_num_threads(1)  # the CI box has 2 shared cores; threads spinning against each other cost 10x
 
@@ -81,6 +82,10 @@ def test_the_reset_gradient_and_width_reach_the_model():
         (dict(detach_reset="no"), "detach_reset must be true or false"),
         (dict(width=0.0), "width must be a finite number > 0"),
         (dict(validation=1.0), r"validation must be a finite number in \[0, 1\), got 1.0"),
+        (dict(folds=1), r"folds must be 0 or >= 2 and fold in \[0, folds\), got folds=1, fold=0"),
+        (dict(folds=5, fold=5), r"fold in \[0, folds\), got folds=5, fold=5"),
+        (dict(fold=1), r"fold in \[0, folds\), got folds=0, fold=1"),
+        (dict(folds=-2), "folds must be an integer >= 0, got -2"),
     ],
 )
 def test_bad_config_is_a_clear_error(bad, message):

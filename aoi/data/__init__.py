@@ -3,6 +3,7 @@
     from aoi.data import get_dataset, dataset_info, DATASETS, DatasetInfo
     ds = get_dataset("ndigits", "train")     # data root: root=, else $AOI_DATA, else ./data
     ds = from_tonic(tonic_dataset, T=10)     # any tonic dataset, framed like the paper's (tonic_datasets)
+    ds = get_dataset("nmnist-small", "test", folds=5, fold=0)   # k-fold cross-validation, train and test pooled
 
 Caches (event frames, simulated recordings) go under $AOI_CACHE, else the data root: set AOI_CACHE
 when the data root is read-only. A data or cache file that does not parse is an
@@ -10,8 +11,9 @@ when the data root is read-only. A data or cache file that does not parse is an
 
 Modules: registry (the table, get_dataset), base (shared types), splits, cache, encoding
 (direct encoding, event binning), simulator (saccade event camera), simulated (its cached
-datasets), digits, fashion, images (torchvision), events + tonic_readers (tonic), tonic_datasets
-(`from_tonic`, imported on first use so that importing aoi.data does not import tonic).
+datasets), digits, fashion, images (torchvision), events + tonic_readers (tonic), nmnist_small
+(slayerPytorch's 1,100 N-MNIST recordings checked and placed), tonic_datasets (`from_tonic`,
+imported on first use so that importing aoi.data does not import tonic).
 """
 
 from aoi.data.base import AoiDataset, DatasetInfo, DatasetNotFoundError

@@ -1,5 +1,9 @@
 """What every loader shares: DatasetInfo, the dataset object returned to users, the data root and
-the cache root, and the one-line errors for missing and unreadable files."""
+the cache root, and the one-line errors for missing and unreadable files.
+
+A dataset's ``provenance`` says what its samples depend on (split rule and hashes, cache keys,
+data hashes) and never where one machine keeps its files: a path in it is relative to the data
+or cache root (`portable`)."""
 
 from __future__ import annotations
 
@@ -67,6 +71,20 @@ class AoiDataset(Dataset):
         return frames, int(label)
 
 
+class PooledSource:
+    """The samples of several datasets one after another (cross-validation pools a dataset's train
+    and test splits): ``labels`` concatenated, item j from the part that holds it."""
+
+    def __init__(self, parts):
+        self.parts = list(parts)
+        self.labels = np.concatenate([part.labels for part in self.parts])
+        self.starts = np.cumsum([0, *(len(part) for part in self.parts)])
+
+    def __getitem__(self, j: int) -> tuple[torch.Tensor, int]:
+        part = int(np.searchsorted(self.starts, j, side="right")) - 1
+        return self.parts[part][j - int(self.starts[part])]
+
+
 def resolve_root(root: str | os.PathLike | None) -> Path:
     """Data root: `root`, else the AOI_DATA environment variable, else ./data."""
     return Path(root if root is not None else os.environ.get("AOI_DATA", "data")).expanduser()
@@ -76,6 +94,11 @@ def cache_root(root: Path) -> Path:
     """Where aoi writes its caches: the AOI_CACHE environment variable, else the data root `root`
     (set AOI_CACHE when the data root is read-only)."""
     return Path(os.environ.get("AOI_CACHE") or root).expanduser()
+
+
+def portable(path: str | os.PathLike, root: str | os.PathLike) -> str:
+    """``path`` relative to ``root`` (the data or cache root), as provenance records it: e.g. "cache/nmnist/<key>"."""
+    return Path(os.path.relpath(Path(path).resolve(), Path(root).resolve())).as_posix()
 
 
 def missing(name: str, layout: str, where: str) -> DatasetNotFoundError:

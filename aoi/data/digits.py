@@ -10,7 +10,7 @@ import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-from aoi.data.base import AoiDataset, DatasetInfo, cache_root
+from aoi.data.base import AoiDataset, DatasetInfo, cache_root, portable
 from aoi.data.encoding import ImageArraySource
 from aoi.data.simulated import SimulatedEventSource
 from aoi.data.simulator import SaccadeParams
@@ -54,6 +54,6 @@ def build_ndigits(info: DatasetInfo, split: str, T: int, root: Path, augment: bo
         **_provenance(train, test),
         "simulator": source.cache_params["simulator"],
         "cache_key": source.cache_key,
-        "cache_dir": str(source.folder),
+        "cache": portable(source.folder, cache_root(root)),
     }
     return AoiDataset(source, info, T, provenance, train if split == "train" else test)

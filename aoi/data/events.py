@@ -1,5 +1,5 @@
 """Event-camera datasets read with tonic: the paper's CIFAR10-DVS, N-Caltech101, DVS128 Gesture,
-and N-MNIST.
+and N-MNIST (also its 1,100 recordings of slayerPytorch's NMNISTsmall: `aoi.data.nmnist_small`).
 
 Each recording becomes T event-count frames over its duration (tonic's ToFrame; DVS128 Gesture:
 its first 1.3 s), resized to 48x48 (bilinear with antialiasing, like TET's Resize(48); N-MNIST
@@ -7,7 +7,8 @@ keeps its 34x34). Training adds a random translation of the frames, the same for
 fill: up to 25 px at the recording's resolution, scaled to the 48x48 frames (9 px for 128x128);
 N-MNIST has none. Splits: CIFAR10-DVS and N-Caltech101 stratified 9:1 on sorted file names
 (splits.py); DVS128 Gesture the standard user split (users 24-29 test); N-MNIST its official
-Train/Test folders. Labels: index in the sorted class names (DVS128 Gesture, N-MNIST: tonic's).
+Train/Test folders (cross-validation pools the splits: `aoi.data.get_dataset`'s folds). Labels:
+index in the sorted class names (DVS128 Gesture, N-MNIST: tonic's).
 
 Cache: one .npy per recording under `<cache root>/cache/<name>/<key>/` (cache root: $AOI_CACHE,
 else the data root), the key hashing every setting that shapes the frames, the file named after
@@ -27,14 +28,21 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from aoi.data.base import REPLACE, AoiDataset, DatasetInfo, cache_root, missing, unreadable
+from aoi.data.base import REPLACE, AoiDataset, DatasetInfo, cache_root, missing, portable, unreadable
 from aoi.data.cache import has_params, load_array, params_key, save_array, write_params
 from aoi.data.encoding import events_to_frames
 from aoi.data.splits import nine_to_one_split, split_hash
+from aoi.errors import UserError
 
 CACHE_FORMAT = 1  # bump whenever the frames change for the same parameters
 TRANSLATE_PX = 25  # maximum random shift at the recording's resolution
 NINE_TO_ONE_RULE = "stratified 9:1 on sorted file names per class (every 10th, from the first, to test)"
+
+
+class BadEvents(UserError, ValueError):
+    """A recording that is not tonic events on the dataset's sensor; the message names it."""
+
+
 CIFAR10DVS_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
@@ -96,6 +104,19 @@ LAYOUTS = {
         "the official N-MNIST split (the Train and Test folders)",
         "[0-9]/*.bin",
     ),
+    "nmnist-small": EventLayout(
+        "NMNISTsmall",
+        "",
+        ".bin",
+        (34, 34, 2),
+        None,
+        "<root>/NMNISTsmall/{Train,Test}/<digit>/<number>.bin, placed by "
+        "`python -m aoi place-nmnist-small <slayerPytorch>/test/test_files/NMNISTsmall`",
+        "github.com/bamsumit/slayerPytorch, folder test/test_files/NMNISTsmall",
+        ("Train", "Test"),
+        "N-MNIST's split: the first 1,000 of its training set (Train), the first 100 of its test set (Test)",
+        "[0-9]/*.bin",
+    ),
 }
 
 
@@ -147,6 +168,16 @@ def frame_events(
         times = events["t"].astype(np.int64)
         keep &= times - times.min() < window_us
     return resize(events_to_frames(events[keep], sensor_size, T), size)
+
+
+def outside_sensor(events: np.ndarray, sensor_size: tuple[int, int, int]) -> bool:
+    """Whether any event (x, y, t, p) has x or y below 0 or, on a sensor of P > 1 polarities, a
+    polarity outside 0..P-1 (events beyond the width or height are dropped by `frame_events`)."""
+    if not len(events):
+        return False
+    polarity, polarities = events["p"], sensor_size[2]
+    negative = events["x"].min() < 0 or events["y"].min() < 0
+    return bool(negative or (polarities > 1 and not 0 <= polarity.min() <= polarity.max() < polarities))
 
 
 def cache_params(name: str, T: int, sensor_size, size, window_us: int | None, **settings) -> dict:
@@ -211,12 +242,17 @@ class EventFileSource:
                 raise
             raise unreadable(file, exc, REPLACE) from exc
         if getattr(events, "dtype", None) is None or not {"x", "y", "t", "p"} <= set(events.dtype.names or ()):
-            raise ValueError(
+            raise BadEvents(
                 f"sample {self.names[j]} is {type(events).__name__}, not events (a structured array with x, y, t, "
                 "p): create the tonic dataset without a transform that frames the events"
             )
         if file is not None and len(events) == 0:
             raise unreadable(file, "no events", REPLACE)
+        if outside_sensor(events, self.sensor_size):
+            raise BadEvents(
+                f"sample {self.names[j]} holds events outside the sensor (W, H, P) = {self.sensor_size}: x or y "
+                f"below 0, or a polarity outside 0..{self.sensor_size[2] - 1}: fix the events or the sensor_size"
+            )
         return events
 
     def frames(self, j: int) -> torch.Tensor:
@@ -282,8 +318,8 @@ def build_events(info: DatasetInfo, split: str, T: int, root: Path, augment: boo
         "num_files": len(names),
         "num_classes_found": len(set(labels)),
         "cache_key": cache_dir.name,
-        "cache_dir": str(cache_dir),
+        "cache": portable(cache_dir, cache_root(root)),
         "cache_params": params,
-        "folder": str(base),
+        "folder": portable(base, root),
     }
     return AoiDataset(source, info, T, provenance)

@@ -11,13 +11,23 @@ simulator cache: `<cache root>/nfashion/<key>/` (cache root: $AOI_CACHE, else th
 from __future__ import annotations
 
 import gzip
+import hashlib
 import math
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from aoi.data.base import REPLACE, AoiDataset, DatasetInfo, cache_root, download_or_raise, missing, unreadable
+from aoi.data.base import (
+    REPLACE,
+    AoiDataset,
+    DatasetInfo,
+    cache_root,
+    download_or_raise,
+    missing,
+    portable,
+    unreadable,
+)
 from aoi.data.encoding import ImageArraySource
 from aoi.data.simulated import SimulatedEventSource
 from aoi.data.simulator import SaccadeParams
@@ -60,8 +70,9 @@ def find_files(root: Path, split: str) -> tuple[Path, Path] | None:
     return None
 
 
-def load(root: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """(images [N, 28, 28] float32 in [0, 1], labels [N] int64), downloading when missing."""
+def load(root: Path, split: str) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(images [N, 28, 28] float32 in [0, 1], labels [N] int64, provenance: the split rule and the
+    SHA-256 of the idx files' images and labels), downloading when missing."""
     paths = find_files(root, split)
     if paths is None:
         from torchvision.datasets import FashionMNIST
@@ -79,27 +90,27 @@ def load(root: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
             f"{paths[0]} holds {len(images)} images but {paths[1]} {labels.size} labels: "
             "download both again or put good copies there"
         )
-    return images.astype(np.float32) / 255.0, labels.astype(np.int64)
-
-
-def _provenance(root: Path, split: str) -> dict:
-    return {"files": [str(p) for p in find_files(root, split)], "split_rule": "official train/test files"}
+    provenance = {
+        "images_sha256": hashlib.sha256(images).hexdigest(),
+        "labels_sha256": hashlib.sha256(labels).hexdigest(),
+        "split_rule": "official train/test files",
+    }
+    return images.astype(np.float32) / 255.0, labels.astype(np.int64), provenance
 
 
 def build_fashion(info: DatasetInfo, split: str, T: int, root: Path, augment: bool) -> AoiDataset:
-    images, labels = load(root, split)
+    images, labels, provenance = load(root, split)
     source = ImageArraySource(torch.from_numpy(images[:, None]), labels, T)
-    return AoiDataset(source, info, T, _provenance(root, split))
+    return AoiDataset(source, info, T, provenance)
 
 
 def build_nfashion(info: DatasetInfo, split: str, T: int, root: Path, augment: bool) -> AoiDataset:
-    images, labels = load(root, split)
+    images, labels, provenance = load(root, split)
     folder = cache_root(root) / "nfashion"
     source = SimulatedEventSource(images, labels, NFASHION_PARAMS, folder, T, f"nfashion {split}")
-    provenance = {
-        **_provenance(root, split),
-        "simulator": source.cache_params["simulator"],
-        "cache_key": source.cache_key,
-        "cache_dir": str(source.folder),
-    }
+    provenance.update(
+        simulator=source.cache_params["simulator"],
+        cache_key=source.cache_key,
+        cache=portable(source.folder, cache_root(root)),
+    )
     return AoiDataset(source, info, T, provenance)

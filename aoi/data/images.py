@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torchvision import transforms as tv
 
-from aoi.data.base import AoiDataset, DatasetInfo, download_or_raise, missing
+from aoi.data.base import AoiDataset, DatasetInfo, download_or_raise, missing, portable
 from aoi.data.encoding import repeat_frames
 
 # Standard CIFAR statistics (per-channel mean and std of the training images).
@@ -97,7 +97,7 @@ def build_cifar(info: DatasetInfo, split: str, T: int, root: Path, augment: bool
         TorchvisionSource(dataset, T),
         info,
         T,
-        {"folder": str(folder / cls.base_folder), "split_rule": "official train/test batches"},
+        {"folder": portable(folder / cls.base_folder, root), "split_rule": "official train/test batches"},
     )
 
 
@@ -118,5 +118,5 @@ def build_imagenet(info: DatasetInfo, split: str, T: int, root: Path, augment: b
         TorchvisionSource(dataset, T),
         info,
         T,
-        {"folder": str(folder), "num_files": len(dataset), "split_rule": "official train/val"},
+        {"folder": portable(folder, root), "num_files": len(dataset), "split_rule": "official train/val"},
     )

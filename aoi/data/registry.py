@@ -6,12 +6,15 @@ disk access; each dataset's loader is imported only when it is built.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 from types import MappingProxyType
 
-from aoi.data.base import SPLITS, AoiDataset, DatasetInfo, resolve_root
-from aoi.data.splits import split_hash, stratified_holdout, stratified_order
+import numpy as np
+
+from aoi.data.base import SPLITS, AoiDataset, DatasetInfo, PooledSource, resolve_root
+from aoi.data.splits import FOLD_RULE, split_hash, stratified_folds, stratified_holdout, stratified_order
 
 _CIFAR_AUG = "RandomCrop(32, padding=4), HorizontalFlip, AutoAugment(CIFAR10), Normalize, Cutout 16px"
 _EVENT_AUG = "random translation up to 25 px at the recording's resolution (scaled), same for all frames"
@@ -109,6 +112,18 @@ _TABLE = (  # (info, "module:builder")
     ),
     (
         DatasetInfo(
+            "nmnist-small",
+            10,
+            (2, 34, 34),
+            10,
+            "event",
+            "1,100 real N-MNIST recordings (ATIS camera, 34x34): the first 1,000 of its training set and the first "
+            "100 of its test set, from slayerPytorch's NMNISTsmall, placed by `python -m aoi place-nmnist-small`",
+        ),
+        "events:build_events",
+    ),
+    (
+        DatasetInfo(
             "nmnist",
             10,
             (2, 34, 34),
@@ -141,6 +156,8 @@ def get_dataset(
     limit: int | None = None,
     seed: int = 0,
     validation: float = 0.0,
+    folds: int = 0,
+    fold: int = 0,
 ) -> AoiDataset:
     """Dataset `name`, split "train", "val" or "test": ds[i] -> (float32 [T, C, H, W], int label).
 
@@ -150,9 +167,12 @@ def get_dataset(
     True for a dataset without one is an error). limit: keep the first `limit` samples of a
     class-balanced order seeded by `seed` (each class shuffled, classes interleaved
     round-robin; splits.stratified_order); `seed` affects nothing else, the data are fixed.
-    validation: the fraction of the training data held out, stratified and the same for every
-    seed (splits.stratified_holdout): "train" is the rest, "val" the held-out part (no
-    augmentation by default); the split's hash is recorded in the provenance.
+    folds: 0 for the dataset's own train/test split; k >= 2 for stratified k-fold
+    cross-validation over its train and test splits pooled (splits.stratified_folds, the same
+    for every seed): "test" is fold `fold` (0 .. k-1), "train" and "val" come from the other folds.
+    validation: the fraction of the training data (with folds: of the other folds) held out,
+    stratified and the same for every seed (splits.stratified_holdout): "train" is the rest, "val"
+    the held-out part (no augmentation by default). The split hashes go into the provenance.
     """
     info = dataset_info(name)
     if split not in SPLITS:
@@ -168,9 +188,14 @@ def get_dataset(
         raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
     if not 0 <= validation < 1 or (split == "val" and validation == 0):
         raise ValueError(f"validation must be in [0, 1) (and > 0 for split 'val'), got {validation!r}")
+    if folds == 1 or folds < 0 or not 0 <= fold < max(folds, 1):
+        raise ValueError(f"folds must be 0 or >= 2 and fold in [0, folds), got folds={folds!r}, fold={fold!r}")
     module, builder = _BUILDERS[name].split(":")
-    build = getattr(importlib.import_module(f"aoi.data.{module}"), builder)
-    dataset = build(info, "test" if split == "test" else "train", T, resolve_root(root), augment)
+    build = functools.partial(getattr(importlib.import_module(f"aoi.data.{module}"), builder), info)
+    if folds:
+        dataset = _fold([build(part, T, resolve_root(root), augment) for part in ("train", "test")], split, folds, fold)
+    else:
+        dataset = build("test" if split == "test" else "train", T, resolve_root(root), augment)
     if split != "test" and validation:
         kept, held = stratified_holdout(dataset.labels, validation)
         dataset = dataset.subset(held if split == "val" else kept)
@@ -179,5 +204,22 @@ def get_dataset(
         dataset = dataset.subset(stratified_order(dataset.labels, seed)[:limit])
     dataset.provenance.update(
         dataset=name, split=split, T=T, augment=augment, limit=limit, seed=seed, num_samples=len(dataset)
+    )
+    return dataset
+
+
+def _fold(parts: list[AoiDataset], split: str, folds: int, fold: int) -> AoiDataset:
+    """Fold ``fold`` of the ``parts`` (a dataset's train and test splits) pooled, for split "test";
+    the other folds for "train" and "val"."""
+    pool = AoiDataset(PooledSource(parts), parts[0].info, parts[0].T, {})
+    assigned = stratified_folds(pool.labels, folds)
+    tested, rest = np.flatnonzero(assigned == fold), np.flatnonzero(assigned != fold)
+    dataset = pool.subset(tested if split == "test" else rest)
+    dataset.provenance.update(
+        split_rule=FOLD_RULE,
+        folds=folds,
+        fold=fold,
+        fold_hash=split_hash(map(str, rest), map(str, tested)),
+        pooled={"train": parts[0].provenance, "test": parts[1].provenance},
     )
     return dataset

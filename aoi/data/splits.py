@@ -59,3 +59,22 @@ def stratified_holdout(labels, fraction: float) -> tuple[np.ndarray, np.ndarray]
     ]
     held = np.sort(np.concatenate(held)) if held else np.zeros(0, dtype=np.int64)
     return np.setdiff1d(np.arange(len(labels)), held), held
+
+
+FOLD_SEED = 0  # one assignment of folds per dataset and k, the same for every run and seed
+FOLD_RULE = "stratified k-fold cross-validation, train and test splits pooled (aoi.data.splits.stratified_folds)"
+
+
+def stratified_folds(labels, k: int) -> np.ndarray:
+    """The fold in [0, k) of every position [0, N): each class's positions are shuffled by a numpy
+    Generator seeded with FOLD_SEED and the classes, in sorted order, are dealt to the folds in
+    turn (the deal goes on from one class to the next). Each fold holds floor or ceil of n_c / k
+    of every class c, and N // k or N // k + 1 samples."""
+    labels = np.asarray(labels)
+    if not (isinstance(k, int) and 2 <= k <= max(len(labels), 2)):
+        raise ValueError(f"k must be an integer in [2, {max(len(labels), 2)}] (the number of samples), got {k!r}")
+    rng = np.random.default_rng(FOLD_SEED)
+    order = [rng.permutation(np.flatnonzero(labels == c)) for c in np.unique(labels)]
+    folds = np.empty(len(labels), dtype=np.int64)
+    folds[np.concatenate(order) if order else np.zeros(0, np.int64)] = np.arange(len(labels)) % k
+    return folds

@@ -4,7 +4,8 @@ tonic's own existence check wants the original archive plus a minimum file count
 downloads (from links that are now broken) when it fails. aoi checks the files itself first
 (see events.py), so here that check always passes and `download` refuses. tonic reads an empty
 or cut-short .bin file without a clear error; these readers refuse it. The class names must equal
-tonic's: tonic names the dataset folder after the class.
+tonic's: tonic names the dataset folder after the class (NMNISTsmall: N-MNIST's reader over a
+folder of its own).
 """
 
 from __future__ import annotations
@@ -49,3 +50,8 @@ class DVSGesture(_Offline, tonic.datasets.DVSGesture):
 
 class NMNIST(_Bin, tonic.datasets.NMNIST):
     """tonic.datasets.NMNIST reading `<save_to>/NMNIST/{Train,Test}/<digit>/*.bin` only."""
+
+
+class NMNISTsmall(NMNIST):
+    """tonic.datasets.NMNIST reading `<save_to>/NMNISTsmall/{Train,Test}/<digit>/*.bin` only: the
+    1,100 recordings placed by `aoi.data.nmnist_small`."""

@@ -6,7 +6,8 @@ each works with `aoi.neurons.streaming` (one [1, N, ...] step at a time) in eval
 
 - ``resnet19`` (TET's ResNet-19, CIFAR), ``vggsnn`` (TET's VGGSNN, event data),
   ``sew_resnet34`` (SEW-ResNet-34, ImageNet): the paper's architectures.
-- ``digits_snn`` (digits, ndigits) and ``fashion_snn`` (fashion-mnist, nfashion, nmnist): small CPU models.
+- ``digits_snn`` (digits, ndigits) and ``fashion_snn`` (fashion-mnist, nfashion, nmnist, nmnist-small):
+  small CPU models.
 
 `DEFAULT_MODEL` maps each dataset name to the model the paper (or our CPU profiles) use.
 """
@@ -45,6 +46,7 @@ DEFAULT_MODEL = MappingProxyType(
         "ncaltech101": "vggsnn",
         "dvsgesture": "vggsnn",
         "nmnist": "fashion_snn",
+        "nmnist-small": "fashion_snn",
     }
 )
 
@@ -58,7 +60,8 @@ def get_model(
     """Build model ``name`` for ``num_classes`` classes and inputs [T, N, *input_shape].
 
     The models themselves accept any number of steps; ``T`` (the configured number of
-    timesteps) is checked and kept as ``model.T``. ``detach_reset`` sets the reset gradient of
+    timesteps) is checked and kept as ``model.T``, ``input_shape`` as ``model.input_shape``
+    (`aoi.anytime.predict` checks inputs against both). ``detach_reset`` sets the reset gradient of
     every LIF (`aoi.lif_scan`); ``width`` scales every channel count (models in ``WIDENABLE``).
     """
     if name not in MODELS:
@@ -74,6 +77,7 @@ def get_model(
     for lif in lif_layers(model):
         lif.detach_reset = bool(detach_reset)
     model.T = int(T)
+    model.input_shape = tuple(int(s) for s in input_shape)
     return model
 
 

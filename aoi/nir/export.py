@@ -241,9 +241,20 @@ def to_nir(
         raise ValueError(f"to_nir needs pool in {POOLS}, dt > 0 and epsilon in [0, 1); got {pool!r}, {dt}, {epsilon}")
     if model.training:
         raise ValueError("to_nir folds batch norm with its running statistics: call model.eval() first")
+    input_shape = tuple(int(s) for s in input_shape)
+    built_for = getattr(model, "input_shape", None)
+    if built_for is not None and input_shape != tuple(built_for):
+        raise ValueError(f"to_nir: input_shape {input_shape} is not the model's input_shape {tuple(built_for)}")
     meta = copy.deepcopy(model).to("meta")
     graph_module = fx.GraphModule(meta, _Tracer().trace(model))
-    ShapeProp(graph_module).propagate(torch.zeros(1, 1, *input_shape, dtype=_dtype(model), device="meta"))
+    try:
+        ShapeProp(graph_module).propagate(torch.zeros(1, 1, *input_shape, dtype=_dtype(model), device="meta"))
+    except (RuntimeError, ValueError) as error:
+        cause = error.__cause__ or error
+        raise ValueError(
+            f"to_nir: the model cannot take frames of input_shape {input_shape} ({type(cause).__name__}: "
+            f"{(str(cause).splitlines() or [''])[0]}): pass the (C, H, W) of one frame it was built for"
+        ) from None
     exporter = _Exporter(pool, meta)
     values = {}
     for node in graph_module.graph.nodes:

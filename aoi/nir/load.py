@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import graphlib
+import math
 import os
 from pathlib import Path
 
@@ -73,6 +74,8 @@ def _lif_from_node(name: str, node: nir.LIF, dt: float, width: float) -> LIF:
         return float(values[0])
 
     tau, r, leak, reset, threshold = (uniform(f) for f in ("tau", "r", "v_leak", "v_reset", "v_threshold"))
+    if not 0 < threshold < math.inf:
+        raise ValueError(f"from_nir: LIF {name!r} has v_threshold = {threshold}; aoi's LIF needs a finite one > 0")
     if not tau >= dt:
         raise ValueError(f"from_nir: LIF {name!r} has tau = {tau} < dt = {dt}: forward Euler would be unstable")
     if abs(r * dt / tau - 1) > RATIO_RTOL or leak != 0 or reset != 0:
@@ -137,6 +140,14 @@ def _wiring(graph: nir.NIRGraph) -> tuple[str, str, list[tuple[str, list[str]]]]
         if source not in sources or target not in sources:
             raise ValueError(f"from_nir: edge ({source!r}, {target!r}) names a node the graph does not have")
         sources[target].append(source)
+    feeding = {source for source, _ in graph.edges}
+    for name in graph.nodes:
+        if (name != inputs[0] and not sources[name]) or (name != outputs[0] and name not in feeding):
+            side = "into" if name != inputs[0] and not sources[name] else "out of"
+            raise ValueError(
+                f"from_nir: node {name!r} is dangling (no edge {side} it): every node must lie on a path "
+                "from the Input to the Output node"
+            )
     try:
         order = list(graphlib.TopologicalSorter({name: set(s) for name, s in sources.items()}).static_order())
     except graphlib.CycleError as error:

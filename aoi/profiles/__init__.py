@@ -8,7 +8,8 @@ account never: they belong to the command line). A ``methods`` entry is a dict o
 TrainConfig values, ``{method: tet}`` or ``{method: str, alpha: A}`` plus any others (e.g.
 ``detach_reset``, ``width``); a list value stands for each of its values (``{method: str, alpha:
 [0.1, 0.5], detach_reset: [false, true]}`` is four entries). One run is one (dataset, entry,
-seed); `run_grid` lists them as TrainConfig keyword dicts.
+seed), and with ``folds`` = k (cross-validation) one of each fold; `run_grid` lists them as
+TrainConfig keyword dicts.
 
 A profile's name (its folders ``runs/<name>`` and ``results/<name>``) is its ``name:`` value,
 else its file's stem; a profile file outside ``aoi/profiles`` may not take a built-in profile's
@@ -38,6 +39,7 @@ GRID_KEYS = {  # TrainConfig values the grid sets for each run -> where a profil
     "method": "a dataset's methods",
     "alpha": "a dataset's methods",
     "seed": "seeds",
+    "fold": "folds (one run per fold)",
 }
 FOLDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # profile and dataset names: one folder each
 _REQUIRED = ("datasets", "seeds", "epsilon", "epsilons")
@@ -142,7 +144,7 @@ RESOURCES = {  # what one run's Slurm job asks for (aoi.executors.slurm); site s
     "hours": _kind(_is_positive, "a number of hours > 0"),  # the job's time limit
 }
 RESOURCE_DEFAULTS = {"gpus": 0, "nodes": 1, "cpus": 1}
-_METHOD = {name: _each(check) for name, check in _FIELD_CHECKS.items() if name not in ("dataset", "seed")}
+_METHOD = {name: _each(check) for name, check in _FIELD_CHECKS.items() if name not in ("dataset", "seed", "fold")}
 _DATASET = {
     **_RUN_VALUES,
     "methods": _non_empty_list(lambda v: isinstance(v, dict), "method entries such as {method: tet}"),
@@ -369,12 +371,14 @@ def run_params(
 
 
 def run_grid(profile: dict) -> list[dict]:
-    """Every run of ``profile`` as TrainConfig keyword dicts, by dataset, method entry, then seed."""
+    """Every run of ``profile`` as TrainConfig keyword dicts, by dataset, method entry, seed, then
+    fold (with ``folds`` = k, one run for each fold 0 .. k-1)."""
     grid = []
     for dataset, entry in profile["datasets"].items():
         for method in entry["methods"]:
             for run in expand(method):
                 extra = {k: v for k, v in run.items() if k not in ("method", "alpha")}
                 for seed in profile["seeds"]:
-                    grid.append(run_params(profile, dataset, run["method"], run.get("alpha"), seed, **extra))
+                    params = run_params(profile, dataset, run["method"], run.get("alpha"), seed, **extra)
+                    grid += [{**params, "fold": f} for f in range(params["folds"])] if params.get("folds") else [params]
     return grid
