@@ -19,7 +19,8 @@ usage: ./reproduce.sh [test [PYTEST_ARGS...]] | [--profile NAME] [--jobs N] [--f
                        Slurm executor on a real one-node Slurm (skipped without root or Debian's slurmctld,
                        slurmd, slurm-client and munge)
   --profile NAME       smoke | default | sweep | capacity | fashion | nmnist | paper, or a .yaml path (default: default)
-  --jobs N             run N independent runs in parallel (default: the profile's jobs; default profile: 2)
+  --jobs N             run N independent runs in parallel (default: the profile's jobs; default profile: 2;
+                       with --executor slurm: at most N jobs of an array at once)
   --force              rerun runs that are already finished
   --keep-stale         keep stale runs (finished by other code or another torch thread count; by default
                        their run folders are removed and they rerun; --dry-run lists them and why)

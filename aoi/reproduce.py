@@ -106,7 +106,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--profile", default="default", help=f"{' | '.join(profile_names())} or a .yaml path (default: default)"
     )
     parser.add_argument(
-        "--jobs", type=int, default=None, help="independent runs in parallel (default: the profile's jobs, else 1)"
+        "--jobs",
+        type=int,
+        default=None,
+        help="independent runs in parallel (default: the profile's jobs, else 1; "
+        "with --executor slurm: at most that many jobs of an array at once, default: as many as Slurm starts)",
     )
     parser.add_argument("--force", action="store_true", help="rerun runs that are already finished")
     parser.add_argument(

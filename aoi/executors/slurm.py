@@ -70,7 +70,7 @@ def add_options(parser) -> None:
 
 
 def site_parameters(args) -> dict:
-    """submitit parameters of the site settings in ``args`` (`add_options`)."""
+    """submitit parameters of the site settings in ``args`` (`add_options`, and ``--jobs``)."""
     extra = {}
     for option in args.slurm_option:
         key, sep, value = option.partition("=")
@@ -78,6 +78,8 @@ def site_parameters(args) -> dict:
             raise UserError(f"--slurm-option {option!r}: write KEY=VALUE, e.g. reservation=abc")
         extra[key.removeprefix("--")] = value
     site = {f"slurm_{name}": getattr(args, name) for name in SITE if getattr(args, name)}
+    if args.jobs:  # --jobs: at most that many jobs of an array at once
+        site["slurm_array_parallelism"] = args.jobs
     return {**site, "slurm_additional_parameters": extra} if extra else site
 
 
