@@ -11,18 +11,29 @@ cd "$(dirname "$0")"
 usage() {
   cat <<'USAGE'
 usage: ./reproduce.sh [test [PYTEST_ARGS...]] | [--profile NAME] [--jobs N] [--force] [--keep-stale] [--only PATTERN] [--dry-run]
+                       [--executor local|slurm] [--partition P] [--account A] [--qos Q] [--constraint C] [--slurm-option K=V]
 
   test                 lint (ruff), then the tests: unit tests, `pytest --nbval notebooks` (strict) on a fresh copy
                        (compute notebooks on the smoke profile), the presentation notebooks in JupyterLab
-                       in headless Chromium (skipped without Debian's chromium and chromium-driver)
+                       in headless Chromium (skipped without Debian's chromium and chromium-driver), the
+                       Slurm executor on a real one-node Slurm (skipped without root or Debian's slurmctld,
+                       slurmd, slurm-client and munge)
   --profile NAME       smoke | default | sweep | capacity | fashion | nmnist | paper, or a .yaml path (default: default)
-  --jobs N             run N independent runs in parallel (default: the profile's jobs; default profile: 2)
+  --jobs N             run N independent runs in parallel (default: the profile's jobs; default profile: 2;
+                       with --executor slurm: at most N jobs of an array at once)
   --force              rerun runs that are already finished
   --keep-stale         keep stale runs (finished by other code or another torch thread count; by default
                        their run folders are removed and they rerun; --dry-run lists them and why)
   --only PATTERN       only the runs of dataset PATTERN (exactly: digits is not ndigits), or whose whole
                        name <dataset>/<run> matches the glob PATTERN: 'ndigits/*-str-*', '*-s0'
   --dry-run            list the runs and their status (and what would be deleted); run nothing
+                       (with --executor slurm: each job's resources and the plan's GPU-hours; submit nothing)
+  --executor E         where runs execute: local (processes on this machine, the default) or slurm (one Slurm
+                       job per run through submitit, resources from the profile; Ctrl-C stops waiting only,
+                       the same command collects the jobs; logs in runs/<profile>/slurm/)
+  --partition P, --account A, --qos Q, --constraint C
+                       the site's sbatch settings for --executor slurm (else AOI_SLURM_PARTITION, ...)
+  --slurm-option K=V   any other sbatch option, repeatable (else AOI_SLURM_OPTIONS, space-separated)
   --debug              show the traceback of an error (a mistake in a profile or an option prints one line)
   -h, --help           this help
 Environment: AOI_DATA (data root, default ./data), PYTHON (interpreter for the venv, default python3;

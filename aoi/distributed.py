@@ -1,10 +1,15 @@
-"""Multi-process training helpers (torchrun + DistributedDataParallel), and the device choice.
+"""Multi-process training helpers (DistributedDataParallel under torchrun or Slurm), and the device choice.
 
-A run is distributed when ``WORLD_SIZE`` > 1 in the environment (set by ``torchrun`` or any
-launcher that also sets ``RANK``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``):
+A run is distributed when its launcher says there are several processes (`launcher_topology`):
+``WORLD_SIZE`` > 1 (set by ``torchrun`` or any launcher that also sets ``RANK``, ``LOCAL_RANK``,
+``MASTER_ADDR`` and ``MASTER_PORT``), else a Slurm job step of several tasks (``srun``; what
+``./reproduce.sh --executor slurm`` starts for a run with several GPUs or tasks): rank
+``SLURM_PROCID`` of ``SLURM_STEP_NUM_TASKS``, ``SLURM_LOCALID`` on its node, the master on the
+first host of the step's node list at port 10000 + the job id mod 50000 (``MASTER_PORT`` when set).
 
     torchrun --nproc_per_node 4 -m aoi train --dataset cifar10 ...           # one machine
     torchrun --nnodes 2 --node_rank R --master_addr HOST --nproc_per_node 8 -m aoi train ...
+    srun --ntasks-per-node 4 --gpus-per-node 4 python -m aoi train --dataset cifar10 ...
 
 Backend: nccl on CUDA, gloo on CPU. One process per GPU (``cuda:LOCAL_RANK``).
 """
@@ -13,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -59,24 +65,46 @@ def resolve_device(device: str, local_rank: int = 0) -> torch.device:
     return resolved
 
 
+def first_host(node_list: str) -> str:
+    """The first host of a Slurm node list: "gpu[012-015,020],cpu01" -> "gpu012", "vm" -> "vm"."""
+    prefix, first = re.match(r"([^,\[]+)(?:\[([^\],-]+))?", node_list).groups()
+    return prefix + (first or "")
+
+
+def launcher_topology(environ=os.environ) -> tuple[Topology, str]:
+    """This process's place among the run's processes, from its launcher's environment ``environ``,
+    and the process group's init method: "env://" under torchrun (or a single process), a
+    ``tcp://host:port`` of the first task's host in a Slurm step of several tasks."""
+    if "WORLD_SIZE" in environ or int(environ.get("SLURM_STEP_NUM_TASKS", "1")) <= 1:
+        world_size = int(environ.get("WORLD_SIZE", "1"))
+        return Topology(int(environ.get("RANK", "0")), world_size, int(environ.get("LOCAL_RANK", "0"))), "env://"
+    topology = Topology(
+        int(environ["SLURM_PROCID"]), int(environ["SLURM_STEP_NUM_TASKS"]), int(environ.get("SLURM_LOCALID", "0"))
+    )
+    host = first_host(environ.get("SLURM_STEP_NODELIST") or environ["SLURM_JOB_NODELIST"])
+    port = int(environ.get("MASTER_PORT") or 10000 + int(environ["SLURM_JOB_ID"]) % 50000)
+    return topology, f"tcp://{host}:{port}"
+
+
 @contextlib.contextmanager
 def process_group(device: str) -> Iterator[tuple[Topology, torch.device]]:
-    """Join the process group described by the environment (if ``WORLD_SIZE`` > 1) for the block.
+    """Join the process group the launcher describes (`launcher_topology`) for the block, when
+    there are several processes.
 
     Yields this process's `Topology` and its torch device. A group that already exists (set up
     by the caller) is used and left open; one created here is destroyed on exit.
     """
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size <= 1:
+    topology, init_method = launcher_topology()
+    if not topology.distributed:
         yield Topology(), resolve_device(device)
         return
-    topology = Topology(int(os.environ["RANK"]), world_size, int(os.environ.get("LOCAL_RANK", "0")))
     torch_device = resolve_device(device, topology.local_rank)
     created = not dist.is_initialized()
     if created:
         if torch_device.type == "cuda":
             torch.cuda.set_device(torch_device)
-        dist.init_process_group("nccl" if torch_device.type == "cuda" else "gloo")
+        backend = "nccl" if torch_device.type == "cuda" else "gloo"
+        dist.init_process_group(backend, init_method, rank=topology.rank, world_size=topology.world_size)
     try:
         yield topology, torch_device
     finally:

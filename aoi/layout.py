@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 from aoi.files import read_json
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PAPER_DIR = REPO_ROOT / "results" / "paper"
+_RUN_FOLDER = re.compile(r"T\d+-(tet|str)(-\S+)?-s\d+")  # the second part of `run_name`
 
 
 def run_name(params: dict) -> str:
@@ -35,6 +37,14 @@ def run_name(params: dict) -> str:
     detached = "-detached" if params.get("detach_reset", False) else ""
     fold = f"-f{params.get('fold', 0)}of{params['folds']}" if params.get("folds", 0) else ""
     return f"{params['dataset']}/T{params['T']}-{params['method']}{alpha}{width}{detached}{fold}-s{params['seed']}"
+
+
+def run_names_under(folder: str | os.PathLike) -> list[str]:
+    """The names (`run_name`) of the run folders ``<dataset>/<run>`` under ``folder`` (a profile's
+    runs or results/<profile>/runs), sorted; other folders (logs, say) are not runs."""
+    folder = Path(folder)
+    found = folder.glob("*/*") if folder.is_dir() else []
+    return sorted(p.relative_to(folder).as_posix() for p in found if p.is_dir() and _RUN_FOLDER.fullmatch(p.name))
 
 
 def runs_root(root: str | os.PathLike | None = None) -> Path:

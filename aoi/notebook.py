@@ -90,10 +90,15 @@ def compute_run(profile: str = "default", config: dict | None = None, **paramete
         profile = TEST_PROFILE
     run = resolve(profile, config, **parameters)
     set_threads(run.threads)
-    os.environ.setdefault("AOI_DATA", str(layout.REPO_ROOT / "data"))  # not ./data of wherever Jupyter started
+    os.environ["AOI_DATA"] = str(data_root())  # not ./data of wherever Jupyter started
     where = "scratch folder" if run.scratch else "run folder"
     print(f"run {run.name} ({run.threads} torch thread{'s' if run.threads > 1 else ''}); {where} {run.run_dir}")
     return run
+
+
+def data_root() -> Path:
+    """The data root of the compute notebooks: $AOI_DATA, else the repository's ``data/``."""
+    return Path(os.environ.get("AOI_DATA") or layout.REPO_ROOT / "data")
 
 
 def set_threads(threads: int) -> None:

@@ -35,17 +35,21 @@ from aoi.layout import REPO_ROOT
 PACKAGES = ("aoi", "torch", "torchvision", "snntorch", "tonic", "numpy", "numba", "pandas")
 PRESENTATION_MODULES = (  # under aoi/: modules and folders that never compute a run (see above)
     "__main__.py",
+    "executors",
     "explorer.py",
     "interop.py",
     "nir",
     "notebook.py",
     "paired.py",
     "paper_figure.py",
+    "plan.py",
     "plots.py",
+    "preflight.py",
     "profiles",
     "reproduce.py",
     "results.py",
     "runspec.py",
+    "stages.py",
     "tables.py",
 )
 COMPUTE_NOTEBOOKS = ("notebooks/01_train.ipynb", "notebooks/02_analyse.ipynb")
@@ -129,9 +133,24 @@ def machine(device=None, world_size: int = 1) -> dict:
     }
 
 
+def slurm_job(environ=os.environ) -> dict | None:
+    """The Slurm job this process runs in, from its environment ``environ`` (None outside Slurm):
+    its id as ``squeue`` shows it (an array task's as ``<array job>_<task>``), how often it was
+    requeued (``restart_count``), its cluster and nodes."""
+    if "SLURM_JOB_ID" not in environ:
+        return None
+    array = environ.get("SLURM_ARRAY_JOB_ID")
+    return {
+        "job_id": f"{array}_{environ['SLURM_ARRAY_TASK_ID']}" if array else environ["SLURM_JOB_ID"],
+        "restart_count": int(environ.get("SLURM_RESTART_COUNT", "0")),
+        "cluster": environ.get("SLURM_CLUSTER_NAME"),
+        "nodes": environ.get("SLURM_JOB_NODELIST"),
+    }
+
+
 def provenance(device=None, world_size: int = 1, **extra) -> dict:
-    """git commit and dirtiness, `code_fingerprint`, package versions, `machine`, the time (UTC, key
-    ``at``), and ``extra``."""
+    """git commit and dirtiness, `code_fingerprint`, package versions, `machine`, the Slurm job
+    (`slurm_job`, None outside Slurm), the time (UTC, key ``at``), and ``extra``."""
     commit, dirty = git_commit()
     return {
         "git_commit": commit,
@@ -139,6 +158,7 @@ def provenance(device=None, world_size: int = 1, **extra) -> dict:
         "code_fingerprint": code_fingerprint(),
         "versions": {name: package_version(name) for name in PACKAGES},
         "machine": machine(device, world_size),
+        "slurm": slurm_job(),
         "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         **extra,
     }

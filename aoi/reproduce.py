@@ -1,63 +1,44 @@
 """The grid runner behind ``./reproduce.sh``: every run of a profile, then its figures and tables.
 
-Each run executes ``notebooks/01_train.ipynb`` then ``notebooks/02_analyse.ipynb`` with
-papermill, passing the run's full specification as parameters (`aoi.runspec`: the TrainConfig
-values, the analysis settings, its folders and the profile's torch thread count) and keeping the
-executed copies in the run directory as its record (``runs/<profile>/<run_name>/``). Training
-runs ``--jobs`` at a time; the analyses then run one at a time, so the wall-clock timings of
-streaming inference are taken on an otherwise idle machine (a profile that times nothing,
-``analysis: {timing_samples: 0}``, analyses each run right after its training instead). A run
-is skipped when it is finished with unchanged parameters (`aoi.layout.is_finished`), by the
-current code with the profile's torch thread count; a run whose parameters changed, a stale one
-(trained or analysed by other code, `aoi.provenance.code_fingerprint`, or with another thread
-count; ``--keep-stale`` keeps it), or every run with ``--force``, starts again from scratch, its
-run folder removed (the log says which and why first); an interrupted run resumes from its checkpoint.
-Then the profile's presentation notebooks (its ``presentation`` list, default figure, tables,
-stf, explorer) are executed: in place in ``notebooks/`` when the profile is the one a notebook
-shows by default and the results are the repository's (their committed outputs are those
-results, which CI checks), into ``results/<profile>/notebooks/`` otherwise.
+    profile --> plan (aoi.plan: what to run) --> executor (aoi.executors: local processes or
+    Slurm jobs) --> the stages of each run (aoi.stages: 01_train, 02_analyse) --> presentation
 
-Only committed notebooks are executed: one whose code differs from git's HEAD (edited in
-JupyterLab, say) stops the study before anything runs, naming it and what to do. A failed run
-is reported with its executed notebook; the others go on; the exit status is 1.
+Each run executes ``notebooks/01_train.ipynb`` then ``notebooks/02_analyse.ipynb`` with
+papermill, passing the run's full specification as parameters (`aoi.runspec`) and keeping the
+executed copies in the run directory as its record (``runs/<profile>/<run_name>/``). The plan
+skips finished runs, resumes interrupted ones and starts changed or stale ones again from
+scratch, each after a line saying why (`aoi.plan`); runs the profile no longer defines are
+listed and removed (without ``--only``). Before anything starts, every problem of the plan is
+reported at once (`aoi.preflight`). Then the profile's presentation notebooks (its
+``presentation`` list, default figure, tables, stf, explorer) are executed where ``reproduce``
+runs: in place in ``notebooks/`` when the profile is the one a notebook shows by default and the
+results are the repository's (their committed outputs are those results, which CI checks), into
+``results/<profile>/notebooks/`` otherwise; only when a run of the profile has finished.
+
+A failed run is reported with its executed notebook; the others go on; the exit status is 1.
+Ctrl-C or SIGTERM stops every process the study started (pool workers, notebook kernels; Slurm
+jobs go on), keeps the runs' last checkpoints and exits with 130 or 143.
 """
 
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
-import fnmatch
-import json
-import shutil
-import subprocess
+import shlex
+import signal
 import sys
 import time
-import warnings
-from dataclasses import dataclass
-from itertools import zip_longest
 from pathlib import Path
 
+from aoi import stages
 from aoi.errors import DEBUG_HELP, UserError
-from aoi.files import UnreadableFile, atomic_path, read_json
-from aoi.layout import (
-    REPO_ROOT,
-    canonical,
-    is_finished,
-    params_match,
-    profile_results_dir,
-    results_root,
-    run_dir,
-    run_name,
-    run_results_dir,
-    runs_root,
-)
+from aoi.executors import EXECUTORS, Progress, slurm
+from aoi.layout import REPO_ROOT, profile_results_dir, results_root, runs_root
 from aoi.notebook import declared_parameters
-from aoi.profiles import ProfileError, load_profile, profile_names, run_grid
-from aoi.provenance import staleness
-from aoi.runspec import notebook_parameters, profile_threads
+from aoi.plan import Run, leftover_reason, leftovers, plan, remove_leftover, status_line
+from aoi.profiles import ProfileError, load_profile, profile_names
+from aoi.runspec import notebook_parameters
+from aoi.stages import NOTEBOOK_DIR, last_line, stop_descendants
 
-NOTEBOOK_DIR = REPO_ROOT / "notebooks"
-TRAIN, ANALYSE = "01_train", "02_analyse"
 PRESENTATION = {  # a profile's ``presentation`` names -> notebook
     "figure": "03_figure",
     "tables": "04_tables",
@@ -67,89 +48,14 @@ PRESENTATION = {  # a profile's ``presentation`` names -> notebook
     "capacity": "08_capacity",
 }
 DEFAULT_PRESENTATION = ("figure", "tables", "stf", "explorer")
-WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
-@dataclass(frozen=True)
-class Run:
-    """One run of the grid: its TrainConfig values, where it lives, and what is to be done."""
-
-    name: str
-    params: dict
-    run_dir: Path
-    results_dir: Path
-    status: str  # "finished", "new", "resume", "changed" (parameters differ), "stale", "forced", "unreadable"
-    note: str = ""  # why it is stale (`run_staleness`, also when kept) or cannot run ("unreadable": file, what to do)
+class Terminated(BaseException):
+    """SIGTERM arrived (raised in the main thread, as Ctrl-C raises KeyboardInterrupt)."""
 
 
-def plan(
-    profile: dict, runs: Path, results: Path, force: bool = False, only: str | None = None, keep_stale: bool = False
-) -> list[Run]:
-    """The runs of ``profile`` that ``only`` selects (`selects`), each with its status: a stale one
-    is "stale" unless ``keep_stale``; one whose config.json or metrics.json cannot be read is
-    "unreadable", its note naming the file."""
-    planned, threads = [], profile_threads(profile)
-    for params in run_grid(profile):
-        name = run_name(params)
-        if only and not selects(only, params):
-            continue
-        directory, out = run_dir(profile["name"], name, runs), run_results_dir(profile["name"], name, results)
-        try:
-            stored = None if force else read_json(directory / "config.json")
-            status = run_status(stored, directory, out, params, force)
-            stale = run_staleness(status, stored, out, threads)
-        except UnreadableFile as error:
-            planned.append(Run(name, params, directory, out, "unreadable", str(error)))
-            continue
-        planned.append(Run(name, params, directory, out, "stale" if stale and not keep_stale else status, stale))
-    return planned
-
-
-def run_status(stored: dict | None, directory: Path, out: Path, params: dict, force: bool) -> str:
-    """The status of the run in ``directory`` (its config.json's content ``stored``; results in
-    ``out``) with TrainConfig values ``params``, staleness aside."""
-    if force:
-        return "forced"
-    if is_finished(directory, out, params):
-        return "finished"
-    if stored is None:
-        return "new"
-    if params_match(stored.get("config", stored), params):
-        return "resume"
-    return "changed"
-
-
-def run_staleness(status: str, stored: dict | None, out: Path, threads: int) -> str:
-    """Why a "finished" or "resume" run was not made by the current code with ``threads`` torch
-    threads (`aoi.provenance.staleness` of its training record in config.json, ``stored``, and of a
-    finished run's analysis record in ``out``/metrics.json); "" when it was, or for any other status."""
-    if status not in ("finished", "resume"):
-        return ""
-    records = [(stored or {}).get("provenance")]
-    if status == "finished":
-        records.append(((read_json(out / "metrics.json") or {}).get("provenance") or {}).get("analysis"))
-    return staleness(records, threads)
-
-
-def selects(only: str, params: dict) -> bool:
-    """Whether ``--only`` selects the run of TrainConfig values ``params``: ``only`` is its dataset's
-    name, or a glob that matches its whole name ``<dataset>/<run>`` (``*`` matches any characters)."""
-    return only == params["dataset"] or fnmatch.fnmatchcase(run_name(params), only)
-
-
-def deletion(run: Run) -> str | None:
-    """Why ``run``'s folder is deleted before it trains again (--force, stale and why, or the
-    parameters that changed since it was trained, e.g. "epochs 5 -> 4"), or None when it is kept."""
-    if run.status == "forced":
-        return "--force"
-    if run.status == "stale":
-        return f"stale: {run.note}"
-    if run.status != "changed":
-        return None
-    stored = read_json(run.run_dir / "config.json") or {}
-    stored, params = canonical(stored.get("config", stored)), canonical(run.params)
-    changed = [f"{key} {stored.get(key)!r} -> {value!r}" for key, value in params.items() if stored.get(key) != value]
-    return f"parameters changed since it trained: {', '.join(changed)}"
+def _terminate(signum, frame):
+    raise Terminated
 
 
 def presentation_notebooks(profile: dict) -> list[str]:
@@ -174,149 +80,9 @@ def presentation_outputs(profile: str, results: Path, stems) -> dict[str, Path]:
     return outputs
 
 
-def code_changes(notebook: Path, root: Path = REPO_ROOT) -> str | None:
-    """What ``notebook`` runs that its committed version does not (its code cells or parameters
-    tag differ from HEAD of the git repository ``root``), as an error line; None when they agree
-    or there is no git repository to ask."""
-    relative = notebook.resolve().relative_to(root.resolve()).as_posix()
-    try:
-        run = {"cwd": root, "capture_output": True, "text": True, "timeout": 30}
-        committed = subprocess.run(["git", "show", f"HEAD:{relative}"], **run)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    fix = f"commit it (git commit {relative}) or discard the edit (git checkout -- {relative}), then rerun"
-    if committed.returncode != 0:
-        return None if "not a git repository" in committed.stderr else f"{relative} is not committed: {fix}"
-    ours, theirs = (_code_cells(json.loads(text)) for text in (notebook.read_text(encoding="utf-8"), committed.stdout))
-    cells = [str(i) for i, (a, b) in enumerate(zip_longest(ours, theirs), 1) if a != b]
-    if not cells:
-        return None
-    return (
-        f"{relative} differs from its committed version in code cell {', '.join(cells)} (edited in JupyterLab?); "
-        f"./reproduce.sh executes committed notebooks only: {fix}"
-    )
-
-
-def _code_cells(notebook: dict) -> list[tuple[str, bool]]:
-    """(source, tagged "parameters") of each code cell: what papermill executes."""
-    return [
-        ("".join(cell["source"]), "parameters" in cell.get("metadata", {}).get("tags", []))
-        for cell in notebook["cells"]
-        if cell["cell_type"] == "code"
-    ]
-
-
-def execute_notebook(notebook: Path, output: Path, parameters: dict) -> None:
-    """Execute ``notebook`` with papermill into ``output`` (atomically; on a cell error the executed
-    notebook with its traceback is still written, then the error is raised), widgets stripped
-    (`strip_widgets`). ``parameters`` must be declared by the notebook. The kernel runs in the
-    repository root, where ./reproduce.sh runs."""
-    import nbformat
-    import papermill
-
-    unknown = sorted(set(parameters) - set(declared_parameters(notebook)))
-    if unknown:
-        raise ValueError(f"{notebook.name} takes no parameter {', '.join(unknown)}")
-    failure = None
-    with atomic_path(output) as tmp, warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="The specified file .* does not end in", category=UserWarning)
-        try:
-            papermill.execute_notebook(
-                str(notebook),
-                str(tmp),
-                parameters=parameters,
-                kernel_name="python3",
-                progress_bar=False,
-                cwd=str(REPO_ROOT),
-                extra_arguments=["--IPKernelApp.log_level=ERROR"],  # no transport warning per kernel
-            )
-        except papermill.PapermillExecutionError as error:
-            failure = error
-        record = strip_widgets(nbformat.read(tmp, as_version=4))
-        record.metadata.papermill["output_path"] = str(output)  # not the temporary name
-        nbformat.write(record, tmp)
-    if failure is not None:
-        raise failure
-
-
-def strip_widgets(notebook):
-    """``notebook`` (nbformat) without widget views and widget state: their model ids are random
-    and no kernel serves them later; the outputs' other forms (PNG, text) stay."""
-    notebook.metadata.pop("widgets", None)
-    for cell in notebook.cells:
-        for output in cell.get("outputs", []):
-            output.get("data", {}).pop(WIDGET_VIEW, None)
-    return notebook
-
-
-def execute_run(run: Run, stem: str, parameters: dict) -> tuple[str, str, float]:
-    """Execute one compute notebook of ``run`` into its run folder. Returns (name, "" or the
-    failure message naming the executed notebook, seconds)."""
-    start = time.perf_counter()
-    reason = deletion(run) if stem == TRAIN and run.run_dir.exists() else None
-    if reason:
-        print(f"  deleting {run.run_dir} to train it again ({reason})", flush=True)
-        shutil.rmtree(run.run_dir)
-    output = run.run_dir / f"{stem}.ipynb"
-    try:
-        execute_notebook(NOTEBOOK_DIR / f"{stem}.ipynb", output, parameters)
-    except Exception as error:
-        last_line = (str(error).strip().splitlines() or [""])[-1]
-        return run.name, f"{type(error).__name__} in {output}: {last_line}", time.perf_counter() - start
-    return run.name, "", time.perf_counter() - start
-
-
-class Progress:
-    """Prints one line per finished step and collects the failures."""
-
-    def __init__(self, total: int):
-        self.total, self.failures = total, []
-
-    def report(self, stage: str, index: int, outcome: tuple[str, str, float]) -> bool:
-        name, failure, seconds = outcome
-        status = f"FAILED in {seconds:6.1f} s: {failure}" if failure else f"done in {seconds:6.1f} s"
-        print(f"  {stage:<16} [{index}/{self.total}] {name:<40} {status}", flush=True)
-        if failure:
-            self.failures.append(failure)
-        return not failure
-
-
-def execute_stages(run: Run, stems: tuple[str, ...], parameters: dict) -> tuple[str, str, float]:
-    """`execute_run` of each of ``stems`` in turn, stopping at the first failure; total seconds."""
-    seconds = 0.0
-    for stem in stems:
-        name, failure, spent = execute_run(run, stem, parameters[stem])
-        seconds += spent
-        if failure:
-            break
-    return name, failure, seconds
-
-
-def train_and_analyse(
-    todo: list[Run], parameters: dict[str, dict], jobs: int, progress: Progress, timed: bool = True
-) -> None:
-    """Train ``todo`` (``jobs`` at a time), then analyse the trained runs one at a time when the
-    analysis measures wall-clock time (``timed``: an otherwise idle machine), else right after
-    each run's training, in the same worker. ``parameters``: run name -> {notebook stem: papermill parameters}."""
-    stages = (TRAIN,) if timed else (TRAIN, ANALYSE)
-    done = []
-    if jobs == 1 or len(todo) <= 1:
-        for index, run in enumerate(todo, 1):
-            if progress.report("/".join(stages), index, execute_stages(run, stages, parameters[run.name])):
-                done.append(run)
-    else:
-        with concurrent.futures.ProcessPoolExecutor(jobs) as pool:
-            futures = {pool.submit(execute_stages, run, stages, parameters[run.name]): run for run in todo}
-            for index, future in enumerate(concurrent.futures.as_completed(futures), 1):
-                if progress.report("/".join(stages), index, future.result()):
-                    done.append(futures[future])
-    if timed:
-        for index, run in enumerate(sorted(done, key=todo.index), 1):  # one at a time: clean timings
-            progress.report("analyse", index, execute_run(run, ANALYSE, parameters[run.name][ANALYSE]))
-
-
 def present(profile: dict, profile_arg: str, results: Path, progress: Progress) -> None:
-    """Execute the profile's presentation notebooks (see the module docstring for where)."""
+    """Execute the profile's presentation notebooks (see the module docstring for where); a
+    failure is reported with its executed notebook and the error's last line."""
     stems = presentation_notebooks(profile)
     for stem, output in presentation_outputs(profile["name"], results, stems).items():
         begin = time.perf_counter()
@@ -325,11 +91,11 @@ def present(profile: dict, profile_arg: str, results: Path, progress: Progress) 
         folder = str(profile_results_dir(profile["name"], results))
         parameters = {} if in_place else {"profile": profile_arg, "results_dir": folder}
         try:
-            execute_notebook(NOTEBOOK_DIR / f"{stem}.ipynb", output, parameters)
+            stages.execute_notebook(NOTEBOOK_DIR / f"{stem}.ipynb", output, parameters)
             print(f"  {stem}.ipynb -> {output} in {time.perf_counter() - begin:.1f} s", flush=True)
         except Exception as error:
-            progress.failures.append(f"{type(error).__name__} in {output}")
-            print(f"  {stem}.ipynb FAILED: see {output}", flush=True)
+            progress.failures.append(f"{type(error).__name__} in {output}: {last_line(error)}")
+            print(f"  {stem}.ipynb FAILED ({last_line(error)}): see {output}", flush=True)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -340,7 +106,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--profile", default="default", help=f"{' | '.join(profile_names())} or a .yaml path (default: default)"
     )
     parser.add_argument(
-        "--jobs", type=int, default=None, help="independent runs in parallel (default: the profile's jobs, else 1)"
+        "--jobs",
+        type=int,
+        default=None,
+        help="independent runs in parallel (default: the profile's jobs, else 1; "
+        "with --executor slurm: at most that many jobs of an array at once, default: as many as Slurm starts)",
     )
     parser.add_argument("--force", action="store_true", help="rerun runs that are already finished")
     parser.add_argument(
@@ -360,41 +130,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     parser.add_argument("--runs", help="runs root (default: $AOI_RUNS or ./runs)")
     parser.add_argument("--results", help="results root (default: $AOI_RESULTS or ./results)")
+    parser.add_argument(
+        "--executor", choices=EXECUTORS, default="local", help="where runs execute: local processes or Slurm jobs"
+    )
+    slurm.add_options(parser)
     args = parser.parse_args(argv)
     if args.jobs is not None and args.jobs < 1:
         parser.error("--jobs must be at least 1")
     if args.profile.endswith((".yaml", ".yml")):
         args.profile = str(Path(args.profile).resolve())  # as the notebooks' kernels will see it
+    args.command = shlex.join(["./reproduce.sh", *(sys.argv[1:] if argv is None else argv)])
     return args
-
-
-def status_line(run: Run, dry_run: bool) -> str:
-    """How ``run``'s status is listed, e.g. "finished (skipped)", "unreadable: <file> ...",
-    "finished (skipped), stale (kept): threads 2 -> 1", "stale: code none -> 1a2b3c4d5e6f; its folder
-    will be deleted to train it again"."""
-    line = run.status + (" (skipped)" if run.status == "finished" and not dry_run else "")
-    if run.status in ("unreadable", "stale"):
-        line += f": {run.note}"
-    elif run.note:
-        line += f", stale (kept): {run.note}"
-    reason = deletion(run) if run.run_dir.exists() else None
-    if run.status == "stale" and reason:
-        return line + "; its folder will be deleted to train it again"
-    return line + (f": its folder will be deleted to train it again ({reason})" if reason else "")
-
-
-def config_problems(runs: list[Run]) -> list[str]:
-    """What TrainConfig refuses in the values of ``runs`` (their ranges), one line per distinct
-    problem naming its first run; it imports torch, so a dry run does not ask."""
-    from aoi.config import TrainConfig
-
-    problems = {}
-    for run in runs:
-        try:
-            TrainConfig(**run.params)
-        except ValueError as error:
-            problems.setdefault(str(error), run.name)
-    return [f"{name}: {message}" for message, name in problems.items()]
 
 
 def fail(message: str) -> int:
@@ -404,20 +150,54 @@ def fail(message: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the grid and rebuild the presentation; 0 when every run and notebook succeeded, 1 when
-    one failed, 2 when nothing could start (a user error: one line, with ``--debug`` its traceback)."""
+    one failed, 2 when nothing could start (a user error: one line, with ``--debug`` its traceback),
+    130 or 143 when Ctrl-C or SIGTERM stopped it."""
     args = parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return run_study(args)
     except UserError as error:
         if args.debug:
             raise
         return fail(str(error))
+    except (KeyboardInterrupt, Terminated) as stop:
+        return stopped(stop, "nothing had started")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def make_executor(args: argparse.Namespace, profile: dict):
+    """The executor ``args.executor`` names, set up for ``profile``."""
+    if args.executor == "slurm":
+        return slurm.SlurmExecutor(profile, args)
+    from aoi.executors.local import LocalExecutor
+
+    timed = bool(profile.get("analysis", {}).get("timing_samples", 1))
+    return LocalExecutor(args.jobs or int(profile.get("jobs", 1)), timed)
+
+
+def list_plan(profile: dict, planned: list[Run], todo: list[Run], args, executor) -> list:
+    """Print the plan: every run and its status, the runs the profile no longer defines, and the
+    executor's summary. Returns those leftovers."""
+    runs, results, name = runs_root(args.runs).resolve(), results_root(args.results).resolve(), profile["name"]
+    print(f"[aoi] profile {name}: {len(planned)} runs, {len(todo)} to run; runs in {runs}, results in {results}")
+    for run in planned:
+        print(f"  {run.name:<40} {status_line(run, args.dry_run)}{executor.describe(run)}")
+    found = leftovers(profile, runs, results)
+    for leftover in found:
+        folders = " and ".join(map(str, leftover.folders))
+        fate = "kept (--only)" if args.only else "will be removed"
+        print(f"  {leftover.name:<40} {leftover_reason(name)}: {folders} {fate}")
+    for line in executor.summary(todo):
+        print(line)
+    sys.stdout.flush()
+    return found
 
 
 def run_study(args: argparse.Namespace) -> int:
     """`main` after parsing the command line."""
     profile = load_profile(args.profile)
-    stems = presentation_notebooks(profile)
+    presentation_notebooks(profile)  # checked before anything is listed
     runs, results = runs_root(args.runs).resolve(), results_root(args.results).resolve()
     planned = plan(profile, runs, results, args.force, args.only, args.keep_stale)
     if not planned:
@@ -427,22 +207,45 @@ def run_study(args: argparse.Namespace) -> int:
             f"({', '.join(profile['datasets'])}) or a glob on whole run names such as {example!r}"
         )
     todo = [run for run in planned if run.status != "finished"]
-    counts = f"{len(planned)} runs, {len(todo)} to run"
-    print(f"[aoi] profile {profile['name']}: {counts}; runs in {runs}, results in {results}", flush=True)
-    for run in planned:
-        print(f"  {run.name:<40} {status_line(run, args.dry_run)}")
+    executor = make_executor(args, profile)
+    found = list_plan(profile, planned, todo, args, executor)
     if args.dry_run:
+        print("[aoi] dry run: nothing was run, submitted or deleted")
         return 0
-    edited = [code_changes(NOTEBOOK_DIR / f"{stem}.ipynb") for stem in [TRAIN, ANALYSE, *stems]]
-    unreadable = [run.note for run in planned if run.status == "unreadable"]
-    problems = [*filter(None, edited), *unreadable, *config_problems(todo)]
+    try:
+        return execute_study(args, profile, planned, todo, found, executor)
+    except (KeyboardInterrupt, Terminated) as stop:
+        return stopped(stop, executor.stopped())
+
+
+def stopped(stop: BaseException, what: str) -> int:
+    """Stop every process the study started, say so and what became of the runs (``what``); the
+    exit status of Ctrl-C (130) or SIGTERM (143)."""
+    stop_descendants()
+    why = "SIGTERM" if isinstance(stop, Terminated) else "Ctrl-C"
+    print(f"[aoi] stopped by {why}: {what}", file=sys.stderr, flush=True)
+    return 143 if isinstance(stop, Terminated) else 130
+
+
+def execute_study(args, profile: dict, planned: list[Run], todo: list[Run], found: list, executor) -> int:
+    """`run_study` once the plan is listed: check it, remove the leftovers, execute, present."""
+    from aoi import preflight
+
+    stems = presentation_notebooks(profile)
+    runs, results = runs_root(args.runs).resolve(), results_root(args.results).resolve()
+    problems = preflight.problems(planned, todo, stems, executor)
     if problems:
         return fail("\n  ".join(["nothing was run:", *problems]))
+    for leftover in [] if args.only else found:
+        remove_leftover(leftover, profile["name"], runs)
     parameters = {r.name: notebook_parameters(args.profile, profile, r.params, r.run_dir, r.results_dir) for r in todo}
     progress, start = Progress(len(todo)), time.perf_counter()
-    timed = bool(profile.get("analysis", {}).get("timing_samples", 1))
-    train_and_analyse(todo, parameters, args.jobs or int(profile.get("jobs", 1)), progress, timed)
-    present(profile, args.profile, results, progress)
+    executor.execute(todo, parameters, progress)
+    finished = [run for run in plan(profile, runs, results, keep_stale=True) if run.status == "finished"]
+    if finished:
+        present(profile, args.profile, results, progress)
+    else:
+        print(f"[aoi] no run of profile {profile['name']} has finished: nothing to present", flush=True)
     seconds, where = time.perf_counter() - start, profile_results_dir(profile["name"], results)
     print(f"[aoi] {len(todo)} runs and the presentation in {seconds:.0f} s; figures and tables in {where}", flush=True)
     if progress.failures:

@@ -1,7 +1,13 @@
-"""The results files read back for presentation: every run's metrics.json as tidy frames, the
+"""The results files read back for presentation: the runs of a profile as tidy frames, the
 paper's own numbers, and a profile's whole study (`load_study`) as the notebooks use it.
 
+A study is exactly the runs its profile defines now, each analysed with its current parameters
+(`load_runs`): runs found in its folder that the profile does not define (an alpha or seed taken
+out of it, another profile file of the same name) are named and left out of every table, figure
+and alpha selection, never averaged in.
+
 Two runs' training records are compared by what decides their weights (`condition_differences`).
+
 Frames have one row per run (and per step / epsilon / rule / layer), with the columns that
 identify a run: dataset, T, method, alpha (None for TET), label (`aoi.methods.method_label`),
 detach_reset, width, seed, folds and fold (0 and 0 without cross-validation), its number of test
@@ -12,6 +18,7 @@ fractions, energy in picojoules per sample.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from dataclasses import dataclass
@@ -21,9 +28,9 @@ import numpy as np
 import pandas as pd
 
 from aoi.files import read_json
-from aoi.layout import PAPER_DIR, REPO_ROOT, profile_results_dir
+from aoi.layout import PAPER_DIR, REPO_ROOT, params_match, profile_results_dir, run_name, run_names_under
 from aoi.methods import method_label
-from aoi.profiles import load_profile, profile_name
+from aoi.profiles import load_profile, profile_name, run_grid
 from aoi.provenance import code_fingerprint, recorded_code
 
 OTHER_CODE = "†"  # the mark of table rows with runs made by other code than the current aoi (`aoi.tables`)
@@ -33,11 +40,21 @@ DATA_LOCATIONS = ("cache_dir", "files")  # where a data record's files lie: no p
 REPRODUCIBLE_WITH = "the same CPU model, torch thread count, code, data and package versions"
 
 
-def load_runs(directory: str | os.PathLike) -> list[dict]:
-    """Every run's metrics.json under ``directory/runs`` (a profile's results folder), sorted by
-    run name; empty when there is none."""
-    paths = sorted((Path(directory) / "runs").rglob("metrics.json"))
-    return sorted((read_json(path) for path in paths), key=lambda run: run["run_name"])
+def load_runs(directory: str | os.PathLike, profile: dict) -> tuple[list[dict], list[str]]:
+    """The metrics.json of every run ``profile`` defines, with its current parameters, under
+    ``directory/runs`` (a profile's results folder), sorted by run name; and the names of the other
+    runs found there (not defined by the profile, or analysed with other parameters), left out."""
+    runs, left_out, found = [], [], run_names_under(Path(directory) / "runs")
+    for params in run_grid(profile):
+        name = run_name(params)
+        run = read_json(Path(directory) / "runs" / name / "metrics.json") if name in found else None
+        if run is not None and params_match(run.get("params"), params):
+            runs.append(run)
+        elif run is not None:
+            left_out.append(f"{name} (analysed with other parameters)")
+    defined = {run_name(params) for params in run_grid(profile)}
+    left_out += [name for name in found if name not in defined]
+    return sorted(runs, key=lambda run: run["run_name"]), left_out
 
 
 def run_columns(run: dict) -> dict:
@@ -208,14 +225,16 @@ def paper_alphas(reported: pd.DataFrame, references: pd.DataFrame) -> dict[str, 
 class Study:
     """A profile's results as the presentation notebooks read them.
 
-    ``profile`` is the loaded profile (None when it has no results yet), ``runs`` every run's
-    metrics.json, ``directory`` its results folder (where figures and tables are written).
+    ``profile`` is the loaded profile (None when it has no results yet), ``runs`` the metrics.json
+    of every run it defines that has results (`load_runs`), ``directory`` its results folder (where
+    figures and tables are written), ``left_out`` the names of the other runs found there.
     """
 
     name: str
     profile: dict | None
     runs: list[dict]
     directory: Path
+    left_out: list[str] = dataclasses.field(default_factory=list)
 
     def frame(self, key: str) -> pd.DataFrame:
         """`records_frame` of ``key`` (accuracy_per_step, curve, rules, cosine_similarity, stf), folds pooled."""
@@ -266,14 +285,25 @@ class Study:
         )
 
     def describe(self) -> str:
-        """One line: how many runs of which profile, from where, at which stated epsilon; then a
-        warning line per fingerprint of `other_code`, naming its runs."""
+        """One line: how many runs of which profile, from where, at which stated epsilon; a line
+        naming the profile's runs without results and one naming the runs left out, when there are;
+        then a warning line per fingerprint of `other_code`, naming its runs."""
         if not self.runs:
             return self.missing
         where = self.directory.resolve()
         where = where.relative_to(REPO_ROOT) if where.is_relative_to(REPO_ROOT) else where
         line = f"{len(self.runs)} runs of profile {self.name!r} in {where}; stated epsilon {self.epsilon:g}"
-        return "\n".join([line, *self._fold_warnings(), *self._other_code_warnings()])
+        analysed = {run["run_name"] for run in self.runs}
+        absent = [run_name(params) for params in run_grid(self.profile) if run_name(params) not in analysed]
+        lines = [line]
+        if absent:
+            lines.append(f"without results yet (not shown): {', '.join(absent)}")
+        if self.left_out:
+            lines.append(
+                f"left out, not runs of the profile as it is now: {', '.join(self.left_out)}; "
+                f"./reproduce.sh --profile {self.name} removes them"
+            )
+        return "\n".join([*lines, *self._fold_warnings(), *self._other_code_warnings()])
 
     def _fold_warnings(self) -> list[str]:
         """A warning naming the cross-validated runs whose seed misses folds (their pooled numbers
@@ -303,8 +333,9 @@ def load_study(profile: str, results_dir: str | os.PathLike | None = None, requi
     so a profile still to be written is no error)."""
     name = profile_name(profile)
     directory = Path(results_dir) if results_dir is not None else profile_results_dir(name, REPO_ROOT / "results")
-    runs = load_runs(directory)
-    study = Study(name, load_profile(profile) if runs else None, runs, directory)
+    spec = load_profile(profile) if run_names_under(directory / "runs") else None
+    runs, left_out = load_runs(directory, spec) if spec else ([], [])
+    study = Study(name, spec if runs else None, runs, directory, left_out)
     if required and not runs:
         raise FileNotFoundError(study.missing)
     return study

@@ -52,3 +52,17 @@ def read_only(monkeypatch):
         monkeypatch.setattr(os, "open", open_)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory):
+    """A real one-node Slurm cluster (tests/slurm_cluster.py) for the session; skipped, saying why,
+    where it cannot run (not root, Slurm or munge not installed)."""
+    import slurm_cluster as cluster
+
+    reason = cluster.unavailable()
+    if reason:
+        pytest.skip(reason)
+    started = cluster.start(tmp_path_factory.mktemp("slurm"))
+    yield started
+    cluster.stop(started)

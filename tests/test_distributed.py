@@ -14,7 +14,7 @@ import torch.multiprocessing as mp
 import aoi.checkpoint as checkpoints
 import aoi.train as training
 from aoi.config import TrainConfig, build_model
-from aoi.distributed import Topology
+from aoi.distributed import Topology, first_host, launcher_topology
 from aoi.train import train
 
 CONFIG = dict(
@@ -111,3 +111,22 @@ def test_every_process_resumes_from_the_checkpoint(ddp_run, tmp_path):
     with open(run_dir / "log.csv", newline="") as a, open(straight_dir / "log.csv", newline="") as b:
         drop_clock = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
         assert drop_clock(csv.DictReader(a)) == drop_clock(csv.DictReader(b))
+
+
+def test_the_first_host_of_a_slurm_node_list():
+    assert first_host("vm") == "vm"
+    assert first_host("gpu[012-015,020],cpu01") == "gpu012"
+    assert first_host("node7,node3") == "node7"
+    assert first_host("rack-a[3-4]") == "rack-a3"
+
+
+def test_the_process_group_comes_from_torchrun_else_from_a_slurm_step_of_several_tasks():
+    torchrun = {"WORLD_SIZE": "4", "RANK": "2", "LOCAL_RANK": "0", "SLURM_STEP_NUM_TASKS": "8", "SLURM_PROCID": "5"}
+    assert launcher_topology(torchrun) == (Topology(2, 4, 0), "env://")  # torchrun inside a Slurm job wins
+    step = {"SLURM_STEP_NUM_TASKS": "8", "SLURM_PROCID": "5", "SLURM_LOCALID": "1", "SLURM_JOB_ID": "123456"}
+    step |= {"SLURM_STEP_NODELIST": "gpu[07-08]", "SLURM_JOB_NODELIST": "gpu[07-09]"}
+    assert launcher_topology(step) == (Topology(5, 8, 1), "tcp://gpu07:33456")  # 10000 + 123456 mod 50000
+    assert launcher_topology({**step, "MASTER_PORT": "29500"})[1] == "tcp://gpu07:29500"
+    batch_script = {"SLURM_NTASKS": "8", "SLURM_PROCID": "0", "SLURM_JOB_ID": "1"}  # sbatch's shell: not a step
+    assert launcher_topology(batch_script) == (Topology(), "env://")
+    assert not launcher_topology({"SLURM_STEP_NUM_TASKS": "1", "SLURM_PROCID": "0"})[0].distributed

@@ -76,3 +76,12 @@ def test_planning_a_study_imports_no_torch():
     code = "import sys; from aoi import reproduce; print(sorted({'torch', 'numba', 'snntorch'} & set(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_run_folders_are_told_from_other_folders(tmp_path):
+    names = ["digits/T4-tet-s0", "ndigits/T10-str-a1e-05-w2-detached-f2of5-s12", "nmnist/T10-tet-f0of5-s1"]
+    for name in [*names, "slurm/12_0", "slurm/13", "digits/notes"]:
+        (tmp_path / name).mkdir(parents=True)
+    (tmp_path / "digits" / "T4-tet-s1").write_text("a file, not a run")
+    assert layout.run_names_under(tmp_path) == sorted(names)
+    assert layout.run_names_under(tmp_path / "nothing") == []

@@ -67,7 +67,8 @@ def test_the_fingerprint_covers_the_compute_modules_and_notebooks_only():
     names = {path.relative_to(REPO_ROOT).as_posix() for path in provenance.fingerprinted_sources()}
     assert {"aoi/train.py", "aoi/analysis.py", "aoi/data/simulator.py", "aoi/models/small.py"} <= names
     assert {"notebooks/01_train.ipynb", "notebooks/02_analyse.ipynb"} <= names
-    assert not {"aoi/results.py", "aoi/reproduce.py", "aoi/nir/export.py", "aoi/profiles/__init__.py"} & names
+    grid = {"aoi/plan.py", "aoi/stages.py", "aoi/preflight.py", "aoi/executors/local.py", "aoi/executors/slurm.py"}
+    assert not {"aoi/results.py", "aoi/reproduce.py", "aoi/nir/export.py", "aoi/profiles/__init__.py", *grid} & names
     assert provenance.code_fingerprint() == provenance.fingerprint(provenance.fingerprinted_sources())
 
 
@@ -145,3 +146,13 @@ def test_stale_says_what_differs_from_the_current_code_and_thread_count():
     assert provenance.staleness([{**made, "code_fingerprint": "0123456789ab"}]) == f"code 0123456789ab -> {current}"
     assert provenance.recorded_code([{}, made]) == f"none, {current}"
     assert provenance.provenance()["code_fingerprint"] == current
+
+
+def test_the_slurm_record_names_the_job_as_squeue_shows_it():
+    assert provenance.slurm_job({}) is None  # not in a Slurm job
+    array_task = {"SLURM_JOB_ID": "1042", "SLURM_ARRAY_JOB_ID": "1040", "SLURM_ARRAY_TASK_ID": "2"}
+    array_task |= {"SLURM_RESTART_COUNT": "1", "SLURM_CLUSTER_NAME": "c", "SLURM_JOB_NODELIST": "gpu[01-02]"}
+    expected = {"job_id": "1040_2", "restart_count": 1, "cluster": "c", "nodes": "gpu[01-02]"}
+    assert provenance.slurm_job(array_task) == expected
+    plain = {"job_id": "7", "restart_count": 0, "cluster": None, "nodes": None}
+    assert provenance.slurm_job({"SLURM_JOB_ID": "7"}) == plain

@@ -7,7 +7,7 @@ import subprocess
 import nbformat
 import pytest
 
-from aoi import reproduce
+from aoi import reproduce, stages
 from aoi.errors import UserError
 from aoi.layout import REPO_ROOT, run_name
 from aoi.profiles import ProfileError, load_profile, run_params
@@ -65,6 +65,7 @@ def mark_finished(profile_path, runs, results, name, provenance=None, **changes)
     (run / "config.json").write_text(json.dumps({"config": params, "provenance": provenance}))
     (run / "final.json").write_text("{}")
     (out / "metrics.json").write_text(json.dumps({"params": params, "provenance": {"analysis": provenance}}))
+    (run / "stages.json").write_text(json.dumps({"completed": {"01_train": "then", "02_analyse": "then"}}))
 
 
 def test_dry_run_lists_the_grid(tiny, capsys):
@@ -72,8 +73,9 @@ def test_dry_run_lists_the_grid(tiny, capsys):
     assert reproduce.main(["--profile", profile, "--dry-run", *roots(runs, results)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert "profile tiny: 4 runs, 4 to run" in lines[0]
-    assert [line.split()[0] for line in lines[1:]] == NAMES
-    assert all(line.split()[1] == "new" for line in lines[1:])
+    assert [line.split()[0] for line in lines[1:-1]] == NAMES
+    assert all(line.split()[1] == "new" for line in lines[1:-1])
+    assert lines[-1] == "[aoi] dry run: nothing was run, submitted or deleted"
     assert not runs.exists()  # nothing ran
 
 
@@ -129,7 +131,7 @@ def test_a_stale_run_is_listed_with_its_reason_removed_after_saying_so_and_rerun
     assert listed == [NAMES[0], f"stale: {why}; its folder will be deleted to train it again"]
     args = ["--profile", profile, "--only", "*tet-s0", "--keep-stale", *roots(runs, results)]
     monkeypatch.setattr(reproduce, "present", lambda *args: None)
-    monkeypatch.setattr(reproduce, "code_changes", lambda notebook: None)
+    monkeypatch.setattr(stages, "code_changes", lambda notebook: None)
     assert reproduce.main(args) == 0
     assert f"finished (skipped), stale (kept): {why}" in capsys.readouterr().out
     run = runs / "tiny" / NAMES[0]
@@ -140,7 +142,7 @@ def test_a_stale_run_is_listed_with_its_reason_removed_after_saying_so_and_rerun
         if notebook.stem == "02_analyse":
             mark_finished(profile, runs, results, NAMES[0])
 
-    monkeypatch.setattr(reproduce, "execute_notebook", fake_execute)
+    monkeypatch.setattr(stages, "execute_notebook", fake_execute)
     assert reproduce.main(args[:4] + args[5:]) == 0  # without --keep-stale
     out = capsys.readouterr().out
     assert f"  deleting {run} to train it again (stale: {why})" in out.splitlines()
@@ -177,8 +179,8 @@ def test_unknown_profile_is_an_error(capsys):
 
 
 def nothing_may_run(monkeypatch):
-    monkeypatch.setattr(reproduce, "code_changes", lambda notebook: None)
-    monkeypatch.setattr(reproduce, "execute_notebook", lambda *args: pytest.fail("a notebook ran"))
+    monkeypatch.setattr(stages, "code_changes", lambda notebook: None)
+    monkeypatch.setattr(stages, "execute_notebook", lambda *args: pytest.fail("a notebook ran"))
 
 
 def test_an_unreadable_run_file_is_named_in_the_dry_run_and_stops_a_real_run(tiny, monkeypatch, capsys):
@@ -193,7 +195,7 @@ def test_an_unreadable_run_file_is_named_in_the_dry_run_and_stops_a_real_run(tin
     lines = capsys.readouterr().out.splitlines()
     assert lines[1].split()[:2] == [NAMES[0], "unreadable:"] and f"{metrics} is unreadable (" in lines[1]
     assert lines[2].split()[:2] == [NAMES[1], "unreadable:"] and lines[2].endswith("delete it and run again")
-    assert [line.split()[1] for line in lines[3:]] == ["new", "new"]
+    assert [line.split()[1] for line in lines[3:-1]] == ["new", "new"]
 
     nothing_may_run(monkeypatch)
     assert reproduce.main(["--profile", profile, *roots(runs, results)]) == 2
@@ -214,8 +216,8 @@ def test_a_changed_run_says_what_changed_before_its_folder_is_deleted(tiny, monk
         assert not folder.exists(), "deleted before training"
         raise RuntimeError("stop here")
 
-    monkeypatch.setattr(reproduce, "execute_notebook", train)
-    monkeypatch.setattr(reproduce, "code_changes", lambda notebook: None)
+    monkeypatch.setattr(stages, "execute_notebook", train)
+    monkeypatch.setattr(stages, "code_changes", lambda notebook: None)
     assert reproduce.main(["--profile", profile, "--only", NAMES[1], *roots(runs, results)]) == 1
     assert f"  deleting {folder} to train it again {why}\n" in capsys.readouterr().out
 
@@ -264,8 +266,8 @@ def test_a_failed_run_is_reported_and_the_others_go_on(tiny, monkeypatch, capsys
         if notebook.stem == "02_analyse":
             mark_finished(profile, runs, results, run_name(config))
 
-    monkeypatch.setattr(reproduce, "execute_notebook", fake_execute)
-    monkeypatch.setattr(reproduce, "code_changes", lambda notebook: None)
+    monkeypatch.setattr(stages, "execute_notebook", fake_execute)
+    monkeypatch.setattr(stages, "code_changes", lambda notebook: None)
     assert reproduce.main(["--profile", profile, *roots(runs, results)]) == 1
     out, err = capsys.readouterr()
     failed_record = runs / "tiny" / "digits" / "T2-str-a0.5-s0" / "01_train.ipynb"
@@ -323,48 +325,50 @@ def test_an_edited_notebook_is_named_and_only_code_counts(tmp_path):
     cells = [nbformat.v4.new_markdown_cell("# a"), nbformat.v4.new_code_cell("x = 1")]
     notebook = nbformat.v4.new_notebook(cells=cells)
     nbformat.write(notebook, path)
-    assert "nb.ipynb is not committed: commit it (git commit nb.ipynb)" in reproduce.code_changes(path, tmp_path)
+    assert "nb.ipynb is not committed: commit it (git commit nb.ipynb)" in stages.code_changes(path, tmp_path)
     git(tmp_path, "add", "nb.ipynb")
     git(tmp_path, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "nb")
     notebook.cells[0].source = "# b"  # prose and outputs do not change what runs
     notebook.cells[1].outputs = [nbformat.v4.new_output("stream", text="1")]
     nbformat.write(notebook, path)
-    assert reproduce.code_changes(path, tmp_path) is None
+    assert stages.code_changes(path, tmp_path) is None
     notebook.cells.append(nbformat.v4.new_code_cell("dataset = 'other'"))
     nbformat.write(notebook, path)
-    message = reproduce.code_changes(path, tmp_path)
+    message = stages.code_changes(path, tmp_path)
     assert message.startswith("nb.ipynb differs from its committed version in code cell 2")
     assert "git checkout -- nb.ipynb" in message
 
 
 def test_nothing_runs_when_a_notebook_was_edited(tiny, monkeypatch, capsys):
     profile, runs, results = tiny
-    monkeypatch.setattr(reproduce, "code_changes", lambda nb: "x.ipynb differs" if nb.stem == "01_train" else None)
-    monkeypatch.setattr(reproduce, "execute_notebook", lambda *args: pytest.fail("a notebook ran"))
+    monkeypatch.setattr(stages, "code_changes", lambda nb: "x.ipynb differs" if nb.stem == "01_train" else None)
+    monkeypatch.setattr(stages, "execute_notebook", lambda *args: pytest.fail("a notebook ran"))
     assert reproduce.main(["--profile", profile, *roots(runs, results)]) == 2
     assert "error: nothing was run:\n  x.ipynb differs" in capsys.readouterr().err
 
 
 def test_a_parameter_the_notebook_does_not_declare_is_refused(tmp_path):
-    notebook = reproduce.NOTEBOOK_DIR / "02_analyse.ipynb"
+    notebook = stages.NOTEBOOK_DIR / "02_analyse.ipynb"
     with pytest.raises(ValueError, match="02_analyse.ipynb takes no parameter run_dirr"):
-        reproduce.execute_notebook(notebook, tmp_path / "x.ipynb", {"run_dirr": "x"})
+        stages.execute_notebook(notebook, tmp_path / "x.ipynb", {"run_dirr": "x"})
 
 
 def test_widget_views_and_state_are_stripped_from_executed_notebooks():
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("w")])
-    view = {reproduce.WIDGET_VIEW: {"model_id": "abc"}, "image/png": "iVBO", "text/plain": "w"}
+    view = {stages.WIDGET_VIEW: {"model_id": "abc"}, "image/png": "iVBO", "text/plain": "w"}
     notebook.cells[0].outputs = [nbformat.v4.new_output("display_data", data=view)]
     notebook.metadata["widgets"] = {"state": {}}
-    stripped = reproduce.strip_widgets(notebook)
+    stripped = stages.strip_widgets(notebook)
     assert stripped.cells[0].outputs[0].data == {"image/png": "iVBO", "text/plain": "w"}
     assert "widgets" not in stripped.metadata
 
 
-def test_one_real_run_end_to_end(tiny, capsys):
-    """Papermill executes the real notebooks: records in runs/, metrics and figures in results/."""
+def test_real_runs_end_to_end_then_the_profile_edited(tiny, capsys):
+    """Papermill executes the real notebooks: records in runs/, metrics and figures in results/.
+    Then the STR run is taken out of the profile: the next call removes it after a line saying why,
+    and the tables are built from the TET run alone."""
     profile, runs, results = tiny
-    assert reproduce.main(["--profile", profile, "--only", "digits/*-tet-s0", *roots(runs, results)]) == 0
+    assert reproduce.main(["--profile", profile, "--only", "*-s0", *roots(runs, results)]) == 0
     run = runs / "tiny" / "digits" / "T2-tet-s0"
     assert {"01_train.ipynb", "02_analyse.ipynb", "final.json", "logits_test.npz"} <= {p.name for p in run.iterdir()}
     metrics = json.loads((results / "tiny" / "runs" / "digits" / "T2-tet-s0" / "metrics.json").read_text())
@@ -373,5 +377,16 @@ def test_one_real_run_end_to_end(tiny, capsys):
     assert {"figure_accuracy.png", "figure_rules.pdf", "figure_stf.png", "table_accuracy.md", "table_cost.md"} <= {
         p.name for p in (results / "tiny").iterdir()
     }
+    assert "STR(0.5)" in (results / "tiny" / "table_accuracy.md").read_text()
     assert reproduce.main(["--profile", profile, "--only", "*-tet-s0", "--dry-run", *roots(runs, results)]) == 0
-    assert "finished" in capsys.readouterr().out.splitlines()[-1]
+    assert "finished" in capsys.readouterr().out.splitlines()[-2]
+
+    edited = TINY.replace("seeds: [0, 1]", "seeds: [0]").replace("      - {method: str, alpha: 0.5}\n", "")
+    with open(profile, "w") as file:
+        file.write(edited + "presentation: [tables]\n")
+    assert reproduce.main(["--profile", profile, *roots(runs, results)]) == 0
+    out = capsys.readouterr().out
+    assert f"  removing {runs / 'tiny' / NAMES[2]} and {results / 'tiny' / 'runs' / NAMES[2]}: not a run of" in out
+    assert f"{NAMES[0]:<40} finished (skipped)" in out
+    table = (results / "tiny" / "table_accuracy.md").read_text()
+    assert "TET" in table and "STR" not in table

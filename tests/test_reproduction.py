@@ -14,7 +14,7 @@ import json
 import pytest
 from runs import absolute_paths
 
-from aoi import reproduce
+from aoi import stages
 from aoi.config import TrainConfig
 from aoi.files import verified_metrics
 from aoi.layout import REPO_ROOT, run_name
@@ -49,10 +49,8 @@ def test_a_committed_run_retrained_from_scratch_gives_the_committed_numbers(name
     (params,) = [p for p in run_grid(profile) if run_name(p) == name]
     parameters = notebook_parameters("default", profile, params, tmp_path / "run", tmp_path / "results")
     parameters["02_analyse"]["analysis"]["timing_samples"] = 0  # wall-clock timings are not compared
-    for stem in (reproduce.TRAIN, reproduce.ANALYSE):
-        reproduce.execute_notebook(
-            reproduce.NOTEBOOK_DIR / f"{stem}.ipynb", tmp_path / f"{stem}.ipynb", parameters[stem]
-        )
+    for stem in (stages.TRAIN, stages.ANALYSE):
+        stages.execute_notebook(stages.NOTEBOOK_DIR / f"{stem}.ipynb", tmp_path / f"{stem}.ipynb", parameters[stem])
     ours, theirs = verified_metrics(tmp_path / "results" / "metrics.json"), committed(name)  # sealed by analysis
     added = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.name not in theirs["params"]}
     assert ours["params"] == {**theirs["params"], **added}  # fields added since: at their defaults

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from aoi import layout, results
+from aoi.profiles import load_profile, run_grid, run_params
 from aoi.provenance import code_fingerprint
 
 # the parts of a metrics.json that the frames read (the hand-checked run of test_analysis.py)
@@ -16,18 +17,39 @@ METRICS = """{"params": {"dataset": "digits", "method": "str", "alpha": 0.1, "se
 "operations": {"sops_full": 36, "sops_cutoff": 24, "energy_pj_full": 32.4, "energy_pj_cutoff": 21.6}}"""
 
 
+PROFILE = """name: tiny
+epsilon: 0.01
+epsilons: [0.0, 0.01]
+seeds: [0, 1]
+datasets:
+  digits:
+    model: digits_snn
+    T: 3
+    epochs: 1
+    batch_size: 2
+    lr: 0.1
+    methods:
+      - {method: str, alpha: 0.1}
+"""
+
+
+def write_run(root, params: dict, provenance=None):
+    """A metrics.json of the hand-checked run under ``root`` (results/<profile>), with ``params``."""
+    run = {**json.loads(METRICS), "params": params, "run_name": layout.run_name(params), "provenance": provenance}
+    path = root / "runs" / run["run_name"] / "metrics.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(run, default=str))
+
+
 def test_loading_gives_tidy_frames(tmp_path):
-    metrics = json.loads(METRICS)
-    root = tmp_path / "results"
+    (tmp_path / "tiny.yaml").write_text(PROFILE)
+    profile = load_profile(str(tmp_path / "tiny.yaml"))
+    root = tmp_path / "results" / "tiny"
     current = {"train": {"code_fingerprint": code_fingerprint()}, "analysis": {"code_fingerprint": code_fingerprint()}}
     for seed, provenance in ((0, current), (1, None)):  # seed 1 made by code that recorded no fingerprint
-        run = {**metrics, "params": {**metrics["params"], "seed": seed}, "run_name": f"digits/T3-str-a0.1-s{seed}"}
-        run["provenance"] = provenance
-        path = layout.run_results_dir("smoke", run["run_name"], root) / "metrics.json"
-        path.parent.mkdir(parents=True)
-        path.write_text(json.dumps(run, default=str))
-    runs = results.load_runs(root / "smoke")
-    assert [run["params"]["seed"] for run in runs] == [0, 1]
+        write_run(root, run_params(profile, "digits", "str", 0.1, seed), provenance)
+    runs, left_out = results.load_runs(root, profile)
+    assert [run["params"]["seed"] for run in runs] == [0, 1] and left_out == []
     steps = results.records_frame(runs, "accuracy_per_step")
     assert steps.columns.tolist() == [
         *["dataset", "T", "method", "alpha", "label", "detach_reset", "width", "seed", "folds", "fold"],
@@ -38,20 +60,39 @@ def test_loading_gives_tidy_frames(tmp_path):
     summary = results.summary_frame(runs)
     assert summary["mean_exit_step"].tolist() == pytest.approx([2.0, 2.0])
     assert summary["energy_pj_cutoff"].tolist() == pytest.approx([21.6, 21.6])
-    assert results.load_runs(root / "nothing") == []
-    study = results.load_study("smoke", root / "smoke")
-    assert study.name == "smoke" and study.profile["name"] == "smoke" and study.seeds == 2
+    study = results.load_study(str(tmp_path / "tiny.yaml"), root)
+    assert study.name == "tiny" and study.profile["name"] == "tiny" and study.seeds == 2
     first, warning = study.describe().splitlines()
-    assert first.startswith("2 runs of profile 'smoke' in ") and first.endswith("epsilon 0.01")
+    assert first.startswith("2 runs of profile 'tiny' in ") and first.endswith("epsilon 0.01")
     assert warning == (
         f"WARNING: runs made by other code (fingerprint none) than the current aoi ({code_fingerprint()}), "
-        "marked † in the tables: digits/T3-str-a0.1-s1; rerun ./reproduce.sh --profile smoke"
+        "marked † in the tables: digits/T3-str-a0.1-s1; rerun ./reproduce.sh --profile tiny"
     )
     assert study.other_code == {"none": ["digits/T3-str-a0.1-s1"]}
     with pytest.raises(FileNotFoundError, match="reproduce.sh --profile nothing"):
-        results.load_study("nothing", root / "nothing")
-    empty = results.load_study("not-yet-written", root / "nothing", required=False)
+        results.load_study("nothing", tmp_path / "nothing")
+    empty = results.load_study("not-yet-written", tmp_path / "nothing", required=False)
     assert empty.runs == [] and empty.profile is None and "--profile not-yet-written" in empty.describe()
+
+
+def test_a_study_is_the_runs_its_profile_defines_now(tmp_path):
+    """Runs of an alpha taken out of the profile, or analysed with an lr since changed, are left out
+    and named; a run without results is named too."""
+    (tmp_path / "tiny.yaml").write_text(PROFILE)
+    profile = load_profile(str(tmp_path / "tiny.yaml"))
+    root = tmp_path / "results" / "tiny"
+    write_run(root, run_params(profile, "digits", "str", 0.1, 0))
+    write_run(root, run_params(profile, "digits", "str", 0.1, 1, lr=0.2))  # lr 0.2 then, 0.1 now
+    write_run(root, run_params(profile, "digits", "str", 0.5, 0))  # alpha 0.5 no longer in the profile
+    study = results.load_study(str(tmp_path / "tiny.yaml"), root)
+    assert [run["run_name"] for run in study.runs] == ["digits/T3-str-a0.1-s0"]
+    assert study.left_out == ["digits/T3-str-a0.1-s1 (analysed with other parameters)", "digits/T3-str-a0.5-s0"]
+    assert len(study.summary) == 1 and study.seeds == 1
+    assert study.describe().splitlines()[1:3] == [
+        "without results yet (not shown): digits/T3-str-a0.1-s1",
+        "left out, not runs of the profile as it is now: digits/T3-str-a0.1-s1 (analysed with other parameters), "
+        "digits/T3-str-a0.5-s0; ./reproduce.sh --profile tiny removes them",
+    ]
 
 
 def test_the_papers_numbers_are_shipped():
@@ -72,8 +113,6 @@ def test_the_papers_numbers_are_shipped():
 
 
 def test_profile_datasets_frame_lists_the_paper_references():
-    from aoi.profiles import load_profile
-
     frame = results.profile_datasets_frame(load_profile("default"))
     assert frame.values.tolist() == [
         ["digits", "cifar10"],
@@ -135,17 +174,21 @@ def test_folds_are_pooled_per_seed_weighted_by_their_test_samples():
 
 
 def test_a_study_with_missing_folds_says_which(tmp_path):
+    (tmp_path / "tiny.yaml").write_text(PROFILE.replace("    lr: 0.1\n", "    lr: 0.1\n    folds: 2\n"))
+    grid = {(p["seed"], p["fold"]): p for p in run_grid(load_profile(str(tmp_path / "tiny.yaml")))}
     for run in (fold_run(0, 0, 2, 3, [1, 1, 1]), fold_run(0, 1, 1, 1, [0, 1, 0]), fold_run(1, 0, 3, 3, [3, 0, 0])):
+        run["params"] = grid[run["params"]["seed"], run["params"]["fold"]]  # as the profile defines it
         path = tmp_path / "runs" / run["run_name"] / "metrics.json"
         path.parent.mkdir(parents=True)
         path.write_text(json.dumps(run))
-    study = results.load_study("smoke", tmp_path)
+    study = results.load_study(str(tmp_path / "tiny.yaml"), tmp_path)
     assert len(study.by_fold) == 3 and len(study.summary) == 2 and study.seeds == 2
     assert study.summary["accuracy"].tolist() == pytest.approx([3 / 4, 1.0])
-    assert study.describe().splitlines()[1] == (
+    assert study.describe().splitlines()[1:] == [
+        "without results yet (not shown): digits/T3-str-a0.1-f1of2-s1",
         "WARNING: folds missing, pooled over fewer: digits STR(0.1) seed 1 (1 of 2 folds); "
-        "run ./reproduce.sh --profile smoke"
-    )
+        "run ./reproduce.sh --profile tiny",
+    ]
 
 
 def training_record(cpu: str = "AMD EPYC", threads: int = 1, cache_dir: str = "/a/data/x") -> dict:

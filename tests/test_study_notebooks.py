@@ -7,16 +7,29 @@ import math
 import nbformat
 import pytest
 
-from aoi import reproduce
-from aoi.layout import REPO_ROOT, run_name
+from aoi import stages
+from aoi.layout import run_name
+from aoi.profiles import load_profile, run_grid
 
-PROFILE = (REPO_ROOT / "aoi" / "profiles" / "smoke.yaml").read_text()
+PROFILE = """epsilon: 0.01
+epsilons: [0.0, 0.01, 0.1]
+seeds: [0, 1]
+datasets:
+  {dataset}:
+    model: digits_snn
+    T: 4
+    epochs: 1
+    batch_size: 32
+    lr: 0.1
+    paper: [cifar10]
+    methods: {methods}
+"""
 
 
-def metrics(dataset: str, method: str, alpha: float, seed: int, detach_reset=False, width=1.0) -> dict:
-    """A metrics.json with what the presentation reads: accuracy falls with alpha, validation follows test."""
-    params = {"dataset": dataset, "T": 4, "method": method, "alpha": alpha, "seed": seed}
-    params.update(detach_reset=detach_reset, width=width)
+def metrics(params: dict) -> dict:
+    """A metrics.json of the run of TrainConfig values ``params`` with what the presentation reads:
+    accuracy falls with alpha, validation follows test."""
+    alpha, seed, width = params["alpha"], params["seed"], params.get("width", 1.0)
     accuracy = 0.9 - 0.05 * alpha + 0.01 * seed + 0.01 * math.log2(width)
     cutoff = {
         "accuracy": accuracy - 0.01,
@@ -38,20 +51,17 @@ def metrics(dataset: str, method: str, alpha: float, seed: int, detach_reset=Fal
     }
 
 
-def write_study(folder, runs) -> None:
-    for run in runs:
-        path = folder / "runs" / run["run_name"] / "metrics.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(run))
-
-
-def execute(tmp_path, stem: str, name: str, runs) -> nbformat.NotebookNode:
+def execute(tmp_path, stem: str, name: str, dataset: str, methods: list[dict]) -> nbformat.NotebookNode:
+    """``stem`` executed on a study of ``methods`` on ``dataset``, 2 seeds, every run's metrics.json written."""
     profile = tmp_path / f"{name}-synthetic.yaml"  # not the built-in profile: a name of its own
-    profile.write_text(PROFILE)
-    write_study(tmp_path / name, runs)
+    profile.write_text(PROFILE.format(dataset=dataset, methods=json.dumps(methods)))
+    for params in run_grid(load_profile(str(profile))):
+        path = tmp_path / name / "runs" / run_name(params) / "metrics.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(metrics(params)))
     output = tmp_path / f"{stem}.ipynb"
     parameters = {"profile": str(profile), "results_dir": str(tmp_path / name)}
-    reproduce.execute_notebook(reproduce.NOTEBOOK_DIR / f"{stem}.ipynb", output, parameters)
+    stages.execute_notebook(stages.NOTEBOOK_DIR / f"{stem}.ipynb", output, parameters)
     return nbformat.read(output, as_version=4)
 
 
@@ -63,11 +73,12 @@ def html_outputs(notebook) -> list[str]:
 
 @pytest.mark.parametrize("detach", [False, True])
 def test_the_sweep_notebook_draws_the_sweep_and_selects_on_validation(tmp_path, detach):
-    runs = [metrics("digits", "tet", 0.0, seed, d) for seed in (0, 1) for d in (False, detach)]
-    runs += [
-        metrics("digits", "str", a, seed, d) for a in (0.001, 0.1, 1.0) for seed in (0, 1) for d in (False, detach)
+    gradients = [False, True] if detach else [False]
+    methods = [
+        {"method": "tet", "detach_reset": gradients},
+        {"method": "str", "alpha": [0.001, 0.1, 1.0], "detach_reset": gradients},
     ]
-    notebook = execute(tmp_path, "07_sweep", "sweep", runs)
+    notebook = execute(tmp_path, "07_sweep", "sweep", "digits", methods)
     assert (tmp_path / "sweep" / "figure_sweep.png").is_file()
     selection, every = html_outputs(notebook)
     assert "STR(0.001)" in selection and "α chosen on validation per dataset" in selection and "TET" in selection
@@ -75,13 +86,8 @@ def test_the_sweep_notebook_draws_the_sweep_and_selects_on_validation(tmp_path, 
 
 
 def test_the_capacity_notebook_draws_width(tmp_path):
-    runs = [
-        metrics("ndigits", m, a, seed, width=w)
-        for m, a in (("tet", 0.0), ("str", 0.5))
-        for w in (1.0, 2.0, 4.0)
-        for seed in (0, 1)
-    ]
-    notebook = execute(tmp_path, "08_capacity", "capacity", runs)
+    methods = [{"method": "tet", "width": [1.0, 2.0, 4.0]}, {"method": "str", "alpha": 0.5, "width": [1.0, 2.0, 4.0]}]
+    notebook = execute(tmp_path, "08_capacity", "capacity", "ndigits", methods)
     assert (tmp_path / "capacity" / "figure_capacity.png").is_file()
     (table,) = html_outputs(notebook)
     assert ">width<" in table and table.count("<tr>") == 1 + 6

@@ -2,7 +2,9 @@
 
 A profile holds ``datasets`` (each with the TrainConfig values of its runs and the ``methods``
 to train), ``seeds``, the stated cutoff ``epsilon`` of the tables, the ``epsilons`` sweep of the
-cutoff curves, shared ``train`` values and ``analysis`` sizes. A ``methods`` entry is a dict of
+cutoff curves, shared ``train`` values and ``analysis`` sizes, and the ``resources`` a run asks
+of a cluster (shared, and per dataset: `run_resources`; site settings such as the partition or
+account never: they belong to the command line). A ``methods`` entry is a dict of
 TrainConfig values, ``{method: tet}`` or ``{method: str, alpha: A}`` plus any others (e.g.
 ``detach_reset``, ``width``); a list value stands for each of its values (``{method: str, alpha:
 [0.1, 0.5], detach_reset: [false, true]}`` is four entries). One run is one (dataset, entry,
@@ -42,7 +44,7 @@ GRID_KEYS = {  # TrainConfig values the grid sets for each run -> where a profil
 FOLDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # profile and dataset names: one folder each
 _REQUIRED = ("datasets", "seeds", "epsilon", "epsilons")
 _DATASET_REQUIRED = ("model", "T", "epochs", "batch_size", "lr", "methods")
-_DATASET_ONLY = ("methods", "paper")  # dataset keys that are not TrainConfig values
+_DATASET_ONLY = ("methods", "paper", "resources")  # dataset keys that are not TrainConfig values
 
 
 class ProfileError(UserError, ValueError):
@@ -63,6 +65,10 @@ def _quoted_number(value) -> str:
             return ""
         return " (text: write numbers unquoted, with a dot before any exponent: 1.0e-3)"
     return ""
+
+
+def _is_positive(value) -> bool:
+    return _is_number(value) and value > 0
 
 
 def _is_fraction(value) -> bool:
@@ -120,6 +126,7 @@ SCHEMA = {  # key -> value check; train, analysis and datasets are checked key b
     "seeds": _non_empty_list(lambda v: _is_integer(v) and v >= 0, "integers >= 0"),
     "train": _MAPPING,
     "analysis": _MAPPING,
+    "resources": _MAPPING,
     "datasets": _kind(lambda v: isinstance(v, dict) and v, "a non-empty mapping of dataset names to runs"),
 }
 ANALYSIS = {  # the aoi.analysis.analyse_run arguments of analysis: (the others come from the profile)
@@ -128,11 +135,21 @@ ANALYSIS = {  # the aoi.analysis.analyse_run arguments of analysis: (the others 
     "timing_repeats": _integer(1),
     "device": _TEXT,
 }
+RESOURCES = {  # what one run's Slurm job asks for (aoi.executors.slurm); site settings never go here
+    "gpus": _integer(0),  # GPUs per node, one task (a DDP process) each
+    "tasks": _integer(1),  # tasks (DDP processes) per node without GPUs; with GPUs, one per GPU
+    "nodes": _integer(1),
+    "cpus": _integer(1),  # CPU cores per task
+    "mem_gb": _kind(_is_positive, "a number of GB > 0"),  # memory per node
+    "hours": _kind(_is_positive, "a number of hours > 0"),  # the job's time limit
+}
+RESOURCE_DEFAULTS = {"gpus": 0, "nodes": 1, "cpus": 1}
 _METHOD = {name: _each(check) for name, check in _FIELD_CHECKS.items() if name not in ("dataset", "seed", "fold")}
 _DATASET = {
     **_RUN_VALUES,
     "methods": _non_empty_list(lambda v: isinstance(v, dict), "method entries such as {method: tet}"),
     "paper": _non_empty_list(lambda v: isinstance(v, str), "dataset names of the paper"),
+    "resources": _MAPPING,
 }
 
 
@@ -229,9 +246,11 @@ def _problems(profile) -> list[str]:
     epsilon, epsilons = profile.get("epsilon"), profile.get("epsilons")
     if SCHEMA["epsilon"](epsilon) is None and SCHEMA["epsilons"](epsilons) is None and epsilon not in epsilons:
         problems.append(f"the stated epsilon {epsilon} must be one of epsilons (its curve point)")
-    for key, schema in (("train", _RUN_VALUES), ("analysis", ANALYSIS)):
+    for key, schema in (("train", _RUN_VALUES), ("analysis", ANALYSIS), ("resources", RESOURCES)):
         if isinstance(profile.get(key), dict):
             problems += _mapping_problems(profile[key], schema, key)
+    if isinstance(profile.get("resources"), dict):
+        problems += _resource_problems(profile["resources"], "resources")
     if isinstance(profile.get("datasets"), dict):
         for dataset, entry in profile["datasets"].items():
             problems += _dataset_problems(dataset, entry)
@@ -266,10 +285,31 @@ def _dataset_problems(dataset, entry) -> list[str]:
     if not isinstance(entry, dict):
         return [f"{where}: expected a mapping of TrainConfig values and methods, got {entry!r}"]
     problems = _mapping_problems(entry, _DATASET, where, _DATASET_REQUIRED)
+    if isinstance(entry.get("resources"), dict):
+        problems += _mapping_problems(entry["resources"], RESOURCES, f"{where}.resources")
+        problems += _resource_problems(entry["resources"], f"{where}.resources")
     if _DATASET["methods"](entry.get("methods")) is None:
         for i, method in enumerate(entry["methods"]):
             problems += _method_problems(method, f"{where}.methods[{i}]")
     return problems
+
+
+def _resource_problems(resources: dict, where: str) -> list[str]:
+    """With GPUs a job runs one task per GPU: ``tasks`` may not say otherwise."""
+    gpus, tasks = resources.get("gpus"), resources.get("tasks")
+    if _is_integer(gpus) and _is_integer(tasks) and 0 < gpus != tasks:
+        return [f"{where}: tasks {tasks} with gpus {gpus}: a job runs one task per GPU, leave tasks out"]
+    return []
+
+
+def run_resources(profile: dict, dataset: str) -> dict:
+    """What one run of ``dataset`` asks of a cluster: the profile's ``resources``, then the dataset's
+    own, over `RESOURCE_DEFAULTS`; ``tasks`` (per node) is ``gpus`` when the run has GPUs, else 1
+    unless given. ``mem_gb`` and ``hours`` have no default (`aoi.executors.slurm` asks for them)."""
+    own = profile["datasets"][dataset].get("resources", {})
+    resources = {**RESOURCE_DEFAULTS, **profile.get("resources", {}), **own}
+    resources["tasks"] = resources["gpus"] or resources.get("tasks", 1)
+    return resources
 
 
 def _method_problems(method: dict, where: str) -> list[str]:
