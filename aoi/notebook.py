@@ -156,10 +156,10 @@ def compare_with_committed(metrics: dict, results_dir: Path) -> str:
 
 
 def show_table(table, caption: str, key: str) -> None:
-    """Display a table as HTML (`aoi.tables.html_table`; ``key`` keeps its bytes the same on every run)."""
+    """Display a table as HTML (`aoi.table_render.html_table`; ``key`` keeps its bytes the same on every run)."""
     from IPython.display import HTML, display
 
-    from aoi.tables import html_table
+    from aoi.table_render import html_table
 
     display(HTML(html_table(table, caption, key)))
 

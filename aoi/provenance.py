@@ -50,6 +50,7 @@ PRESENTATION_MODULES = (  # under aoi/: modules and folders that never compute a
     "results.py",
     "runspec.py",
     "stages.py",
+    "table_render.py",
     "tables.py",
 )
 COMPUTE_NOTEBOOKS = ("notebooks/01_train.ipynb", "notebooks/02_analyse.ipynb")

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 from frames import curve_frame, paper_frames, per_step_frame, summary_row
 
-from aoi import tables
+from aoi import table_render, tables
 from aoi.profiles import load_profile
 from aoi.provenance import code_fingerprint
 
@@ -154,7 +154,7 @@ def test_rows_with_a_run_of_other_code_are_marked_and_the_note_names_both_finger
 def test_html_table_is_deterministic_unwrapped_and_greys_the_papers_rows():
     reported, _ = paper_frames()
     table = tables.accuracy_table(summary(), reported, REFERENCES)
-    first, second = (tables.html_table(table, "Accuracy <at> ε", "accuracy") for _ in range(2))
+    first, second = (table_render.html_table(table, "Accuracy <at> ε", "accuracy") for _ in range(2))
     assert first == second
     assert "white-space: nowrap" in first and "Accuracy &lt;at&gt; ε" in first
     assert first.count("font-style: italic") >= 1 and "T_accuracy" in first
@@ -171,18 +171,18 @@ def test_a_table_wider_than_a_notebook_is_split_with_its_names_in_every_piece():
     # "dataset": 7 characters (its heading) -> 7 * 7.5 + 18 = 70.5 px; each step column 11 -> 100.5 px:
     # 9 step columns fit beside it in 1050 px, 12 do not: two pieces of 6
     wide = pd.DataFrame({"dataset": ["digits"], **{f"t{t}": ["97.11±0.44"] for t in range(1, 13)}})
-    pieces = tables.column_pieces(wide)
+    pieces = table_render.column_pieces(wide)
     assert pieces == [["dataset", *[f"t{t}" for t in range(1, 7)]], ["dataset", *[f"t{t}" for t in range(7, 13)]]]
-    assert tables.column_pieces(wide[["dataset", *[f"t{t}" for t in range(1, 10)]]]) == [
+    assert table_render.column_pieces(wide[["dataset", *[f"t{t}" for t in range(1, 10)]]]) == [
         ["dataset", *[f"t{t}" for t in range(1, 10)]]
     ]
-    text = tables.html_table(wide, "Per step", "steps")
+    text = table_render.html_table(wide, "Per step", "steps")
     assert text.count("<table") == 2 and "Per step (part 1 of 2)" in text and "Per step (part 2 of 2)" in text
     assert "T_steps_1" in text and "T_steps_2" in text  # each piece its own deterministic ids
 
 
 def test_markdown_table():
-    text = tables.markdown_table(pd.DataFrame({"a": [1, 2], "b": ["x", "y"]}))
+    text = table_render.markdown_table(pd.DataFrame({"a": [1, 2], "b": ["x", "y"]}))
     assert text == "| a | b |\n|---|---|\n| 1 | x |\n| 2 | y |\n"
 
 
@@ -197,7 +197,7 @@ def test_table_notes_give_the_energy_formula_and_the_stand_ins():
 
 
 def test_write_table_writes_csv_and_markdown_with_title_and_notes(tmp_path):
-    paths = tables.write_table(pd.DataFrame({"a": [1]}), tmp_path / "t", "Title", ["note one"])
+    paths = table_render.write_table(pd.DataFrame({"a": [1]}), tmp_path / "t", "Title", ["note one"])
     assert [p.name for p in paths] == ["t.csv", "t.md"]
     assert paths[0].read_text() == "a\n1\n"
     assert paths[1].read_text() == "# Title\n\n- note one\n\n| a |\n|---|\n| 1 |\n"
