@@ -127,9 +127,9 @@ def json_sha256(obj) -> str:
 
 
 def sealed_metrics(metrics: dict) -> dict:
-    """``metrics`` (with a "provenance" dict) with the `json_sha256` of the rest of it in its provenance
-    (key `METRICS_DIGEST`)."""
-    provenance = {key: value for key, value in metrics["provenance"].items() if key != METRICS_DIGEST}
+    """``metrics`` with the `json_sha256` of the rest of it in its "provenance" dict (key
+    `METRICS_DIGEST`; the dict is made when there is none)."""
+    provenance = {key: value for key, value in (metrics.get("provenance") or {}).items() if key != METRICS_DIGEST}
     content = {**metrics, "provenance": provenance}
     return {**content, "provenance": {**provenance, METRICS_DIGEST: json_sha256(content)}}
 

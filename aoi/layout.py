@@ -17,7 +17,7 @@ import os
 import re
 from pathlib import Path
 
-from aoi.files import read_json
+from aoi.files import read_json, verified_metrics
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PAPER_DIR = REPO_ROOT / "results" / "paper"
@@ -87,11 +87,10 @@ def params_match(stored: dict | None, params: dict) -> bool:
 
 def is_finished(run_directory: Path, results_directory: Path, params: dict) -> bool:
     """A run is finished when training wrote final.json, the analysis wrote metrics.json, and
-    both were made with ``params`` (TrainConfig values)."""
+    both were made with ``params`` (TrainConfig values). A metrics.json that does not hold what aoi
+    wrote (`aoi.files.verified_metrics`) is an `aoi.files.UnreadableFile`."""
     config = read_json(Path(run_directory) / "config.json") or {}
-    metrics = read_json(Path(results_directory) / "metrics.json") or {}
-    return (
-        (Path(run_directory) / "final.json").is_file()
-        and params_match(config.get("config", config), params)
-        and params_match(metrics.get("params"), params)
-    )
+    if not (Path(run_directory) / "final.json").is_file() or not params_match(config.get("config", config), params):
+        return False
+    metrics = verified_metrics(Path(results_directory) / "metrics.json") or {}
+    return params_match(metrics.get("params"), params)

@@ -20,7 +20,7 @@ import subprocess
 from pathlib import Path
 
 from aoi import layout
-from aoi.files import read_json
+from aoi.files import verified_metrics
 from aoi.runspec import RunSpec, resolve
 
 PAPERMILL_HEADER = "# Parameters"  # the first line of the cell papermill injects
@@ -123,7 +123,7 @@ def compare_with_committed(metrics: dict, results_dir: Path) -> str:
     committed_path = layout.run_results_dir(metrics["profile"], metrics["run_name"], layout.REPO_ROOT / "results")
     if Path(results_dir).resolve() == committed_path.resolve():
         return f"written to the committed results {committed_path}"
-    committed = read_json(committed_path / "metrics.json")
+    committed = verified_metrics(committed_path / "metrics.json")
     if committed is None:
         return f"no committed results of {metrics['run_name']} in profile {metrics['profile']!r} to compare with"
     from aoi.results import REPRODUCIBLE_WITH, condition_differences  # pandas: not at import

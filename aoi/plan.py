@@ -20,7 +20,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from aoi.files import UnreadableFile, read_json
+from aoi.files import UnreadableFile, read_json, verified_metrics
 from aoi.layout import (
     canonical,
     is_finished,
@@ -102,7 +102,7 @@ def run_staleness(status: str, stored: dict | None, out: Path, threads: int) -> 
         return ""
     records = [(stored or {}).get("provenance")]
     if status == "finished":
-        records.append(((read_json(out / "metrics.json") or {}).get("provenance") or {}).get("analysis"))
+        records.append(((verified_metrics(out / "metrics.json") or {}).get("provenance") or {}).get("analysis"))
     return staleness(records, threads)
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from aoi.files import read_json
+from aoi.files import verified_metrics
 from aoi.layout import PAPER_DIR, REPO_ROOT, params_match, profile_results_dir, run_name, run_names_under
 from aoi.methods import method_label
 from aoi.profiles import load_profile, profile_name, run_grid
@@ -47,7 +47,7 @@ def load_runs(directory: str | os.PathLike, profile: dict) -> tuple[list[dict], 
     runs, left_out, found = [], [], run_names_under(Path(directory) / "runs")
     for params in run_grid(profile):
         name = run_name(params)
-        run = read_json(Path(directory) / "runs" / name / "metrics.json") if name in found else None
+        run = verified_metrics(Path(directory) / "runs" / name / "metrics.json") if name in found else None
         if run is not None and params_match(run.get("params"), params):
             runs.append(run)
         elif run is not None:

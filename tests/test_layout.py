@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 from aoi import layout
+from aoi.files import sealed_metrics
 
 PARAMS = {
     "dataset": "digits",
@@ -57,7 +58,7 @@ def finished_run(tmp_path, params=PARAMS, metrics=True):
     (run / "final.json").write_text(json.dumps({"config": params}))
     if metrics:
         out.mkdir(exist_ok=True)
-        (out / "metrics.json").write_text(json.dumps({"params": params}))
+        (out / "metrics.json").write_text(json.dumps(sealed_metrics({"params": params, "provenance": {}})))
     return run, out
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from aoi import reproduce, stages
 from aoi.errors import UserError
+from aoi.files import sealed_metrics
 from aoi.layout import REPO_ROOT, run_name
 from aoi.profiles import ProfileError, load_profile, run_params
 from aoi.provenance import code_fingerprint
@@ -64,7 +65,9 @@ def mark_finished(profile_path, runs, results, name, provenance=None, **changes)
     provenance = record() if provenance is None else provenance
     (run / "config.json").write_text(json.dumps({"config": params, "provenance": provenance}))
     (run / "final.json").write_text("{}")
-    (out / "metrics.json").write_text(json.dumps({"params": params, "provenance": {"analysis": provenance}}))
+    (out / "metrics.json").write_text(
+        json.dumps(sealed_metrics({"params": params, "provenance": {"analysis": provenance}}))
+    )
     (run / "stages.json").write_text(json.dumps({"completed": {"01_train": "then", "02_analyse": "then"}}))
 
 
@@ -117,7 +120,9 @@ def test_runs_made_by_other_code_or_thread_count_are_stale_and_say_why(tiny):
     mark_finished(profile_path, runs, results, NAMES[3])
     analysed_by_other_code = {"train": record(), "analysis": record("0123456789ab")}
     metrics = results / "tiny" / "runs" / NAMES[3] / "metrics.json"
-    metrics.write_text(json.dumps({**json.loads(metrics.read_text()), "provenance": analysed_by_other_code}))
+    metrics.write_text(
+        json.dumps(sealed_metrics({**json.loads(metrics.read_text()), "provenance": analysed_by_other_code}))
+    )
     (last,) = reproduce.plan(profile, runs, results, only=NAMES[3])
     assert (last.status, last.note) == ("stale", f"code {current}, 0123456789ab -> {current}")
 

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from aoi import layout, results
+from aoi.files import sealed_metrics
 from aoi.profiles import load_profile, run_grid, run_params
 from aoi.provenance import code_fingerprint
 
@@ -38,7 +39,7 @@ def write_run(root, params: dict, provenance=None):
     run = {**json.loads(METRICS), "params": params, "run_name": layout.run_name(params), "provenance": provenance}
     path = root / "runs" / run["run_name"] / "metrics.json"
     path.parent.mkdir(parents=True)
-    path.write_text(json.dumps(run, default=str))
+    path.write_text(json.dumps(sealed_metrics(run), default=str))
 
 
 def test_loading_gives_tidy_frames(tmp_path):
@@ -180,7 +181,7 @@ def test_a_study_with_missing_folds_says_which(tmp_path):
         run["params"] = grid[run["params"]["seed"], run["params"]["fold"]]  # as the profile defines it
         path = tmp_path / "runs" / run["run_name"] / "metrics.json"
         path.parent.mkdir(parents=True)
-        path.write_text(json.dumps(run))
+        path.write_text(json.dumps(sealed_metrics(run)))
     study = results.load_study(str(tmp_path / "tiny.yaml"), tmp_path)
     assert len(study.by_fold) == 3 and len(study.summary) == 2 and study.seeds == 2
     assert study.summary["accuracy"].tolist() == pytest.approx([3 / 4, 1.0])

@@ -8,6 +8,7 @@ import nbformat
 import pytest
 
 from aoi import stages
+from aoi.files import sealed_metrics
 from aoi.layout import run_name
 from aoi.profiles import load_profile, run_grid
 
@@ -58,7 +59,7 @@ def execute(tmp_path, stem: str, name: str, dataset: str, methods: list[dict]) -
     for params in run_grid(load_profile(str(profile))):
         path = tmp_path / name / "runs" / run_name(params) / "metrics.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(metrics(params)))
+        path.write_text(json.dumps(sealed_metrics(metrics(params))))
     output = tmp_path / f"{stem}.ipynb"
     parameters = {"profile": str(profile), "results_dir": str(tmp_path / name)}
     stages.execute_notebook(stages.NOTEBOOK_DIR / f"{stem}.ipynb", output, parameters)
