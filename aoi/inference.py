@@ -36,7 +36,7 @@ _ROW_BYTES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> 
 _SAMPLE_SECONDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {key: {samples: s/sample}}
 
 
-def _row_key(inputs: torch.Tensor) -> tuple:
+def row_key(inputs: torch.Tensor) -> tuple:
     return tuple(inputs.shape[2:]), inputs.dtype, inputs.device
 
 
@@ -47,7 +47,7 @@ def row_bytes(model: nn.Module, inputs: torch.Tensor) -> int:
     modules' outputs, seen through forward hooks), then remembered.
     """
     known = _ROW_BYTES.setdefault(model, {})
-    key = _row_key(inputs)
+    key = row_key(inputs)
     if key not in known:
         sizes = [inputs[:1, :1].nbytes]
 
@@ -80,7 +80,7 @@ def fastest_samples(model: nn.Module, inputs: torch.Tensor, most: int, clock=tim
     ``inputs`` [T, N, ...] takes the least time per sample (the best of two forwards each), the sizes
     tried in turn until two in a row are slower than the best. The times are kept per model, T,
     input row shape and thread count; each size is measured once."""
-    key = (inputs.shape[0], *_row_key(inputs), torch.get_num_threads())
+    key = (inputs.shape[0], *row_key(inputs), torch.get_num_threads())
     seconds = _SAMPLE_SECONDS.setdefault(model, {}).setdefault(key, {})
     best, slower = None, 0
     for samples in (2**k for k in range(min(most, inputs.shape[1]).bit_length())):
