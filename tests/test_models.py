@@ -8,7 +8,7 @@ import torchvision
 from torch import nn
 
 from aoi.models import DEFAULT_MODEL, MODELS, get_model
-from aoi.models.layers import AvgPool2
+from aoi.models.layers import AvgPool2, folded_inference
 from aoi.neurons import LIF, lif_layers, streaming
 
 torch.set_num_threads(1)  # the CI box has 2 shared cores; threads spinning against each other cost 10x
@@ -71,6 +71,39 @@ def test_streaming_one_step_at_a_time_equals_full_forward_bit_for_bit(name, shap
     assert not torch.allclose(full[0], full[-1]), "no temporal dynamics: the test would prove nothing"
     assert torch.equal(streamed, full)  # bit for bit (aoi.anytime's exactness rests on it)
     assert torch.equal(torch.cat(alone, 1), full)
+
+
+@pytest.mark.parametrize(
+    "name, shape, T, N", [case for case in CASES if case[0] in ("digits_snn", "fashion_snn", "vggsnn")]
+)
+def test_the_folded_inference_path_gives_the_module_path_bits(name, shape, T, N):
+    """ConvSNN and VGGSNN infer without module calls (`run_folded`) when nothing watches them; a hook
+    anywhere, or autograd, takes the module path. The same kernels in the same order: the same bits."""
+    torch.manual_seed(2)
+    model = get_model(name, 5, shape, T)
+    inputs = 4 * torch.rand(T, N, *shape)
+    for bn in model.modules():
+        if isinstance(bn, nn.BatchNorm2d):
+            bn.momentum = 1.0  # the training forward below sets the running statistics to this batch's
+    model.train()
+    model(inputs)
+    model.eval()
+    with torch.no_grad():
+        assert folded_inference(model, inputs)
+        folded = model(inputs)
+        handle = lif_layers(model)[-1].register_forward_hook(lambda *args: None)
+        assert not folded_inference(model, inputs)
+        module = model(inputs)
+        handle.remove()
+    with_autograd = model(inputs)
+    assert with_autograd.requires_grad
+    assert folded.abs().sum() > 0 and not torch.allclose(folded[0], folded[-1])
+    assert torch.equal(folded, module)
+    assert torch.equal(folded, with_autograd.detach())
+    for lif in lif_layers(model):  # a recording LIF (STR's analysis) is a watcher too
+        lif.record = True
+        assert not folded_inference(model, inputs)
+        lif.record = False
 
 
 def test_every_lif_is_its_own_module():
