@@ -62,9 +62,6 @@ ensure_env() {
     touch "$stamp"
   fi
   export PATH="$PWD/.venv/bin:$PATH"
-  # glibc hands large freed blocks back to the OS and faults them in again at every step
-  # (benchmarks/README.md): keeping them makes CPU training about 20% faster; no number changes.
-  export MALLOC_MMAP_THRESHOLD_="${MALLOC_MMAP_THRESHOLD_:-4294967296}" MALLOC_TRIM_THRESHOLD_="${MALLOC_TRIM_THRESHOLD_:-4294967296}"
 }
 
 case "${1:-}" in
