@@ -173,14 +173,14 @@ def _predict(model, inputs, epsilon, rule, thresholds, steps, count, batch_size,
         raise InputError("predict needs the model in eval mode (batch norm running statistics): call model.eval()")
     batch_size = N if batch_size is None else min(batch_size, N)
     if schedule is None:
-        exits = _exits(rule, steps, stop_rule, calibration, T)
-        schedule = default_schedule(model, inputs, stop_rule, batch_size, exits)
+        schedule = default_schedule(model, inputs, epsilon, rule, thresholds, steps, batch_size, calibration)
     left = _steps_left(schedule, T).to(inputs.device)
     results = {"exit_steps": torch.full((N,), T, dtype=torch.long, device=inputs.device)}
     results.update({name: torch.zeros(N, dtype=torch.long, device=inputs.device) for name in ("predictions", *COUNTS)})
     counter = OperationCounter(model) if count else contextlib.nullcontext()
+    piece = piece_rows(model, inputs, count)
     with torch.no_grad(), streaming(model), counter:
-        run(model, Flight(inputs, batch_size, stop_rule, count), counter if count else None, results, left)
+        run(model, Flight(inputs, batch_size, stop_rule, count), counter if count else None, results, left, piece)
     if not count:
         return AnytimeResult(results["exit_steps"], results["predictions"], None, None, None)
     synops, macs = results["synops"], results["macs"]
@@ -204,13 +204,26 @@ def _exits(rule: str, steps, stop_rule, calibration: torch.Tensor | None, T: int
 
 
 def default_schedule(
-    model, inputs: torch.Tensor, stop_rule, batch_size: int, exits, clock=time.perf_counter
+    model: nn.Module,
+    inputs: torch.Tensor,
+    epsilon: float | None = None,
+    rule: str = "confidence",
+    thresholds=None,
+    steps: int | None = None,
+    batch_size: int | None = None,
+    calibration: torch.Tensor | None = None,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> tuple[int, ...]:
-    """The schedule `aoi.schedule.choose_schedule` picks for ``batch_size`` samples of ``inputs`` [T, N, ...]
-    in flight, from the measured `chunk_seconds` (timed with ``clock``) and ``exits`` [T] (samples per
-    exit step): over every schedule at batch size 1, over uniform ones above (continuous batching)."""
-    seconds = chunk_seconds(model, inputs, batch_size, stop_rule, clock)
-    return choose_schedule(seconds, exits, any_schedule=batch_size == 1)
+    """The chunk schedule `predict` runs when given none: `aoi.schedule.choose_schedule` on the measured
+    `chunk_seconds` of ``batch_size`` samples of ``inputs`` [T, N, ...] in flight (all N when None; timed
+    with ``clock``) and the exits of ``calibration`` (per-step logits [T, M, K] of training samples) under
+    the rule (the arguments of `predict`); without calibration, exits at every step alike (rule "fixed":
+    all at ``steps``). Over every schedule at batch size 1, over uniform ones above (continuous batching)."""
+    T, N = inputs.shape[:2]
+    stop_rule = _stop_rule(rule, epsilon, thresholds, steps, T)
+    batch = N if batch_size is None else min(batch_size, N)
+    exits = _exits(rule, steps, stop_rule, calibration, T)
+    return choose_schedule(chunk_seconds(model, inputs, batch, stop_rule, clock), exits, any_schedule=batch == 1)
 
 
 def chunk_seconds(model, inputs: torch.Tensor, batch_size: int, stop_rule, clock=time.perf_counter) -> list[float]:
@@ -297,8 +310,7 @@ def time_inference(
     T, N = inputs.shape[:2]
     batch = min(batch_size or N, N)
     if schedule is None:
-        stop_rule = _stop_rule(rule, epsilon, thresholds, steps, T)
-        schedule = default_schedule(model, inputs, stop_rule, batch, _exits(rule, steps, stop_rule, calibration, T))
+        schedule = default_schedule(model, inputs, epsilon, rule, thresholds, steps, batch, calibration, clock)
     batches = inputs.split(batch, dim=1)
     runs = {
         "full": lambda: [full_forward(model, part) for part in batches],

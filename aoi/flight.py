@@ -106,15 +106,16 @@ class Flight:
 
 def piece_rows(model: nn.Module, inputs: torch.Tensor, counted: bool) -> int | None:
     """Most rows (samples x steps) per forward of a chunk: `STEP_BYTES` of activations on the CPU
-    (`aoi.inference.row_bytes`), None (no limit) when counting (the counter needs one forward) or elsewhere."""
+    (`aoi.inference.row_bytes`), None (no limit) when counting (the counter needs one forward) or elsewhere.
+    Call it outside `aoi.neurons.streaming`: measuring a row may run a forward, which would carry state."""
     return None if counted or inputs.device.type != "cpu" else STEP_BYTES // row_bytes(model, inputs)
 
 
-def run(model: nn.Module, flight: Flight, counter: OperationCounter | None, results: dict, left: torch.Tensor):
+def run(model: nn.Module, flight: Flight, counter: OperationCounter | None, results: dict, left, piece: int | None):
     """Run ``flight`` until every sample exited, inside `aoi.neurons.streaming` and no_grad, writing into
     ``results``: forwards of the fewest steps ``left`` [T] to any sample's chunk end (`aoi.schedule.steps_left`),
-    uncounted CPU forwards in pieces of at most `STEP_BYTES` of activations."""
-    layers, piece = lif_layers(model), piece_rows(model, flight.inputs, counter is not None)
+    of at most ``piece`` rows each (`piece_rows`)."""
+    layers = lif_layers(model)
     admitted = flight.fields["index"].shape[0]
     while True:
         k = int(left[flight.fields["step"]].min())

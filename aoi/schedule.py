@@ -54,7 +54,8 @@ def uniform(chunk: int, T: int) -> tuple[int, ...]:
 def choose_schedule(costs: Sequence[float], exits: Sequence[float], any_schedule: bool = True) -> tuple[int, ...]:
     """The schedule with the least `expected_seconds` for ``costs`` [T] (seconds of a chunk of k = 1..T
     steps) and ``exits`` [T] (counts per exit step). ``any_schedule``: over every schedule (one sample
-    in flight), else over uniform ones (continuous batching). Ties go to the smaller first chunk."""
+    in flight), else over uniform ones (continuous batching). Ties go to the smaller chunk; past the
+    last exit, one chunk to T."""
     T = len(exits)
     if len(costs) != T:
         raise ValueError(f"costs must hold one value per chunk size 1..{T}, got {len(costs)}")
@@ -63,6 +64,9 @@ def choose_schedule(costs: Sequence[float], exits: Sequence[float], any_schedule
     shares = survival(exits)
     best: list[tuple[float, tuple[int, ...]]] = [(0.0, ())] * (T + 1)  # from boundary b to the end
     for start in range(T - 1, -1, -1):
+        if shares[start] == 0:  # no sample gets here: the rest in one chunk, never run
+            best[start] = (0.0, (T - start,))
+            continue
         options = ((costs[c - 1] * shares[start] + best[min(start + c, T)][0], c) for c in range(1, T + 1))
         seconds, chunk = min(options, key=lambda option: option[0])
         best[start] = (seconds, (chunk, *best[min(start + chunk, T)][1]))

@@ -12,7 +12,7 @@ from sklearn.datasets import load_digits
 from torch import nn
 
 from aoi import flight, inference
-from aoi.anytime import InputError, compare_rules, predict, time_inference
+from aoi.anytime import InputError, compare_rules, default_schedule, predict, time_inference
 from aoi.cutoff import calibrate_topk_thresholds, confidence_cutoff, topk_cutoff
 from aoi.energy import count_operations, energy_pj, sum_until_exit
 from aoi.losses import tet_loss
@@ -345,6 +345,18 @@ def test_every_aoi_model_streams_like_its_full_forward(name, input_shape, monkey
         assert torch.equal(result.predictions, expected.predictions)
 
 
+def test_a_fresh_models_first_uncounted_run_in_pieces():
+    """Sizing the pieces runs a probe forward of one sample (`aoi.inference.row_bytes`); inside streaming
+    it would carry a one-sample state into the first chunk of four samples."""
+    torch.manual_seed(0)
+    model = ToySNN(1).eval()
+    inputs = torch.rand(3, 8, 1, 8, 8) * 2
+    expected = confidence_cutoff(full_outputs(model, inputs), 0.5)
+    result = predict(model, inputs, 0.5, count=False, batch_size=4, schedule=(1, 2))
+    assert torch.equal(result.exit_steps, expected.exit_steps)
+    assert torch.equal(result.predictions, expected.predictions)
+
+
 @pytest.mark.parametrize("batch_size", [1, 7])
 def test_continuous_batching_gives_the_same_exits_and_counts(trained, batch_size):
     model, _, (train_inputs, train_targets), (inputs, _) = trained
@@ -390,6 +402,28 @@ class Echo(nn.Module):
 
     def forward(self, x):
         return x
+
+
+def test_the_default_schedule_comes_from_measured_chunks_and_the_calibration_exits():
+    """A clock that advances by a chosen cost per chunk size: the chooser's hand-computed optimum
+    (tests/test_schedule.py) comes back, from exits read on calibration logits made by hand."""
+    costs = {1: 1.0, 2: 1.9, 3: 2.0, 4: 3.5}  # seconds of a chunk of k steps
+    now = [0.0]
+    model = Echo().eval()
+    model.register_forward_pre_hook(lambda module, args: now.__setitem__(0, now[0] + costs[args[0].shape[0]]))
+    calibration = torch.zeros(4, 4, 2)  # Y stays (0, 0) until a sample's exit step, then (10, 0): confident
+    for sample, exit_step in enumerate([3, 3, 4, 4]):
+        calibration[exit_step - 1, sample, 0] = 10.0
+    inputs = torch.zeros(4, 6, 2)
+    clock = lambda: now[0]  # noqa: E731
+    assert default_schedule(model, inputs, 0.01, batch_size=1, calibration=calibration, clock=clock) == (3, 1)
+    assert default_schedule(model, inputs, 0.01, batch_size=2, calibration=calibration, clock=clock) == (3, 3)
+    # rule "fixed": every sample exits at steps = 2; one chunk of 2 (1.9) beats two of 1 (2.0)
+    assert default_schedule(model, inputs, rule="fixed", steps=2, batch_size=1, clock=clock) == (2, 2)
+    # without calibration, exits at every step alike: S = 1, 3/4, 1/2, 1/4; by hand (3, 1) 2.25 beats
+    # (1, 1, 1, 1) 2.5, (1, 3) 2.5, (3, 3) 2.5, (2, 1, 1) 2.65, (1, 2, 1) 2.675, (1, 1, 2) 2.7, (2, 2) 2.85, (4) 3.5
+    assert default_schedule(model, inputs, 0.01, batch_size=1, clock=clock) == (3, 1)
+    assert default_schedule(model, inputs, 0.01, batch_size=2, clock=clock) == (1, 1, 1, 1)  # (3, 3) 2.5 ties: smaller
 
 
 def test_exits_at_thresholds_that_lie_exactly_on_a_confidence():

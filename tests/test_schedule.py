@@ -27,8 +27,8 @@ def test_the_chooser_finds_the_cheapest_schedule_computed_by_hand():
     assert choose_schedule([1.0, 1.4, 2.0, 2.5], [2, 1, 0, 1]) == (2, 2)
     # a chunk costs 1 plus 1 per step, everyone exits at T: one chunk of T (T + 1) beats any split
     assert choose_schedule([1.0 + k for k in range(1, 6)], [0, 0, 0, 0, 7]) == (5,)
-    # no fixed cost, everyone exits at step 1: one step at a time (later chunks are never run)
-    assert choose_schedule([1.0, 2.0, 3.0], [5, 0, 0]) == (1, 1, 1)
+    # no fixed cost, everyone exits at step 1: one step, then the rest in one chunk (never run)
+    assert choose_schedule([1.0, 2.0, 3.0], [5, 0, 0]) == (1, 2)
 
 
 def test_one_sample_in_flight_takes_a_first_chunk_up_to_the_exits_continuous_batching_uniform_chunks():
