@@ -16,15 +16,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from aoi import inference
 from aoi.energy import OperationCounter
-from aoi.inference import row_bytes
 from aoi.neurons import forward_in_pieces, keep_samples, lif_layers, restart_samples
 
 COUNTS = ("synops", "macs")  # per-sample operation counts (aoi.energy)
-# Largest activation of one forward of a chunk on the CPU: a chunk of more samples runs in pieces. Above
-# a few MB glibc hands freed blocks back to the OS, and every forward page-faults its activations in
-# again (fashion_snn at batch 64: 1.8x the time of the same steps in pieces).
-STEP_BYTES = 4 * 2**20
 
 
 class Flight:
@@ -105,10 +101,11 @@ class Flight:
 
 
 def piece_rows(model: nn.Module, inputs: torch.Tensor, counted: bool) -> int | None:
-    """Most rows (samples x steps) per forward of a chunk: `STEP_BYTES` of activations on the CPU
-    (`aoi.inference.row_bytes`), None (no limit) when counting (the counter needs one forward) or elsewhere.
-    Call it outside `aoi.neurons.streaming`: measuring a row may run a forward, which would carry state."""
-    return None if counted or inputs.device.type != "cpu" else STEP_BYTES // row_bytes(model, inputs)
+    """Most rows (samples x steps) per forward of a chunk: activations of at most
+    `aoi.inference.MAX_CHUNK_BYTES`, as in full-T inference (`aoi.inference.row_bytes`); None (no limit)
+    when counting (the counter needs one forward). Call it outside `aoi.neurons.streaming`: measuring
+    a row may run a forward, which would carry state."""
+    return None if counted else inference.MAX_CHUNK_BYTES // inference.row_bytes(model, inputs)
 
 
 def run(model: nn.Module, flight: Flight, counter: OperationCounter | None, results: dict, left, piece: int | None):

@@ -11,7 +11,7 @@ import torch
 from sklearn.datasets import load_digits
 from torch import nn
 
-from aoi import flight, inference
+from aoi import inference
 from aoi.anytime import InputError, compare_rules, default_schedule, predict, time_inference
 from aoi.cutoff import calibrate_topk_thresholds, confidence_cutoff, topk_cutoff
 from aoi.energy import count_operations, energy_pj, sum_until_exit
@@ -146,8 +146,7 @@ def schedules(T: int) -> list[tuple[int, ...]]:
     return [uniform(k, T) for k in range(1, T + 1)] + [(T - 1, 1), (1, T)]
 
 
-def test_exited_samples_are_no_longer_computed(trained, monkeypatch):
-    monkeypatch.setattr(flight, "STEP_BYTES", 2**40)  # one forward per chunk, not pieces
+def test_exited_samples_are_no_longer_computed(trained):
     model, _, _, (inputs, _) = trained
     T = inputs.shape[0]
     exits = confidence_cutoff(full_outputs(model, inputs), 0.05).exit_steps
@@ -339,7 +338,7 @@ def test_every_aoi_model_streams_like_its_full_forward(name, input_shape, monkey
             assert torch.equal(result.macs, sum_until_exit(counts.macs, result.exit_steps))
     row = inference.row_bytes(model, inputs)
     for piece, schedule in [(1, (1, T)), (3, uniform(2, T))]:  # uncounted chunks in pieces of at most this many rows
-        monkeypatch.setattr(flight, "STEP_BYTES", piece * row)
+        monkeypatch.setattr(inference, "MAX_CHUNK_BYTES", piece * row)
         result = predict(model, inputs, epsilon, count=False, batch_size=5, schedule=schedule)
         assert torch.equal(result.exit_steps, expected.exit_steps)
         assert torch.equal(result.predictions, expected.predictions)
