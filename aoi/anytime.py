@@ -87,7 +87,9 @@ class AnytimeResult(NamedTuple):
     energy_pj: torch.Tensor | None  # [N] float64, picojoules (aoi.energy convention)
 
 
-def _stop_rule(rule: str, epsilon, thresholds, steps, T: int) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+def _stop_rule(
+    T: int, rule: str = "confidence", epsilon=None, thresholds=None, steps=None
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """Check the rule's parameters and return ``stop(step [...] (0-based), Y [..., K]) -> bool [...]``."""
     if rule == "confidence":
         if epsilon is None or not 0 <= float(epsilon) < 1:
@@ -166,14 +168,15 @@ def predict(
 def _predict(model, inputs, epsilon, rule, thresholds, steps, count, batch_size, schedule, calibration):
     """`predict` of checked inputs."""
     T, N = inputs.shape[:2]
-    stop_rule = _stop_rule(rule, epsilon, thresholds, steps, T)
+    stop_rule = _stop_rule(T, rule, epsilon, thresholds, steps)
     if batch_size is not None and batch_size < 1:
         raise InputError(f"batch_size must be >= 1 (or None for all samples at once), got {batch_size}")
     if model.training:
         raise InputError("predict needs the model in eval mode (batch norm running statistics): call model.eval()")
     batch_size = N if batch_size is None else min(batch_size, N)
     if schedule is None:
-        schedule = default_schedule(model, inputs, epsilon, rule, thresholds, steps, batch_size, calibration)
+        rule_arguments = {"rule": rule, "epsilon": epsilon, "thresholds": thresholds, "steps": steps}
+        schedule = default_schedule(model, inputs, batch_size, calibration, **rule_arguments)
     left = _steps_left(schedule, T).to(inputs.device)
     results = {"exit_steps": torch.full((N,), T, dtype=torch.long, device=inputs.device)}
     results.update({name: torch.zeros(N, dtype=torch.long, device=inputs.device) for name in ("predictions", *COUNTS)})
@@ -195,7 +198,7 @@ def _steps_left(schedule, T: int) -> torch.Tensor:
         raise InputError(str(error)) from None
 
 
-def _exits(rule: str, steps, stop_rule, calibration: torch.Tensor | None, T: int) -> list[int]:
+def _exits(stop_rule, calibration: torch.Tensor | None, T: int, rule: str = "confidence", steps=None, **_) -> list[int]:
     """Samples per exit step t = 1..T [T] for `default_schedule`: all at ``steps`` for rule "fixed", else
     the exits of the calibration logits [T, M, K] under ``stop_rule``, else one at every step."""
     if rule == "fixed":
@@ -206,23 +209,21 @@ def _exits(rule: str, steps, stop_rule, calibration: torch.Tensor | None, T: int
 def default_schedule(
     model: nn.Module,
     inputs: torch.Tensor,
-    epsilon: float | None = None,
-    rule: str = "confidence",
-    thresholds=None,
-    steps: int | None = None,
     batch_size: int | None = None,
     calibration: torch.Tensor | None = None,
     clock: Callable[[], float] = time.perf_counter,
+    **rule,
 ) -> tuple[int, ...]:
     """The chunk schedule `predict` runs when given none: `aoi.schedule.choose_schedule` on the measured
     `chunk_seconds` of ``batch_size`` samples of ``inputs`` [T, N, ...] in flight (all N when None; timed
     with ``clock``) and the exits of ``calibration`` (per-step logits [T, M, K] of training samples) under
-    the rule (the arguments of `predict`); without calibration, exits at every step alike (rule "fixed":
-    all at ``steps``). Over every schedule at batch size 1, over uniform ones above (continuous batching)."""
+    the rule (``rule``: `predict`'s epsilon, rule, thresholds, steps); without calibration, exits at every
+    step alike (rule "fixed": all at ``steps``). Over every schedule at batch size 1, over uniform ones
+    above (continuous batching)."""
     T, N = inputs.shape[:2]
-    stop_rule = _stop_rule(rule, epsilon, thresholds, steps, T)
+    stop_rule = _stop_rule(T, **rule)
     batch = N if batch_size is None else min(batch_size, N)
-    exits = _exits(rule, steps, stop_rule, calibration, T)
+    exits = _exits(stop_rule, calibration, T, **rule)
     return choose_schedule(chunk_seconds(model, inputs, batch, stop_rule, clock), exits, any_schedule=batch == 1)
 
 
@@ -310,7 +311,8 @@ def time_inference(
     T, N = inputs.shape[:2]
     batch = min(batch_size or N, N)
     if schedule is None:
-        schedule = default_schedule(model, inputs, epsilon, rule, thresholds, steps, batch, calibration, clock)
+        rule_arguments = {"rule": rule, "epsilon": epsilon, "thresholds": thresholds, "steps": steps}
+        schedule = default_schedule(model, inputs, batch, calibration, clock, **rule_arguments)
     batches = inputs.split(batch, dim=1)
     runs = {
         "full": lambda: [full_forward(model, part) for part in batches],

@@ -119,11 +119,11 @@ def schedules(model, frames, calibration, epsilon, batch, args) -> dict[str, tup
     logits) and, with ``--floor``, uniform chunks of 2..T and the one chosen on the timed samples' exits."""
     T = frames.shape[0]
     clock = CLOCKS[args.clock]
-    chosen = default_schedule(model, frames, epsilon, batch_size=batch, calibration=calibration, clock=clock)
+    chosen = default_schedule(model, frames, batch, calibration, clock, epsilon=epsilon)
     timed = {"step_by_step": uniform(1, T), "streaming": chosen}
     if args.floor:
         timed.update({f"chunks_{k}": uniform(k, T) for k in range(2, T + 1)})
-        own = default_schedule(model, frames, epsilon, batch_size=batch, calibration=full_forward(model, frames))
+        own = default_schedule(model, frames, batch, full_forward(model, frames), clock, epsilon=epsilon)
         timed["own_exits"] = own
     return timed
 

@@ -415,14 +415,14 @@ def test_the_default_schedule_comes_from_measured_chunks_and_the_calibration_exi
         calibration[exit_step - 1, sample, 0] = 10.0
     inputs = torch.zeros(4, 6, 2)
     clock = lambda: now[0]  # noqa: E731
-    assert default_schedule(model, inputs, 0.01, batch_size=1, calibration=calibration, clock=clock) == (3, 1)
-    assert default_schedule(model, inputs, 0.01, batch_size=2, calibration=calibration, clock=clock) == (3, 3)
+    assert default_schedule(model, inputs, 1, calibration, clock, epsilon=0.01) == (3, 1)
+    assert default_schedule(model, inputs, 2, calibration, clock, epsilon=0.01) == (3, 3)
     # rule "fixed": every sample exits at steps = 2; one chunk of 2 (1.9) beats two of 1 (2.0)
-    assert default_schedule(model, inputs, rule="fixed", steps=2, batch_size=1, clock=clock) == (2, 2)
+    assert default_schedule(model, inputs, 1, clock=clock, rule="fixed", steps=2) == (2, 2)
     # without calibration, exits at every step alike: S = 1, 3/4, 1/2, 1/4; by hand (3, 1) 2.25 beats
     # (1, 1, 1, 1) 2.5, (1, 3) 2.5, (3, 3) 2.5, (2, 1, 1) 2.65, (1, 2, 1) 2.675, (1, 1, 2) 2.7, (2, 2) 2.85, (4) 3.5
-    assert default_schedule(model, inputs, 0.01, batch_size=1, clock=clock) == (3, 1)
-    assert default_schedule(model, inputs, 0.01, batch_size=2, clock=clock) == (1, 1, 1, 1)  # (3, 3) 2.5 ties: smaller
+    assert default_schedule(model, inputs, 1, clock=clock, epsilon=0.01) == (3, 1)
+    assert default_schedule(model, inputs, 2, clock=clock, epsilon=0.01) == (1, 1, 1, 1)  # (3, 3) 2.5 ties: smaller
 
 
 def test_exits_at_thresholds_that_lie_exactly_on_a_confidence():

@@ -47,9 +47,9 @@ def test_output_is_per_step_logits(name, shape, T, N):
     assert model.T == T
 
 
-@pytest.mark.parametrize("name, shape, T, N", CASES)
-def test_streaming_one_step_at_a_time_equals_full_forward_bit_for_bit(name, shape, T, N):
-    torch.manual_seed(1)
+def model_in_eval(name, shape, T, N, seed):
+    """(model in eval mode, inputs [T, N, *shape]) with batch norm holding these inputs' statistics."""
+    torch.manual_seed(seed)
     model = get_model(name, 5, shape, T)
     inputs = 4 * torch.rand(T, N, *shape)
     for bn in model.modules():
@@ -59,7 +59,12 @@ def test_streaming_one_step_at_a_time_equals_full_forward_bit_for_bit(name, shap
         model.fc1.weight.data *= 30  # at init the LIF after fc1 stays silent on pooled spike rates
     model.train()
     model(inputs)
-    model.eval()
+    return model.eval(), inputs
+
+
+@pytest.mark.parametrize("name, shape, T, N", CASES)
+def test_streaming_one_step_at_a_time_equals_full_forward_bit_for_bit(name, shape, T, N):
+    model, inputs = model_in_eval(name, shape, T, N, seed=1)
     with torch.no_grad():
         full = model(inputs)
         with streaming(model):
@@ -79,15 +84,7 @@ def test_streaming_one_step_at_a_time_equals_full_forward_bit_for_bit(name, shap
 def test_the_folded_inference_path_gives_the_module_path_bits(name, shape, T, N):
     """ConvSNN and VGGSNN infer without module calls (`run_folded`) when nothing watches them; a hook
     anywhere, or autograd, takes the module path. The same kernels in the same order: the same bits."""
-    torch.manual_seed(2)
-    model = get_model(name, 5, shape, T)
-    inputs = 4 * torch.rand(T, N, *shape)
-    for bn in model.modules():
-        if isinstance(bn, nn.BatchNorm2d):
-            bn.momentum = 1.0  # the training forward below sets the running statistics to this batch's
-    model.train()
-    model(inputs)
-    model.eval()
+    model, inputs = model_in_eval(name, shape, T, N, seed=2)
     with torch.no_grad():
         assert folded_inference(model, inputs)
         folded = model(inputs)
