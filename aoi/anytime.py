@@ -150,8 +150,8 @@ def predict(
         steps: the fixed number of steps, for rule "fixed".
         count: also count SOPs, MACs and energy per sample (forward hooks; slower).
         batch_size: most samples in flight at once (None: all N).
-        schedule: chunk sizes: each sample runs its steps in forwards of schedule[0], schedule[1], ...
-            steps (every chunk starting before T, the last may reach past it; `aoi.schedule`). Samples
+        schedule: chunk sizes (1..T): each sample runs its steps in forwards of schedule[0], schedule[1],
+            ... steps (every chunk starting before T, the last may reach past it; `aoi.schedule`). Samples
             in flight at different points of it run the fewest steps left to any of their chunk ends
             (uniform chunks keep them aligned). None: `default_schedule`.
         calibration: per-step logits [T, M, K] of training samples, whose exits under the same rule

@@ -76,15 +76,15 @@ def choose_schedule(costs: Sequence[float], exits: Sequence[float], any_schedule
 def steps_left(schedule: Sequence[int], T: int) -> list[int]:
     """For a sample that has run p = 0..T-1 steps: the steps left in the chunk of ``schedule`` that
     holds step p + 1 (a sample starts its next forward there). Raises ValueError unless every chunk
-    is an int >= 1, starts before T and the chunks reach T."""
+    is an int in 1..T, starts before T and the chunks reach T."""
     try:
         chunks = [operator.index(c) for c in schedule]
     except TypeError:  # not a sequence of ints
         chunks = []
     starts = [sum(chunks[:j]) for j in range(len(chunks))]
-    if not chunks or min(chunks) < 1 or starts[-1] >= T or starts[-1] + chunks[-1] < T:
+    if not chunks or not 1 <= min(chunks) <= max(chunks) <= T or starts[-1] >= T or starts[-1] + chunks[-1] < T:
         raise ValueError(
-            f"schedule {schedule!r} must be chunk sizes >= 1 that start before T = {T} and reach it "
+            f"schedule {schedule!r} must be chunk sizes 1..{T} that start before T = {T} and reach it "
             f"(for example {uniform(1, T)} or {uniform(3, T)})"
         )
     return [start + chunk - p for start, chunk in zip(starts, chunks) for p in range(start, min(start + chunk, T))]

@@ -244,8 +244,8 @@ def test_bad_arguments_say_what_to_do():
             predict(model.eval(), bad, 0.1)
     with pytest.raises(ValueError, match="batch_size"):
         predict(model, inputs, 0.1, batch_size=0)
-    for schedule in [(2,), (0, 3), (2, 1, 1), (1.5, 2), 3]:
-        with pytest.raises(InputError, match=r"must be chunk sizes >= 1 that start before T = 3 and reach it"):
+    for schedule in [(2,), (0, 3), (2, 1, 1), (1.5, 2), 3, (1, 4)]:
+        with pytest.raises(InputError, match=r"must be chunk sizes 1..3 that start before T = 3 and reach it"):
             predict(model, inputs, 0.1, schedule=schedule)
 
 

@@ -51,6 +51,6 @@ def test_steps_left_in_the_chunk_that_holds_each_next_step():
     assert steps_left((3, 3, 3, 3), 10) == [3, 2, 1, 3, 2, 1, 3, 2, 1, 3]
     assert steps_left((4, 9), 10) == [4, 3, 2, 1, 9, 8, 7, 6, 5, 4]
     assert steps_left((1,) * 3, 3) == [1, 1, 1]
-    for bad in [(), (0, 10), (5, 5, 1), (3, 3), (2.5, 8)]:
-        with pytest.raises(ValueError, match="must be chunk sizes >= 1 that start before T = 10 and reach it"):
+    for bad in [(), (0, 10), (5, 5, 1), (3, 3), (2.5, 8), (11,)]:
+        with pytest.raises(ValueError, match="must be chunk sizes 1..10 that start before T = 10 and reach it"):
             steps_left(bad, 10)
