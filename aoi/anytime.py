@@ -203,7 +203,14 @@ def _exits(stop_rule, calibration: torch.Tensor | None, T: int, rule: str = "con
     the exits of the calibration logits [T, M, K] under ``stop_rule``, else one at every step."""
     if rule == "fixed":
         return [int(t == int(steps)) for t in range(1, T + 1)]
-    return [1] * T if calibration is None else exit_counts(calibration, stop_rule).tolist()
+    if calibration is None:
+        return [1] * T
+    if calibration.dim() != 3 or calibration.shape[0] != T or not calibration.shape[1]:
+        raise InputError(
+            f"calibration must be per-step logits [T, M, K] of training samples with T = {T}, "
+            f"got shape {tuple(calibration.shape)}"
+        )
+    return exit_counts(calibration, stop_rule).tolist()
 
 
 def default_schedule(

@@ -244,6 +244,9 @@ def test_bad_arguments_say_what_to_do():
             predict(model.eval(), bad, 0.1)
     with pytest.raises(ValueError, match="batch_size"):
         predict(model, inputs, 0.1, batch_size=0)
+    for calibration in [torch.zeros(4, 5, 10), torch.zeros(3, 10), torch.zeros(3, 0, 10)]:
+        with pytest.raises(InputError, match=r"calibration must be per-step logits \[T, M, K\] .* with T = 3"):
+            predict(model, inputs, 0.1, calibration=calibration)
     for schedule in [(2,), (0, 3), (2, 1, 1), (1.5, 2), 3, (1, 4)]:
         with pytest.raises(InputError, match=r"must be chunk sizes 1..3 that start before T = 3 and reach it"):
             predict(model, inputs, 0.1, schedule=schedule)
