@@ -236,9 +236,9 @@ def default_schedule(
 
 def chunk_seconds(model, inputs: torch.Tensor, batch_size: int, stop_rule, clock=time.perf_counter) -> list[float]:
     """Seconds [T] of a chunk of k = 1..T steps of ``batch_size`` samples of ``inputs`` [T, N, ...] as
-    `predict` runs it (inputs gathered, forward, every step's exit decided; uncounted): the best of two
-    rounds over k = 1..T after a warm-up round. Measured once per model, T, input row shape, batch
-    size and thread count."""
+    `predict` runs it (inputs gathered, forward, every step's exit decided; uncounted): the best of four
+    rounds over k = 1..T after a warm-up round (rounds, not repeats of one size, so that every size sees
+    the same machine load). Measured once per model, T, input row shape, batch size and thread count."""
     T = inputs.shape[0]
     key = (T, *row_key(inputs), batch_size, torch.get_num_threads())
     known = _CHUNK_SECONDS.setdefault(model, {})
@@ -247,7 +247,7 @@ def chunk_seconds(model, inputs: torch.Tensor, batch_size: int, stop_rule, clock
         seconds = [math.inf] * T
         with torch.no_grad(), streaming(model):
             samples = Flight(inputs, batch_size, stop_rule, False)
-            for repeat, k in itertools.product(range(3), range(1, T + 1)):  # round 0 warms up
+            for repeat, k in itertools.product(range(5), range(1, T + 1)):  # round 0 warms up
                 samples.fields["step"].zero_()
                 start = clock()
                 samples.advance(samples.forward(model, k, layers, piece))
