@@ -74,9 +74,6 @@ ensure_env() {
   fi
   export PATH="$PWD/.venv/bin:$PATH"
   ensure_notebook_setup
-  # glibc hands large freed blocks back to the OS and faults them in again at every step
-  # (benchmarks/README.md): keeping them makes CPU training about 20% faster; no number changes.
-  export MALLOC_MMAP_THRESHOLD_="${MALLOC_MMAP_THRESHOLD_:-4294967296}" MALLOC_TRIM_THRESHOLD_="${MALLOC_TRIM_THRESHOLD_:-4294967296}"
 }
 
 ensure_notebook_setup() {  # what keeps saved notebooks clean; each part set up once, where missing

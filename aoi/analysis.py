@@ -61,6 +61,7 @@ def analyse_run(
     synops, macs = operation_counts(model, dataset, config.batch_size)  # same samples, same order as the logits
     scores = cutoff_metrics(outputs, targets, epsilon, epsilons, synops, macs)
     exit_steps = scores.pop("exit_steps")
+    train_logits = load_logits(run_directory, "train")
     cs_rows, stf_rows = stf_records(model, stack_inputs(dataset, stf_samples, device), config.beta)
     metrics = {
         "profile": profile,
@@ -71,9 +72,11 @@ def analyse_run(
         "epsilon": float(epsilon),
         **scores,
         "validation": _validation(run_directory, config, epsilon, epsilons),
-        "rules": compare_rules(outputs, targets, *load_logits(run_directory, "train"), epsilons).to_dict("records"),
+        "rules": compare_rules(outputs, targets, *train_logits, epsilons).to_dict("records"),
         "operations": operation_metrics(synops, macs, exit_steps),
-        "timing": _timing(model, dataset, epsilon, timing_samples, timing_repeats, config.batch_size, device),
+        "timing": _timing(
+            model, dataset, epsilon, timing_samples, timing_repeats, config.batch_size, device, train_logits[0]
+        ),
         "cosine_similarity": cs_rows,
         "stf": stf_rows,
         "provenance": _provenance(run_directory, train_record, device),
@@ -188,12 +191,16 @@ def operation_counts(model, dataset, batch_size: int) -> tuple[torch.Tensor, tor
     return torch.cat(synops, 1), torch.cat(macs, 1)
 
 
-def _timing(model, dataset, epsilon: float, samples: int, repeats: int, batch_size: int, device) -> dict | None:
-    """`aoi.anytime.time_inference` on the first ``samples`` test samples (None when 0)."""
+def _timing(
+    model, dataset, epsilon: float, samples: int, repeats: int, batch_size: int, device, calibration
+) -> dict | None:
+    """`aoi.anytime.time_inference` on the first ``samples`` test samples (None when 0), its chunk schedule
+    chosen from the exits of ``calibration`` (the run's per-step logits [T, M, K] of its training data)."""
     if not samples:
         return None
+    inputs = stack_inputs(dataset, samples, device)
     timing = time_inference(
-        model, stack_inputs(dataset, samples, device), float(epsilon), repeats=repeats, batch_size=batch_size
+        model, inputs, float(epsilon), repeats=repeats, batch_size=batch_size, calibration=calibration
     )
     return {**timing, "samples": min(samples, len(dataset)), "repeats": repeats, "device": str(device)}
 

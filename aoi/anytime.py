@@ -1,28 +1,32 @@
 """Anytime inference that really stops: streaming early exit, its wall-clock cost, and the
 cutoff rules compared.
 
-`predict` runs a model one timestep at a time with the neurons' state carried
-(`aoi.neurons.streaming`), accumulates Y_t = Y_{t-1} + O_t, asks the cutoff rule
-(`aoi.cutoff.confidence_stop` / `aoi.cutoff.topk_stop`) after every step, and takes the
-samples that exited out of the batch and out of every neuron's state, so later steps compute
-only for the samples still running. With a ``batch_size`` below the number of samples, waiting
-samples take the places freed by exits, in place (continuous batching: `aoi.neurons.restart_samples`);
-once the queue is empty, finished samples leave the batch (`aoi.neurons.keep_samples`).
-It needs the model in eval mode and raises otherwise (it never switches modes behind the
-caller's back). Its operation counts are those of `aoi.energy.count_operations` summed up to
-each exit step. `time_inference` measures its wall clock against the fastest full-T inference,
-`aoi.inference.full_forward`.
+`predict` runs a model in chunks of steps with the neurons' state carried (`aoi.neurons.streaming`):
+each forward runs the next k steps of every sample in flight and returns every step's logits, the
+cutoff rule (`aoi.cutoff.confidence_stop` / `aoi.cutoff.topk_stop`) is asked at every step on the
+accumulated output Y_t = Y_{t-1} + O_t, and the samples that exited leave the batch and every
+neuron's state (`aoi.flight`). With a ``batch_size`` below the number of samples, waiting samples
+take the places freed by exits, in place (continuous batching: `aoi.neurons.restart_samples`); once
+the queue is empty, finished samples leave the batch (`aoi.neurons.keep_samples`). The chunk sizes
+(the schedule) are chosen from the measured cost of a chunk of each size on this model, batch size
+and machine (`chunk_seconds`) and from where samples exit, read on calibration (training) logits
+(`aoi.schedule.choose_schedule`); one chunk of k steps costs far less than k forwards of one step,
+and the steps run past an exit inside a chunk cost time only. It needs the model in eval mode and
+raises otherwise (it never switches modes behind the caller's back). Its operation counts are those
+of `aoi.energy.count_operations` summed up to each exit step. `time_inference` measures its wall
+clock against the fastest full-T inference, `aoi.inference.full_forward`.
 
 Exactness: its exit steps and predictions equal those of the post-hoc
-`aoi.cutoff.confidence_cutoff` / `topk_cutoff` on the full-T outputs ``model(inputs)``, as long
-as the model gives each sample bitwise the same logits in a T=1 forward of any sub-batch as in
-the full [T, N] forward (Y is summed as their ``cumsum`` sums: in order, in float64 on CPU). aoi
-models do, in eval mode on CPU: their convolutions and linear layers use kernels that treat each
-row alike whatever the batch size (`aoi.models.layers.OneDNNConv2d`, `RowwiseLinear`; PyTorch's
-own choice rounds a lone row differently); the tests check it bitwise for every aoi model, batch
-sizes 1 and up. On GPU, cuDNN may pick other kernels for other batch sizes and ``cumsum`` sums
-in float32 in another order; logits can then differ in the last bits, and a sample whose
-confidence lies within float rounding of the threshold may exit one step apart.
+`aoi.cutoff.confidence_cutoff` / `topk_cutoff` on the full-T outputs ``model(inputs)``, whatever the
+schedule, as long as the model gives each sample bitwise the same logits in a forward of any
+sub-batch and any group of consecutive steps as in the full [T, N] forward (Y is summed as their
+``cumsum`` sums: in order, in float64 on CPU). aoi models do, in eval mode on CPU: their
+convolutions and linear layers use kernels that treat each row alike whatever the batch size
+(`aoi.models.layers.OneDNNConv2d`, `RowwiseLinear`; PyTorch's own choice rounds a lone row
+differently); the tests check it bitwise for every aoi model, chunk sizes 1..T, batch sizes 1 and
+up. On GPU, cuDNN may pick other kernels for other batch sizes and ``cumsum`` sums in float32 in
+another order; logits can then differ in the last bits, and a sample whose confidence lies within
+float rounding of the threshold may exit one step apart.
 
 Post-hoc (on saved logits), `compare_rules` tabulates accuracy against mean exit step for the
 confidence rule, the Top-K gap rule, fixed T and the OCT oracle.
@@ -31,10 +35,12 @@ confidence rule, the Top-K gap rule, fixed T and the OCT oracle.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import numbers
 import time
-from collections.abc import Callable, Iterable
+import weakref
+from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple
 
 import pandas as pd
@@ -45,16 +51,14 @@ from aoi.checkpoint import nonfinite
 from aoi.cutoff import calibrate_topk_thresholds, confidence_stop, topk_cutoff, topk_stop
 from aoi.energy import OperationCounter, energy_pj
 from aoi.errors import UserError
-from aoi.inference import full_forward, row_bytes
+from aoi.flight import COUNTS, Flight, exit_counts, piece_rows, run
+from aoi.inference import full_forward, row_key
 from aoi.metrics import accuracy_per_step, cutoff_curve, optimal_cutoff_timestep
-from aoi.neurons import forward_in_pieces, keep_samples, lif_layers, restart_samples, streaming
+from aoi.neurons import lif_layers, streaming
+from aoi.schedule import choose_schedule, steps_left
 
 RULES = ("confidence", "topk", "fixed")
-COUNTS = ("synops", "macs")  # per-sample operation counts of `predict` (aoi.energy)
-# Largest activation of one per-step forward on the CPU: a step of more samples runs in pieces. Above a
-# few MB glibc hands freed blocks back to the OS, and every step page-faults its activations in again
-# (fashion_snn at batch 64: 1.8x the time of the same steps in pieces).
-STEP_BYTES = 4 * 2**20
+_CHUNK_SECONDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {key: [seconds per chunk size]}
 
 
 class InputError(UserError, ValueError):
@@ -94,8 +98,10 @@ class AnytimeResult(NamedTuple):
     energy_pj: torch.Tensor | None  # [N] float64, picojoules (aoi.energy convention)
 
 
-def _stop_rule(rule: str, epsilon, thresholds, steps, T: int) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """Check the rule's parameters and return ``stop(step [n] (0-based), Y [n, K]) -> bool [n]``."""
+def _stop_rule(
+    T: int, rule: str = "confidence", epsilon=None, thresholds=None, steps=None
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Check the rule's parameters and return ``stop(step [...] (0-based), Y [..., K]) -> bool [...]``."""
     if rule == "confidence":
         if epsilon is None or not 0 <= float(epsilon) < 1:
             raise InputError(
@@ -121,51 +127,6 @@ def _stop_rule(rule: str, epsilon, thresholds, steps, T: int) -> Callable[[torch
     raise InputError(f"unknown rule {rule!r}: use one of {RULES}")
 
 
-class _Flight:
-    """The samples in flight, one row each. All per-sample state lives in ``fields``, filtered and
-    extended together: index [n] (position in the inputs), step [n] (0-based), total [n, K] (the sum
-    of the outputs so far, float64; None before the first step) and, when counting, the SOPs and
-    MACs [n] of the steps so far. ``accumulated`` is Y_t [n, K] of the last step."""
-
-    def __init__(self, index: torch.Tensor, counted: bool):
-        self.fields = {"index": index, "step": torch.zeros_like(index), "total": None}
-        self.fields.update({name: torch.zeros_like(index) for name in COUNTS if counted})
-        self.accumulated: torch.Tensor | None = None
-
-    def add(self, output: torch.Tensor, counts: tuple) -> None:
-        """Accumulate one step's outputs [n, K] and counts. Y_t = Y_{t-1} + O_t is summed in float64
-        and rounded to the outputs' dtype, as PyTorch's ``cumsum`` does on CPU (a float32 running sum
-        would round differently, and move exits that lie within rounding of the threshold)."""
-        fields = self.fields
-        fields["total"] = output.double() if fields["total"] is None else fields["total"].add_(output)
-        self.accumulated = fields["total"].to(output.dtype)
-        for name, value in zip(COUNTS, counts):
-            fields[name] += value
-
-    def record(self, results: dict, stop: torch.Tensor) -> None:
-        """Write the exit step, the prediction and the counts of the rows ``stop`` [n] bool into ``results``."""
-        fields = self.fields
-        done = fields["index"][stop]
-        results["exit_steps"][done] = fields["step"][stop] + 1
-        results["predictions"][done] = self.accumulated[stop].argmax(-1)
-        for name in COUNTS:
-            if name in fields:
-                results[name][done] = fields[name][stop]
-
-    def refill(self, places: torch.Tensor, index: torch.Tensor) -> None:
-        """Put the samples ``index`` into the rows ``places`` [n] bool, in place, before their first step."""
-        fields = self.fields
-        fields["index"].masked_scatter_(places, index)
-        fields["step"].masked_fill_(places, -1)  # advanced to 0 at the end of the step
-        fields["total"].masked_fill_(places[:, None], 0.0)
-        for name in COUNTS:
-            if name in fields:
-                fields[name].masked_fill_(places, 0)
-
-    def keep(self, keep: torch.Tensor) -> None:
-        self.fields = {name: value[keep] for name, value in self.fields.items()}
-
-
 def predict(
     model: nn.Module,
     inputs: torch.Tensor,
@@ -175,15 +136,19 @@ def predict(
     steps: int | None = None,
     count: bool = True,
     batch_size: int | None = None,
+    schedule: Sequence[int] | None = None,
+    calibration: torch.Tensor | None = None,
 ) -> AnytimeResult:
     """Streaming early-exit inference: each sample stops computing at its exit step.
 
-    Samples run one timestep per forward with their neurons' state carried; after each step the
-    rule is checked on the accumulated output Y_t = Y_{t-1} + O_t, and samples that exit leave
-    the batch and every neuron's state. With ``batch_size`` below N, at most that many samples
-    are in flight and waiting samples take the places freed by exits, in place (continuous
-    batching: each running sample is at its own step), so every forward stays full until the
-    queue runs dry; then finished samples leave the batch.
+    Samples run in chunks of steps with their neurons' state carried: a forward runs the next k
+    steps of every sample in flight and returns every step's logits; the rule is checked at every
+    step on the accumulated output Y_t = Y_{t-1} + O_t, and samples that exited leave the batch and
+    every neuron's state after the chunk (the steps run past an exit inside a chunk cost time only:
+    exits, predictions and counts are those of each sample's own exit step). With ``batch_size``
+    below N, at most that many samples are in flight and waiting samples take the places freed by
+    exits, in place (continuous batching: each running sample is at its own step), so every forward
+    stays full until the queue runs dry; then finished samples leave the batch.
 
     Args:
         model: an aoi model in eval mode (it raises otherwise: batch norm must use its running
@@ -196,65 +161,108 @@ def predict(
         steps: the fixed number of steps, for rule "fixed".
         count: also count SOPs, MACs and energy per sample (forward hooks; slower).
         batch_size: most samples in flight at once (None: all N).
+        schedule: chunk sizes (1..T): each sample runs its steps in forwards of schedule[0], schedule[1],
+            ... steps (every chunk starting before T, the last may reach past it; `aoi.schedule`). Samples
+            in flight at different points of it run the fewest steps left to any of their chunk ends
+            (uniform chunks keep them aligned). None: `default_schedule`.
+        calibration: per-step logits [T, M, K] of training samples, whose exits under the same rule
+            tell `default_schedule` where samples exit (never pass test data); None: at every step
+            alike (rule "fixed": at ``steps``).
     Returns:
         `AnytimeResult`, samples in input order; a sample never stopped by the rule exits at T.
         The counts are None when ``count`` is False.
     """
     check_inputs(model, inputs)
-    return _predict(model, inputs, epsilon, rule, thresholds, steps, count, batch_size)
+    return _predict(model, inputs, epsilon, rule, thresholds, steps, count, batch_size, schedule, calibration)
 
 
-def _predict(model, inputs, epsilon, rule, thresholds, steps, count, batch_size) -> AnytimeResult:
+def _predict(model, inputs, epsilon, rule, thresholds, steps, count, batch_size, schedule, calibration):
     """`predict` of checked inputs."""
     T, N = inputs.shape[:2]
-    stop_rule = _stop_rule(rule, epsilon, thresholds, steps, T)
+    stop_rule = _stop_rule(T, rule, epsilon, thresholds, steps)
     if batch_size is not None and batch_size < 1:
         raise InputError(f"batch_size must be >= 1 (or None for all samples at once), got {batch_size}")
     if model.training:
         raise InputError("predict needs the model in eval mode (batch norm running statistics): call model.eval()")
     batch_size = N if batch_size is None else min(batch_size, N)
+    if schedule is None:
+        rule_arguments = {"rule": rule, "epsilon": epsilon, "thresholds": thresholds, "steps": steps}
+        schedule = default_schedule(model, inputs, batch_size, calibration, **rule_arguments)
+    try:
+        left = torch.tensor(steps_left(schedule, T), device=inputs.device)
+    except ValueError as error:  # a schedule that does not fit T
+        raise InputError(str(error)) from None
     results = {"exit_steps": torch.full((N,), T, dtype=torch.long, device=inputs.device)}
     results.update({name: torch.zeros(N, dtype=torch.long, device=inputs.device) for name in ("predictions", *COUNTS)})
-    flight = _Flight(torch.arange(batch_size, device=inputs.device), count)
     counter = OperationCounter(model) if count else contextlib.nullcontext()
-    piece = batch_size if count or inputs.device.type != "cpu" else max(1, STEP_BYTES // row_bytes(model, inputs))
+    piece = piece_rows(model, inputs, count)
     with torch.no_grad(), streaming(model), counter:
-        _run(model, inputs, flight, stop_rule, counter if count else None, results, piece)
+        run(model, Flight(inputs, batch_size, stop_rule, count), counter if count else None, results, left, piece)
     if not count:
         return AnytimeResult(results["exit_steps"], results["predictions"], None, None, None)
     synops, macs = results["synops"], results["macs"]
     return AnytimeResult(results["exit_steps"], results["predictions"], synops, macs, energy_pj(synops, macs))
 
 
-def _run(model, inputs, flight: _Flight, stop_rule, counter: OperationCounter | None, results: dict, piece: int):
-    """`predict`'s loop, inside `streaming`: one step of every sample in flight per forward (in forwards of
-    at most ``piece`` samples, `forward_in_pieces`), until all exited."""
+def _exits(stop_rule, calibration: torch.Tensor | None, T: int, rule: str = "confidence", steps=None, **_) -> list[int]:
+    """Samples per exit step t = 1..T [T] for `default_schedule`: all at ``steps`` for rule "fixed", else
+    the exits of the calibration logits [T, M, K] under ``stop_rule``, else one at every step."""
+    if rule == "fixed":
+        return [int(t == int(steps)) for t in range(1, T + 1)]
+    if calibration is None:
+        return [1] * T
+    if calibration.dim() != 3 or calibration.shape[0] != T or not calibration.shape[1]:
+        raise InputError(
+            f"calibration must be per-step logits [T, M, K] of training samples with T = {T}, "
+            f"got shape {tuple(calibration.shape)}"
+        )
+    return exit_counts(calibration, stop_rule).tolist()
+
+
+def default_schedule(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    batch_size: int | None = None,
+    calibration: torch.Tensor | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+    **rule,
+) -> tuple[int, ...]:
+    """The chunk schedule `predict` runs when given none: `aoi.schedule.choose_schedule` on the measured
+    `chunk_seconds` of ``batch_size`` samples of ``inputs`` [T, N, ...] in flight (all N when None; timed
+    with ``clock``) and the exits of ``calibration`` (per-step logits [T, M, K] of training samples) under
+    the rule (``rule``: `predict`'s epsilon, rule, thresholds, steps); without calibration, exits at every
+    step alike (rule "fixed": all at ``steps``). Over every schedule at batch size 1, over uniform ones
+    above (continuous batching)."""
     T, N = inputs.shape[:2]
-    layers = lif_layers(model)
-    rows = inputs.flatten(0, 1)  # [T * N, ...]: one row per step and sample, gathered by index_select
-    admitted = flight.fields["index"].shape[0]
-    while True:
-        fields = flight.fields
-        step_inputs = rows.index_select(0, fields["step"] * N + fields["index"]).unsqueeze(0)
-        output = forward_in_pieces(model, step_inputs, piece, layers)[0]
-        flight.add(output, counter.take() if counter else ())
-        stop = stop_rule(fields["step"], flight.accumulated) | (fields["step"] == T - 1)
-        if stop.any():
-            flight.record(results, stop)
-            stopped = int(stop.sum())
-            new = min(N - admitted, stopped)
-            places = stop if new == stopped else stop & (stop.cumsum(0) <= new)
-            if new:
-                flight.refill(places, torch.arange(admitted, admitted + new, device=inputs.device))
-                restart_samples(layers, places)
-                admitted += new
-            if new < stopped:
-                keep = ~(stop & ~places)
-                flight.keep(keep)
-                keep_samples(layers, keep)
-                if not flight.fields["index"].shape[0]:
-                    return
-        flight.fields["step"] += 1
+    stop_rule = _stop_rule(T, **rule)
+    batch = N if batch_size is None else min(batch_size, N)
+    exits = _exits(stop_rule, calibration, T, **rule)
+    return choose_schedule(chunk_seconds(model, inputs, batch, stop_rule, clock), exits, any_schedule=batch == 1)
+
+
+def chunk_seconds(model, inputs: torch.Tensor, batch_size: int, stop_rule, clock=time.perf_counter) -> list[float]:
+    """Seconds [T] of a chunk of k = 1..T steps of ``batch_size`` samples of ``inputs`` [T, N, ...] as
+    `predict` runs it (inputs gathered, forward, every step's exit decided; uncounted): the best of four
+    rounds over k = 1..T after a warm-up round (rounds, not repeats of one size, so that every size sees
+    the same machine load). Measured once per model, T, input row shape, batch size and thread count."""
+    T = inputs.shape[0]
+    key = (T, *row_key(inputs), batch_size, torch.get_num_threads())
+    known = _CHUNK_SECONDS.setdefault(model, {})
+    if key not in known:
+        layers, piece = lif_layers(model), piece_rows(model, inputs, False)
+        seconds = [math.inf] * T
+        with torch.no_grad(), streaming(model):
+            samples = Flight(inputs, batch_size, stop_rule, False)
+            for repeat, k in itertools.product(range(5), range(1, T + 1)):  # round 0 warms up
+                samples.fields["step"].zero_()
+                start = clock()
+                samples.advance(samples.forward(model, k, layers, piece))
+                if inputs.is_cuda:
+                    torch.cuda.synchronize()
+                if repeat:
+                    seconds[k - 1] = min(seconds[k - 1], clock() - start)
+        known[key] = seconds
+    return known[key]
 
 
 def interleaved_times(runs: dict[str, Callable[[], object]], repeats: int, cuda: bool = False, clock=time.perf_counter):
@@ -267,11 +275,11 @@ def interleaved_times(runs: dict[str, Callable[[], object]], repeats: int, cuda:
     """
     times, results = {name: [] for name in runs}, {}
     for repeat in range(repeats + 1):  # 0 warms up
-        for name, run in runs.items():
+        for name, timed in runs.items():
             if cuda:
                 torch.cuda.synchronize()
             start = clock()
-            results[name] = run()
+            results[name] = timed()
             if cuda:
                 torch.cuda.synchronize()
             if repeat:
@@ -289,20 +297,24 @@ def time_inference(
     repeats: int = 3,
     batch_size: int | None = None,
     clock: Callable[[], float] = time.perf_counter,
+    schedule: Sequence[int] | None = None,
+    calibration: torch.Tensor | None = None,
 ) -> dict:
     """Measured wall-clock cost of streaming early exit against the fastest full-T inference.
 
     Full-T inference is `aoi.inference.full_forward` (all T steps, in its fastest chunks) on
     ``inputs`` [T, N, ...] split into batches of ``batch_size`` samples; streaming is `predict`
-    without counting, with at most ``batch_size`` samples in flight (all N at once when None).
+    without counting, with at most ``batch_size`` samples in flight (all N at once when None), in
+    chunks of ``schedule`` (None: `default_schedule` from ``calibration``, chosen before any timing).
     Each is timed with ``clock`` as the best of ``repeats`` runs, the two interleaved, after a
     warm-up of each (`interleaved_times`). The model must be in eval mode; the inputs are
     checked once, before any timing (`check_inputs`).
 
     Returns:
         dict with full_s, streaming_s (seconds), wallclock_speedup (full_s / streaming_s),
-        mean_exit_step, step_speedup (T / mean_exit_step) and realised (wallclock_speedup /
-        step_speedup: the share of the step speed-up that the clock sees).
+        mean_exit_step, step_speedup (T / mean_exit_step), realised (wallclock_speedup /
+        step_speedup: the share of the step speed-up that the clock sees) and schedule (the chunk
+        sizes that ran, "3,2,2,3").
     """
     if repeats < 1:
         raise InputError(f"repeats must be >= 1, got {repeats}")
@@ -310,10 +322,14 @@ def time_inference(
         raise InputError("time_inference needs the model in eval mode: call model.eval()")
     check_inputs(model, inputs)
     T, N = inputs.shape[:2]
-    batches = inputs.split(batch_size or N, dim=1)
+    batch = min(batch_size or N, N)
+    if schedule is None:
+        rule_arguments = {"rule": rule, "epsilon": epsilon, "thresholds": thresholds, "steps": steps}
+        schedule = default_schedule(model, inputs, batch, calibration, clock, **rule_arguments)
+    batches = inputs.split(batch, dim=1)
     runs = {
-        "full": lambda: [full_forward(model, batch) for batch in batches],
-        "streaming": lambda: _predict(model, inputs, epsilon, rule, thresholds, steps, False, batch_size),
+        "full": lambda: [full_forward(model, part) for part in batches],
+        "streaming": lambda: _predict(model, inputs, epsilon, rule, thresholds, steps, False, batch, schedule, None),
     }
     times, results = interleaved_times(runs, repeats, inputs.is_cuda, clock)
     full_s, streaming_s = min(times["full"]), min(times["streaming"])
@@ -325,6 +341,7 @@ def time_inference(
         "mean_exit_step": mean_exit_step,
         "step_speedup": T / mean_exit_step,
         "realised": full_s / streaming_s / (T / mean_exit_step),
+        "schedule": ",".join(map(str, schedule)),
     }
 
 

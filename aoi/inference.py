@@ -2,18 +2,17 @@
 
 A plain ``model(inputs)`` folds time into the batch: every layer sees [T*N, ...] rows at once.
 At the paper's sizes one activation takes hundreds of MB (VGGSNN's first layer: 590 KB per row,
-377 MB at T=10, batch 64), allocated afresh at every forward: glibc hands blocks that big back
-to the operating system when they are freed, so each forward page-faults them in again (4 KB at
-a time, zeroed by the kernel), and they stream through memory instead of cache. On our 2-core
-machines a batch-64 forward of fashion_snn at 2x48x48 took 2.5x the time of the same forward in
-chunks of a few samples (benchmarks/README.md). Which chunk is fastest is not a simple function
-of its size: oneDNN picks other convolution kernels for other batch sizes (digits_snn at 2x16x16
-ran 44 us per row in chunks of 8 samples, 77 us in chunks of 12). So on the CPU `full_forward`
-measures it: the first call for a model and input shape times a forward of 1, 2, 4, ... samples
-(all T steps each, largest activation under ``MAX_CHUNK_BYTES``) and keeps the fastest per sample
-(`fastest_samples`); when one sample's T steps alone exceed that size, it runs groups of steps
-with the neurons' state carried (`aoi.neurons.streaming`). On CUDA it runs the largest chunks
-under ``MAX_CHUNK_BYTES``, unmeasured.
+377 MB at T=10, batch 64) and streams through memory instead of cache; with glibc's defaults it
+was also handed back to the operating system when freed and faulted in again at every forward
+(2.5x the time of the same forward in chunks, fashion_snn at 2x48x48, batch 64), which
+`aoi.allocator` now prevents in every process that imports aoi. Which chunk is fastest is not a
+simple function of its size: oneDNN picks other convolution kernels for other batch sizes
+(digits_snn at 2x16x16 ran 44 us per row in chunks of 8 samples, 77 us in chunks of 12). So on the
+CPU `full_forward` measures it: the first call for a model and input shape times a forward of 1,
+2, 4, ... samples (all T steps each, largest activation under ``MAX_CHUNK_BYTES``) and keeps the
+fastest per sample (`fastest_samples`); when one sample's T steps alone exceed that size, it runs
+groups of steps with the neurons' state carried (`aoi.neurons.streaming`). On CUDA it runs the
+largest chunks under ``MAX_CHUNK_BYTES``, unmeasured.
 
 Exactness: the logits equal ``model(inputs)`` bit for bit on CPU for every aoi model (tested),
 whatever the chunks, for the same reason as `aoi.anytime.predict`'s exits: each sample's logits
@@ -36,7 +35,7 @@ _ROW_BYTES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> 
 _SAMPLE_SECONDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {key: {samples: s/sample}}
 
 
-def _row_key(inputs: torch.Tensor) -> tuple:
+def row_key(inputs: torch.Tensor) -> tuple:
     return tuple(inputs.shape[2:]), inputs.dtype, inputs.device
 
 
@@ -47,7 +46,7 @@ def row_bytes(model: nn.Module, inputs: torch.Tensor) -> int:
     modules' outputs, seen through forward hooks), then remembered.
     """
     known = _ROW_BYTES.setdefault(model, {})
-    key = _row_key(inputs)
+    key = row_key(inputs)
     if key not in known:
         sizes = [inputs[:1, :1].nbytes]
 
@@ -80,7 +79,7 @@ def fastest_samples(model: nn.Module, inputs: torch.Tensor, most: int, clock=tim
     ``inputs`` [T, N, ...] takes the least time per sample (the best of two forwards each), the sizes
     tried in turn until two in a row are slower than the best. The times are kept per model, T,
     input row shape and thread count; each size is measured once."""
-    key = (inputs.shape[0], *_row_key(inputs), torch.get_num_threads())
+    key = (inputs.shape[0], *row_key(inputs), torch.get_num_threads())
     seconds = _SAMPLE_SECONDS.setdefault(model, {}).setdefault(key, {})
     best, slower = None, 0
     for samples in (2**k for k in range(min(most, inputs.shape[1]).bit_length())):

@@ -197,6 +197,8 @@ def lif_inference(x: torch.Tensor, m: torch.Tensor, tau: float = 0.5, theta: flo
     (`_inference_serial`) given numpy arrays: this is the per-step path of `aoi.anytime`, where
     every microsecond is paid once per layer and step. ``m`` must be contiguous.
     """
+    if x.shape[1:] != m.shape:  # the kernel would write past the membrane
+        raise ValueError(f"lif_inference: inputs {tuple(x.shape)} do not match the membrane {tuple(m.shape)}")
     if _use_cpu_kernel(x) and m.is_contiguous():
         x_np = x.detach().contiguous().numpy().reshape(x.shape[0], -1)
         m_np, s_np = m.numpy().reshape(-1), np.empty_like(x_np)

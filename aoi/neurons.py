@@ -129,6 +129,11 @@ class LIF(nn.Module):
             self.spikes = self.soft_spikes = self.potential = None
         return spikes
 
+    def fold(self, x: torch.Tensor, steps: int) -> torch.Tensor:
+        """Inference on time-folded rows x [steps * N, ...] (row t * N + n) -> spikes [steps * N, ...]: `_infer`
+        without the module call, for `aoi.models.layers.run_folded`."""
+        return self._infer(x.view(steps, -1, *x.shape[1:])).flatten(0, 1)
+
     def _forward_snntorch(self, x: torch.Tensor, m0: torch.Tensor | None):
         """Reference path: snnTorch's ``Leaky`` stepped over time (the time loop made visible)."""
         leaky = snn.Leaky(

@@ -11,14 +11,15 @@ import torch
 from sklearn.datasets import load_digits
 from torch import nn
 
-from aoi import anytime, inference
-from aoi.anytime import InputError, compare_rules, predict, time_inference
+from aoi import inference
+from aoi.anytime import InputError, compare_rules, default_schedule, predict, time_inference
 from aoi.cutoff import calibrate_topk_thresholds, confidence_cutoff, topk_cutoff
 from aoi.energy import count_operations, energy_pj, sum_until_exit
 from aoi.losses import tet_loss
 from aoi.metrics import accuracy_per_step
 from aoi.models import get_model
 from aoi.neurons import LIF
+from aoi.schedule import uniform
 
 EPSILONS = [0.0, 1e-4, 1e-3, 0.01, 0.05, 0.2, 0.5, 0.9]
 N_TRAIN = 1200
@@ -128,29 +129,49 @@ def test_fixed_steps_predict_argmax_at_that_step(trained):
         assert torch.equal(result.predictions, accumulated[steps - 1].argmax(-1))
 
 
+def rows_per_forward(exits: torch.Tensor, schedule) -> list[int]:
+    """Rows each forward sees when all samples start together (no refill): a chunk of c steps of every
+    sample that has not exited before the chunk's first step."""
+    rows, start = [], 0
+    for chunk in schedule:
+        running = int((exits > start).sum())
+        if running:
+            rows.append(chunk * running)
+        start += chunk
+    return rows
+
+
+def schedules(T: int) -> list[tuple[int, ...]]:
+    """Chunks of every size 1..T (the last reaching past T where T is not a multiple), and two uneven ones
+    (the second reaching past T)."""
+    return [uniform(k, T) for k in range(1, T + 1)] + [(T - 1, 1), (1, T)]
+
+
 def test_exited_samples_are_no_longer_computed(trained):
     model, _, _, (inputs, _) = trained
-    outputs = full_outputs(model, inputs)
-    exits = confidence_cutoff(outputs, 0.05).exit_steps
-    batch_sizes = []
-    handle = model.conv1.register_forward_hook(lambda module, args, out: batch_sizes.append(args[0].shape[0]))
+    T = inputs.shape[0]
+    exits = confidence_cutoff(full_outputs(model, inputs), 0.05).exit_steps
+    rows = []
+    handle = model.conv1.register_forward_hook(lambda module, args, out: rows.append(args[0].shape[0]))
     try:
-        predict(model, inputs, 0.05, count=False)
+        for schedule in schedules(T):
+            rows.clear()
+            result = predict(model, inputs, 0.05, count=False, schedule=schedule)
+            assert torch.equal(result.exit_steps, exits)
+            assert rows == rows_per_forward(exits, schedule), schedule
     finally:
         handle.remove()
-    expected = [int((exits >= t).sum()) for t in range(1, inputs.shape[0] + 1)]
-    expected = [n for n in expected if n > 0]
-    assert batch_sizes == expected
-    assert batch_sizes[-1] < batch_sizes[0]
+    assert len(rows_per_forward(exits, (1,) * T)) > 1
 
 
 def test_streaming_counts_equal_full_run_truncated_at_exit(trained):
     model, kind, _, (inputs, _) = trained
     counts = count_operations(model, inputs)
-    result = predict(model, inputs, 0.05)
-    assert torch.equal(result.synops, sum_until_exit(counts.synops, result.exit_steps))
-    assert torch.equal(result.macs, sum_until_exit(counts.macs, result.exit_steps))
-    assert torch.equal(result.energy_pj, energy_pj(result.synops, result.macs))
+    for schedule in [None, *schedules(inputs.shape[0])]:  # steps run past an exit in a chunk are not counted
+        result = predict(model, inputs, 0.05, schedule=schedule)
+        assert torch.equal(result.synops, sum_until_exit(counts.synops, result.exit_steps)), schedule
+        assert torch.equal(result.macs, sum_until_exit(counts.macs, result.exit_steps)), schedule
+        assert torch.equal(result.energy_pj, energy_pj(result.synops, result.macs))
     full_energy = energy_pj(counts.synops.sum(0), counts.macs.sum(0))
     assert (result.energy_pj <= full_energy).all() and (result.energy_pj < full_energy).any()
     # frames are real-valued: the first conv is charged MACs (C_out 8 x 64 positions x fan-in 9) at
@@ -159,36 +180,41 @@ def test_streaming_counts_equal_full_run_truncated_at_exit(trained):
     assert torch.equal(result.macs, result.exit_steps * per_step_macs)
 
 
-def forwards_of_continuous_batching(exit_steps: list[int], batch_size: int) -> int:
-    """Forwards that continuous batching takes for these exit steps: every forward advances each
-    sample in flight one step; the places of those that exit go to the next waiting samples."""
+def forwards_of_continuous_batching(exit_steps: list[int], batch_size: int, chunk: int = 1) -> int:
+    """Forwards that continuous batching takes for these exit steps in chunks of ``chunk`` steps: every
+    forward advances each sample in flight ``chunk`` steps; after it, the places of those that exited
+    go to the next waiting samples."""
     waiting, flight, forwards = list(exit_steps[batch_size:]), list(exit_steps[:batch_size]), 0
     while flight:
         forwards += 1
-        flight = [steps - 1 for steps in flight]
+        flight = [max(0, steps - chunk) for steps in flight]
         freed = flight.count(0)
         flight = [steps for steps in flight if steps] + waiting[:freed]
         waiting = waiting[freed:]
     return forwards
 
 
-def test_time_inference_times_the_full_forward_and_the_streaming_steps(trained, monkeypatch):
+@pytest.mark.parametrize("chunk", [1, 2, 3])
+def test_time_inference_times_the_full_forward_and_the_streaming_steps(trained, monkeypatch, chunk):
     """With a clock that ticks once per model forward, the times are counts we know independently:
     full-T inference is one forward per batch (whole batches taken as the fastest chunk), streaming
-    is the forwards of continuous batching over the post-hoc exit steps."""
+    is the forwards of continuous batching in chunks over the post-hoc exit steps."""
     monkeypatch.setattr(inference, "fastest_samples", lambda model, inputs, most: most)
     model, _, _, (inputs, _) = trained
     inputs = inputs[:, :64]
+    T, N = inputs.shape[:2]
     ticks = [0.0]
     handle = model.register_forward_pre_hook(lambda module, args: ticks.__setitem__(0, ticks[0] + 1))
     try:
-        timing = time_inference(model, inputs, 0.05, repeats=2, batch_size=24, clock=lambda: ticks[0])
+        timing = time_inference(
+            model, inputs, 0.05, repeats=2, batch_size=24, clock=lambda: ticks[0], schedule=uniform(chunk, T)
+        )
     finally:
         handle.remove()
-    T, N = inputs.shape[:2]
     exits = confidence_cutoff(full_outputs(model, inputs), 0.05).exit_steps
-    streaming = forwards_of_continuous_batching(exits.tolist(), 24)
-    assert streaming < forwards_of_continuous_batching([T] * N, 24)  # early exits save forwards here
+    streaming = forwards_of_continuous_batching(exits.tolist(), 24, chunk)
+    assert streaming < forwards_of_continuous_batching([T] * N, 24, chunk)  # early exits save forwards here
+    assert timing["schedule"] == ",".join([str(chunk)] * len(uniform(chunk, T)))
     assert timing["full_s"] == 3  # batches of 24, 24 and 16 samples
     assert timing["streaming_s"] == streaming
     assert timing["wallclock_speedup"] == pytest.approx(3 / streaming)
@@ -219,6 +245,12 @@ def test_bad_arguments_say_what_to_do():
             predict(model.eval(), bad, 0.1)
     with pytest.raises(ValueError, match="batch_size"):
         predict(model, inputs, 0.1, batch_size=0)
+    for calibration in [torch.zeros(4, 5, 10), torch.zeros(3, 10), torch.zeros(3, 0, 10)]:
+        with pytest.raises(InputError, match=r"calibration must be per-step logits \[T, M, K\] .* with T = 3"):
+            predict(model, inputs, 0.1, calibration=calibration)
+    for schedule in [(2,), (0, 3), (2, 1, 1), (1.5, 2), 3, (1, 4)]:
+        with pytest.raises(InputError, match=r"must be chunk sizes 1..3 that start before T = 3 and reach it"):
+            predict(model, inputs, 0.1, schedule=schedule)
 
 
 def test_inputs_must_be_time_first_with_the_models_steps_and_finite():
@@ -323,18 +355,35 @@ def test_every_aoi_model_streams_like_its_full_forward(name, input_shape, monkey
     expected = confidence_cutoff(counts.outputs, epsilon)
     assert len(expected.exit_steps.unique()) > 1
     assert (counts.synops > 0).all()  # spikes reach the counted layers
-    for batch_size in (None, 1, 3):  # 1: forwards of one row, where PyTorch picks other kernels
-        result = predict(model, inputs, epsilon, batch_size=batch_size)
-        assert torch.equal(result.exit_steps, expected.exit_steps)
+    # batch size 1: forwards of one sample, where PyTorch picks other kernels; 3: refills, samples at
+    # different points of an uneven schedule; 5: chunks of 1 and 2 samples; counting is slow
+    runs = [(None, None, True), (1, (T - 1, 1), True), (3, (1, T), True)]
+    runs += [(1, uniform(k, T), False) for k in range(1, T + 1)] + [(5, uniform(2, T), False)]
+    for batch_size, schedule, count in runs:
+        result = predict(model, inputs, epsilon, batch_size=batch_size, schedule=schedule, count=count)
+        assert torch.equal(result.exit_steps, expected.exit_steps), (batch_size, schedule)
         assert torch.equal(result.predictions, expected.predictions)
-        assert torch.equal(result.synops, sum_until_exit(counts.synops, result.exit_steps))
-        assert torch.equal(result.macs, sum_until_exit(counts.macs, result.exit_steps))
+        if count:
+            assert torch.equal(result.synops, sum_until_exit(counts.synops, result.exit_steps))
+            assert torch.equal(result.macs, sum_until_exit(counts.macs, result.exit_steps))
     row = inference.row_bytes(model, inputs)
-    for piece in (1, 3):  # uncounted steps run in pieces of this many samples
-        monkeypatch.setattr(anytime, "STEP_BYTES", piece * row)
-        result = predict(model, inputs, epsilon, count=False, batch_size=5)
+    for piece, schedule in [(1, (1, T)), (3, uniform(2, T))]:  # uncounted chunks in pieces of at most this many rows
+        monkeypatch.setattr(inference, "MAX_CHUNK_BYTES", piece * row)
+        result = predict(model, inputs, epsilon, count=False, batch_size=5, schedule=schedule)
         assert torch.equal(result.exit_steps, expected.exit_steps)
         assert torch.equal(result.predictions, expected.predictions)
+
+
+def test_a_fresh_models_first_uncounted_run_in_pieces():
+    """Sizing the pieces runs a probe forward of one sample (`aoi.inference.row_bytes`); inside streaming
+    it would carry a one-sample state into the first chunk of four samples."""
+    torch.manual_seed(0)
+    model = ToySNN(1).eval()
+    inputs = torch.rand(3, 8, 1, 8, 8) * 2
+    expected = confidence_cutoff(full_outputs(model, inputs), 0.5)
+    result = predict(model, inputs, 0.5, count=False, batch_size=4, schedule=(1, 2))
+    assert torch.equal(result.exit_steps, expected.exit_steps)
+    assert torch.equal(result.predictions, expected.predictions)
 
 
 @pytest.mark.parametrize("batch_size", [1, 7])
@@ -343,31 +392,36 @@ def test_continuous_batching_gives_the_same_exits_and_counts(trained, batch_size
     inputs = inputs[:, :40]
     outputs = full_outputs(model, inputs)
     counts = count_operations(model, inputs)
-    expected = confidence_cutoff(outputs, 0.05)
-    result = predict(model, inputs, 0.05, batch_size=batch_size)
-    assert torch.equal(result.exit_steps, expected.exit_steps)
-    assert torch.equal(result.predictions, expected.predictions)
-    assert torch.equal(result.synops, sum_until_exit(counts.synops, result.exit_steps))
-    assert torch.equal(result.macs, sum_until_exit(counts.macs, result.exit_steps))
+    confidence = confidence_cutoff(outputs, 0.05)
     thresholds = calibrate_topk_thresholds(full_outputs(model, train_inputs), train_targets, 0.99)
-    expected = topk_cutoff(outputs, thresholds)  # per-step thresholds while samples are at different steps
-    result = predict(model, inputs, rule="topk", thresholds=thresholds, batch_size=batch_size, count=False)
-    assert torch.equal(result.exit_steps, expected.exit_steps)
-    assert torch.equal(result.predictions, expected.predictions)
+    topk = topk_cutoff(outputs, thresholds)  # per-step thresholds while samples are at different steps
+    T = inputs.shape[0]
+    for schedule in [None, uniform(2, T), (T - 1, 1), (1, T)]:  # samples at different points of uneven ones
+        result = predict(model, inputs, 0.05, batch_size=batch_size, schedule=schedule)
+        assert torch.equal(result.exit_steps, confidence.exit_steps), schedule
+        assert torch.equal(result.predictions, confidence.predictions)
+        assert torch.equal(result.synops, sum_until_exit(counts.synops, result.exit_steps))
+        assert torch.equal(result.macs, sum_until_exit(counts.macs, result.exit_steps))
+        result = predict(
+            model, inputs, rule="topk", thresholds=thresholds, batch_size=batch_size, schedule=schedule, count=False
+        )
+        assert torch.equal(result.exit_steps, topk.exit_steps)
+        assert torch.equal(result.predictions, topk.predictions)
 
 
-def test_continuous_batching_keeps_forwards_full(trained):
+@pytest.mark.parametrize("chunk", [1, 2])
+def test_continuous_batching_keeps_forwards_full(trained, chunk):
     model, _, _, (inputs, _) = trained
     inputs = inputs[:, :50]
     exits = confidence_cutoff(full_outputs(model, inputs), 0.05).exit_steps
-    batch_sizes = []
-    handle = model.conv1.register_forward_hook(lambda module, args, out: batch_sizes.append(args[0].shape[0]))
+    rows = []
+    handle = model.conv1.register_forward_hook(lambda module, args, out: rows.append(args[0].shape[0]))
     try:
-        predict(model, inputs, 0.05, count=False, batch_size=8)
+        predict(model, inputs, 0.05, count=False, batch_size=8, schedule=uniform(chunk, inputs.shape[0]))
     finally:
         handle.remove()
-    assert sum(batch_sizes) == exits.sum()  # one row per executed (sample, step), nothing more
-    full = [n == 8 for n in batch_sizes]
+    assert sum(rows) == chunk * (-(-exits // chunk)).sum()  # every sample runs its chunks up to its exit
+    full = [n == 8 * chunk for n in rows]
     assert full == sorted(full, reverse=True)  # every forward is full until the queue runs dry,
     assert full.count(False) <= inputs.shape[0]  # then the last samples finish in at most T steps
 
@@ -377,6 +431,28 @@ class Echo(nn.Module):
 
     def forward(self, x):
         return x
+
+
+def test_the_default_schedule_comes_from_measured_chunks_and_the_calibration_exits():
+    """A clock that advances by a chosen cost per chunk size: the chooser's hand-computed optimum
+    (tests/test_schedule.py) comes back, from exits read on calibration logits made by hand."""
+    costs = {1: 1.0, 2: 1.9, 3: 2.0, 4: 3.5}  # seconds of a chunk of k steps
+    now = [0.0]
+    model = Echo().eval()
+    model.register_forward_pre_hook(lambda module, args: now.__setitem__(0, now[0] + costs[args[0].shape[0]]))
+    calibration = torch.zeros(4, 4, 2)  # Y stays (0, 0) until a sample's exit step, then (10, 0): confident
+    for sample, exit_step in enumerate([3, 3, 4, 4]):
+        calibration[exit_step - 1, sample, 0] = 10.0
+    inputs = torch.zeros(4, 6, 2)
+    clock = lambda: now[0]  # noqa: E731
+    assert default_schedule(model, inputs, 1, calibration, clock, epsilon=0.01) == (3, 1)
+    assert default_schedule(model, inputs, 2, calibration, clock, epsilon=0.01) == (3, 3)
+    # rule "fixed": every sample exits at steps = 2; one chunk of 2 (1.9) beats two of 1 (2.0)
+    assert default_schedule(model, inputs, 1, clock=clock, rule="fixed", steps=2) == (2, 2)
+    # without calibration, exits at every step alike: S = 1, 3/4, 1/2, 1/4; by hand (3, 1) 2.25 beats
+    # (1, 1, 1, 1) 2.5, (1, 3) 2.5, (3, 3) 2.5, (2, 1, 1) 2.65, (1, 2, 1) 2.675, (1, 1, 2) 2.7, (2, 2) 2.85, (4) 3.5
+    assert default_schedule(model, inputs, 1, clock=clock, epsilon=0.01) == (3, 1)
+    assert default_schedule(model, inputs, 2, clock=clock, epsilon=0.01) == (1, 1, 1, 1)  # (3, 3) 2.5 ties: smaller
 
 
 def test_exits_at_thresholds_that_lie_exactly_on_a_confidence():

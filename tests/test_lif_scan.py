@@ -78,6 +78,8 @@ def test_inference_scan_equals_the_autograd_scan_and_carries_the_membrane_in_pla
     tail = lif_scan.lif_inference(x[2:], membrane, 0.3, 0.8)
     assert torch.equal(torch.cat([head, tail]), spikes)
     assert torch.equal(membrane, last) and membrane.data_ptr() == storage
+    with pytest.raises(ValueError, match=r"inputs \(6, 3, 4, 5\) do not match the membrane \(1, 4, 5\)"):
+        lif_scan.lif_inference(x, membrane[:1], 0.3, 0.8)  # the kernel would write past it
 
 
 def test_serial_and_parallel_kernels_agree_bit_for_bit():

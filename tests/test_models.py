@@ -8,7 +8,7 @@ import torchvision
 from torch import nn
 
 from aoi.models import DEFAULT_MODEL, MODELS, get_model
-from aoi.models.layers import AvgPool2
+from aoi.models.layers import AvgPool2, folded_inference
 from aoi.neurons import LIF, lif_layers, streaming
 
 torch.set_num_threads(1)  # the CI box has 2 shared cores; threads spinning against each other cost 10x
@@ -47,9 +47,9 @@ def test_output_is_per_step_logits(name, shape, T, N):
     assert model.T == T
 
 
-@pytest.mark.parametrize("name, shape, T, N", CASES)
-def test_streaming_one_step_at_a_time_equals_full_forward_bit_for_bit(name, shape, T, N):
-    torch.manual_seed(1)
+def model_in_eval(name, shape, T, N, seed):
+    """(model in eval mode, inputs [T, N, *shape]) with batch norm holding these inputs' statistics."""
+    torch.manual_seed(seed)
     model = get_model(name, 5, shape, T)
     inputs = 4 * torch.rand(T, N, *shape)
     for bn in model.modules():
@@ -59,7 +59,12 @@ def test_streaming_one_step_at_a_time_equals_full_forward_bit_for_bit(name, shap
         model.fc1.weight.data *= 30  # at init the LIF after fc1 stays silent on pooled spike rates
     model.train()
     model(inputs)
-    model.eval()
+    return model.eval(), inputs
+
+
+@pytest.mark.parametrize("name, shape, T, N", CASES)
+def test_streaming_one_step_at_a_time_equals_full_forward_bit_for_bit(name, shape, T, N):
+    model, inputs = model_in_eval(name, shape, T, N, seed=1)
     with torch.no_grad():
         full = model(inputs)
         with streaming(model):
@@ -71,6 +76,31 @@ def test_streaming_one_step_at_a_time_equals_full_forward_bit_for_bit(name, shap
     assert not torch.allclose(full[0], full[-1]), "no temporal dynamics: the test would prove nothing"
     assert torch.equal(streamed, full)  # bit for bit (aoi.anytime's exactness rests on it)
     assert torch.equal(torch.cat(alone, 1), full)
+
+
+@pytest.mark.parametrize(
+    "name, shape, T, N", [case for case in CASES if case[0] in ("digits_snn", "fashion_snn", "vggsnn")]
+)
+def test_the_folded_inference_path_gives_the_module_path_bits(name, shape, T, N):
+    """ConvSNN and VGGSNN infer without module calls (`run_folded`) when nothing watches them; a hook
+    anywhere, or autograd, takes the module path. The same kernels in the same order: the same bits."""
+    model, inputs = model_in_eval(name, shape, T, N, seed=2)
+    with torch.no_grad():
+        assert folded_inference(model, inputs)
+        folded = model(inputs)
+        handle = lif_layers(model)[-1].register_forward_hook(lambda *args: None)
+        assert not folded_inference(model, inputs)
+        module = model(inputs)
+        handle.remove()
+    with_autograd = model(inputs)
+    assert with_autograd.requires_grad
+    assert folded.abs().sum() > 0 and not torch.allclose(folded[0], folded[-1])
+    assert torch.equal(folded, module)
+    assert torch.equal(folded, with_autograd.detach())
+    for lif in lif_layers(model):  # a recording LIF (STR's analysis) is a watcher too
+        lif.record = True
+        assert not folded_inference(model, inputs)
+        lif.record = False
 
 
 def test_every_lif_is_its_own_module():
