@@ -29,6 +29,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
+from aoi.files import UnreadableFile
 from aoi.methods import method_label
 from aoi.plots import BAND, CUTOFF, ERRORBAR, FIXED_STEP, SEEDS, method_color, ordered, themed
 from aoi.provenance import code_fingerprint
@@ -83,12 +84,23 @@ class AoiDataset:
     summary: pd.DataFrame
 
 
+def _readable_study(name: str, directory: Path) -> Study:
+    """`load_study` of profile ``name`` from ``directory``, empty (with a printed reason) when unreadable."""
+    try:
+        return load_study(name, directory, required=False)
+    except UnreadableFile as error:
+        print(f"profile {name!r} left out of the figure: {error}")
+        return Study(name, None, [], directory, [])
+
+
 def aoi_datasets(study: Study, others=AOI_PROFILES) -> list[AoiDataset]:
     """``study``'s datasets, then those of the profiles ``others`` whose results lie beside its
     folder (results/<profile>; a profile without results is left out), each dataset once (the
-    first profile that has it), frame data before event data."""
+    first profile that has it), frame data before event data. A profile whose results cannot be
+    read (`aoi.files.UnreadableFile`: an older aoi's or an edited metrics.json) is left out, with a
+    printed line that says why and how to compute it again."""
     studies = [study] + [
-        load_study(name, Path(study.directory).parent / name, required=False) for name in others if name != study.name
+        _readable_study(name, Path(study.directory).parent / name) for name in others if name != study.name
     ]
     found = {}
     for each in (s for s in studies if s.runs):

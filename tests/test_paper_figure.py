@@ -170,6 +170,20 @@ def test_aoi_datasets_come_from_each_profiles_results_once_and_absent_ones_are_l
     assert "digits (`default`), fashion-mnist (`fashion`), ndigits (`default`)" in text and "2 seeds" in text
 
 
+def test_a_profile_whose_results_cannot_be_read_is_left_out_with_the_reason(tmp_path, capsys):
+    results = tmp_path / "results"
+    write_runs(results / "default", "digits", 4)
+    write_runs(results / "fashion", "fashion-mnist", 4)
+    edited = next((results / "fashion" / "runs").rglob("metrics.json"))
+    run = json.loads(edited.read_text())
+    run["accuracy_cutoff"] = 99.9  # a number changed by hand: its digest no longer matches
+    edited.write_text(json.dumps(run))
+    ours = paper_figure.aoi_datasets(load_study("default", results / "default"))
+    assert [d.name for d in ours] == ["digits"]
+    printed = capsys.readouterr().out
+    assert printed.startswith("profile 'fashion' left out of the figure: ") and str(edited) in printed
+
+
 def test_a_dataset_with_runs_of_other_code_is_marked_and_the_caption_names_the_code():
     old = dataset("digits", "frame")
     old.summary = old.summary.assign(code="0123456789ab")
