@@ -103,6 +103,40 @@ def test_the_folded_inference_path_gives_the_module_path_bits(name, shape, T, N)
         lif.record = False
 
 
+class Heaviside(nn.Module):
+    """Another neuron in a LIF's place (no state): spikes where the current passes 1, [T, N, ...]."""
+
+    def forward(self, current: torch.Tensor) -> torch.Tensor:
+        return (current > 1).to(current.dtype)
+
+
+def test_a_model_changed_after_a_call_takes_the_path_its_modules_allow():
+    """Inference lists a model's modules once: a neuron swapped in later (not an aoi LIF) runs as
+    a module, and a convolution swapped in later with a hook sees its call."""
+    model, inputs = model_in_eval("digits_snn", (2, 16, 16), 4, 2, seed=3)
+    with torch.no_grad():
+        model(inputs)  # lists the modules
+        blocks = [block for block in model.modules() if hasattr(block, "lif")]
+        for block in blocks:
+            block.lif = Heaviside()
+        assert not folded_inference(model, inputs)
+        swapped = model(inputs)
+        rows = inputs
+        for block in model.features:  # the same chain by hand, module by module
+            rows = block(rows)
+        assert torch.equal(swapped, model.readout(rows.flatten(2)))
+    model, inputs = model_in_eval("digits_snn", (2, 16, 16), 4, 2, seed=3)
+    calls, block = [], model.features[0]
+    conv = block.conv_bn.module[0]
+    replacement = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, padding=conv.padding, bias=False)
+    replacement.register_forward_hook(lambda *args: calls.append(1))
+    with torch.no_grad():
+        model(inputs)  # lists the modules again
+        block.conv_bn.module[0] = replacement
+        model(inputs)
+    assert calls == [1]
+
+
 def test_every_lif_is_its_own_module():
     """A LIF used at two places would mix their carried states and STR recordings."""
     for name, shape, T, _ in CASES:

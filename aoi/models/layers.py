@@ -28,6 +28,14 @@ _ONEDNN = torch.backends.mkldnn.is_available()
 _MODULES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> its modules, for `folded_inference`
 
 
+def _forget_modules(module: nn.Module, name: str, submodule) -> None:
+    """A submodule was set somewhere (torch's global registration hook): cached module lists may be stale."""
+    _MODULES.clear()
+
+
+torch.nn.modules.module.register_module_module_registration_hook(_forget_modules)
+
+
 class TimeFolded(nn.Module):
     """Apply a stateless ``module`` to every timestep at once: [T, N, ...] -> [T, N, ...']."""
 
@@ -195,7 +203,9 @@ class ConvBNLIF(nn.Module):
 def folded_inference(model: nn.Module, x: torch.Tensor) -> bool:
     """Whether ``model`` may run `run_folded` on x: no autograd, float32 on a CPU with oneDNN, every
     module in eval mode and without hooks (operation counting and activation probes must see every
-    module call), every `LIF` fused and not recording."""
+    module call), every `LIF` fused and not recording, every `ConvBNLIF` with an aoi `LIF` (not one
+    swapped for another neuron). The model's modules are listed once and listed again after any
+    submodule is set anywhere."""
     if torch.is_grad_enabled() or x.device.type != "cpu" or x.dtype != torch.float32 or not _ONEDNN:
         return False
     hooks = torch.nn.modules.module  # the global hooks that every module call would run
@@ -208,6 +218,8 @@ def folded_inference(model: nn.Module, x: torch.Tensor) -> bool:
         if module.training or module._forward_hooks or module._forward_pre_hooks:
             return False
         if isinstance(module, LIF) and (module.record or not module.fused):
+            return False
+        if isinstance(module, ConvBNLIF) and not isinstance(module.lif, LIF):
             return False
     return True
 
