@@ -174,15 +174,19 @@ def show_markdown(text: str) -> None:
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"  # an output that shows a live widget (ipywidgets)
 
 
-def without_widget_views(notebook: dict) -> dict:
+def without_widget_views(notebook: dict, every: bool = False) -> dict:
     """``notebook`` (nbformat JSON) with the widget view taken out of every output that also
     carries an image of it (the epsilon explorer's static figure, `aoi.explorer.show`): saved,
     such an output shows the image, where the view would show "model not found" once its kernel
-    is gone. Other outputs, and views without an image, are left as they are."""
+    is gone. Other outputs, and views without an image, are left as they are. With ``every`` (an
+    executed record, whose model ids no kernel serves later), every view goes, and the notebook's
+    widget state with them; the outputs' other forms (PNG, text) stay."""
+    if every:
+        notebook.get("metadata", {}).pop("widgets", None)
     for cell in notebook.get("cells", []):
         for output in cell.get("outputs", []):
             data = output.get("data", {})
-            if WIDGET_VIEW in data and any(key.startswith("image/") for key in data):
+            if WIDGET_VIEW in data and (every or any(key.startswith("image/") for key in data)):
                 del data[WIDGET_VIEW]
     return notebook
 

@@ -38,13 +38,12 @@ from pathlib import Path
 from aoi.errors import UserError
 from aoi.files import atomic_path, read_json, write_json
 from aoi.layout import REPO_ROOT
-from aoi.notebook import declared_parameters
+from aoi.notebook import declared_parameters, without_widget_views
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 TRAIN, ANALYSE = "01_train", "02_analyse"
 STAGES = (TRAIN, ANALYSE)  # in order; a run is finished when all of them completed
 RECORD = "stages.json"  # in the run folder: {"completed": {stage: time (UTC)}}
-WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
 class RunLocked(UserError, RuntimeError):
@@ -228,7 +227,7 @@ def _code_cells(notebook: dict) -> list[tuple[str, bool]]:
 def execute_notebook(notebook: Path, output: Path, parameters: dict) -> None:
     """Execute ``notebook`` with papermill into ``output`` (atomically; on a cell error the executed
     notebook with its traceback is still written, then the error is raised), widgets stripped
-    (`strip_widgets`). ``parameters`` must be declared by the notebook. The kernel runs in the
+    (`aoi.notebook.without_widget_views`). ``parameters`` must be declared by the notebook. The kernel runs in the
     repository root, where ./reproduce.sh runs."""
     import nbformat
     import papermill
@@ -251,18 +250,8 @@ def execute_notebook(notebook: Path, output: Path, parameters: dict) -> None:
             )
         except papermill.PapermillExecutionError as error:
             failure = error
-        record = strip_widgets(nbformat.read(tmp, as_version=4))
+        record = without_widget_views(nbformat.read(tmp, as_version=4), every=True)
         record.metadata.papermill["output_path"] = str(output)  # not the temporary name
         nbformat.write(record, tmp)
     if failure is not None:
         raise failure
-
-
-def strip_widgets(notebook):
-    """``notebook`` (nbformat) without widget views and widget state: their model ids are random
-    and no kernel serves them later; the outputs' other forms (PNG, text) stay."""
-    notebook.metadata.pop("widgets", None)
-    for cell in notebook.cells:
-        for output in cell.get("outputs", []):
-            output.get("data", {}).pop(WIDGET_VIEW, None)
-    return notebook

@@ -7,6 +7,7 @@ import subprocess
 import nbformat
 import pytest
 
+from aoi import notebook as aoi_notebook
 from aoi import reproduce, stages
 from aoi.errors import UserError
 from aoi.files import sealed_metrics
@@ -360,10 +361,10 @@ def test_a_parameter_the_notebook_does_not_declare_is_refused(tmp_path):
 
 def test_widget_views_and_state_are_stripped_from_executed_notebooks():
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("w")])
-    view = {stages.WIDGET_VIEW: {"model_id": "abc"}, "image/png": "iVBO", "text/plain": "w"}
+    view = {aoi_notebook.WIDGET_VIEW: {"model_id": "abc"}, "image/png": "iVBO", "text/plain": "w"}
     notebook.cells[0].outputs = [nbformat.v4.new_output("display_data", data=view)]
     notebook.metadata["widgets"] = {"state": {}}
-    stripped = stages.strip_widgets(notebook)
+    stripped = aoi_notebook.without_widget_views(notebook, every=True)
     assert stripped.cells[0].outputs[0].data == {"image/png": "iVBO", "text/plain": "w"}
     assert "widgets" not in stripped.metadata
 
