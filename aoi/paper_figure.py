@@ -29,7 +29,6 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
-from aoi.files import UnreadableFile
 from aoi.methods import method_label
 from aoi.plots import BAND, CUTOFF, ERRORBAR, FIXED_STEP, SEEDS, method_color, ordered, themed
 from aoi.provenance import code_fingerprint
@@ -85,12 +84,11 @@ class AoiDataset:
 
 
 def _readable_study(name: str, directory: Path) -> Study:
-    """`load_study` of profile ``name`` from ``directory``, empty (with a printed reason) when unreadable."""
-    try:
-        return load_study(name, directory, required=False)
-    except UnreadableFile as error:
-        print(f"profile {name!r} left out of the figure: {error}")
-        return Study(name, None, [], directory, [])
+    """`load_study` of profile ``name`` from ``directory``; when its results cannot be read, a printed line says why."""
+    study = load_study(name, directory, required=False)
+    if study.unreadable:
+        print(f"profile {name!r} left out of the figure: {study.unreadable}")
+    return study
 
 
 def aoi_datasets(study: Study, others=AOI_PROFILES) -> list[AoiDataset]:

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from aoi.files import verified_metrics
+from aoi.files import UnreadableFile, verified_metrics
 from aoi.layout import PAPER_DIR, REPO_ROOT, params_match, profile_results_dir, run_name, run_names_under
 from aoi.methods import method_label
 from aoi.profiles import load_profile, profile_name, run_grid
@@ -227,7 +227,8 @@ class Study:
 
     ``profile`` is the loaded profile (None when it has no results yet), ``runs`` the metrics.json
     of every run it defines that has results (`load_runs`), ``directory`` its results folder (where
-    figures and tables are written), ``left_out`` the names of the other runs found there.
+    figures and tables are written), ``left_out`` the names of the other runs found there,
+    ``unreadable`` why its results could not be read (`load_study` without ``required``), if so.
     """
 
     name: str
@@ -235,6 +236,7 @@ class Study:
     runs: list[dict]
     directory: Path
     left_out: list[str] = dataclasses.field(default_factory=list)
+    unreadable: str | None = None
 
     def frame(self, key: str) -> pd.DataFrame:
         """`records_frame` of ``key`` (accuracy_per_step, curve, rules, cosine_similarity, stf), folds pooled."""
@@ -265,7 +267,9 @@ class Study:
 
     @property
     def missing(self) -> str:
-        """What to do when the study has no runs."""
+        """What to do when the study has no runs (or none that can be read)."""
+        if self.unreadable:
+            return f"results of profile {self.name!r} cannot be read, so none is shown: {self.unreadable}"
         return f"no results of profile {self.name!r} yet: run ./reproduce.sh --profile {self.name}"
 
     @property
@@ -329,12 +333,19 @@ class Study:
 def load_study(profile: str, results_dir: str | os.PathLike | None = None, required: bool = True) -> Study:
     """The results of ``profile`` (a name or a .yaml path) from ``results_dir`` (default: the
     repository's ``results/<name>``, whatever $AOI_RESULTS says). With ``required`` a study
-    without runs is a FileNotFoundError; without, it comes back empty (the profile not loaded,
-    so a profile still to be written is no error)."""
+    without runs is a FileNotFoundError, and a metrics.json that `aoi.files.verified_metrics`
+    refuses an `aoi.files.UnreadableFile`; without, it comes back empty (the profile not loaded, so
+    a profile still to be written is no error), saying why in ``unreadable`` when its results
+    could not be read (paths relative to the repository)."""
     name = profile_name(profile)
     directory = Path(results_dir) if results_dir is not None else profile_results_dir(name, REPO_ROOT / "results")
     spec = load_profile(profile) if run_names_under(directory / "runs") else None
-    runs, left_out = load_runs(directory, spec) if spec else ([], [])
+    try:
+        runs, left_out = load_runs(directory, spec) if spec else ([], [])
+    except UnreadableFile as error:
+        if required:
+            raise
+        return Study(name, None, [], directory, unreadable=str(error).replace(f"{REPO_ROOT}{os.sep}", ""))
     study = Study(name, spec if runs else None, runs, directory, left_out)
     if required and not runs:
         raise FileNotFoundError(study.missing)

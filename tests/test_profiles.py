@@ -44,7 +44,8 @@ def test_default_grid_is_2_datasets_x_3_methods_x_3_seeds():
 
 def test_nmnist_grid_is_4_methods_x_5_folds_each_fold_once_per_seed():
     grid = run_grid(load_profile("nmnist"))  # seed 0 as committed (see the profile); 3 seeds as designed
-    assert len(grid) == 20 and len(run_grid({**load_profile("nmnist"), "seeds": [0, 1, 2]})) == 60 and {p["dataset"] for p in grid} == {"nmnist-small"}
+    assert len(grid) == 20 and len(run_grid({**load_profile("nmnist"), "seeds": [0, 1, 2]})) == 60
+    assert {p["dataset"] for p in grid} == {"nmnist-small"}
     assert {(p["method"], p["alpha"]) for p in grid} == {("tet", 0.0), ("str", 0.002), ("str", 0.02), ("str", 0.5)}
     assert {(p["folds"], p["validation"], p["T"]) for p in grid} == {(5, 0.1, 10)}
     tet = [(p["seed"], p["fold"]) for p in grid if p["method"] == "tet"]

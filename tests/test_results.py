@@ -5,7 +5,7 @@ import json
 import pytest
 
 from aoi import layout, results
-from aoi.files import sealed_metrics
+from aoi.files import UnreadableFile, sealed_metrics
 from aoi.profiles import load_profile, run_grid, run_params
 from aoi.provenance import code_fingerprint
 
@@ -94,6 +94,29 @@ def test_a_study_is_the_runs_its_profile_defines_now(tmp_path):
         "left out, not runs of the profile as it is now: digits/T3-str-a0.1-s1 (analysed with other parameters), "
         "digits/T3-str-a0.5-s0; ./reproduce.sh --profile tiny removes them",
     ]
+
+
+def test_a_study_whose_results_cannot_be_read_shows_none_and_says_why(tmp_path):
+    """A metrics.json without its digest (an older aoi's): a required study is refused naming the
+    file; a study that is not required comes back empty with that reason as its description."""
+    (tmp_path / "tiny.yaml").write_text(PROFILE)
+    profile = load_profile(str(tmp_path / "tiny.yaml"))
+    root = tmp_path / "results" / "tiny"
+    write_run(root, run_params(profile, "digits", "str", 0.1, 0))
+    older = root / "runs" / "digits" / "T3-str-a0.1-s0" / "metrics.json"
+    run = json.loads(older.read_text())
+    del run["provenance"]["metrics_sha256"]
+    older.write_text(json.dumps({**run, "profile": "tiny"}))
+    with pytest.raises(UnreadableFile, match="records no digest of its content"):
+        results.load_study(str(tmp_path / "tiny.yaml"), root)
+    study = results.load_study(str(tmp_path / "tiny.yaml"), root, required=False)
+    assert study.runs == [] and study.profile is None
+    assert study.describe() == (
+        f"results of profile 'tiny' cannot be read, so none is shown: {older} records no digest of its content "
+        "(an older aoi or a hand wrote it), so its provenance cannot vouch for its numbers: restore the file aoi "
+        f"wrote (git checkout -- {older}) or compute the run again "
+        "(./reproduce.sh --profile tiny --only 'digits/T3-str-a0.1-s0' --force)"
+    )
 
 
 def test_the_papers_numbers_are_shipped():
