@@ -185,6 +185,7 @@ def _predict(model, inputs, epsilon, rule, thresholds, steps, count, batch_size,
     if model.training:
         raise InputError("predict needs the model in eval mode (batch norm running statistics): call model.eval()")
     batch_size = N if batch_size is None else min(batch_size, N)
+    counter = OperationCounter(model) if count else contextlib.nullcontext()  # refuses uncountable layers first
     if schedule is None:
         rule_arguments = {"rule": rule, "epsilon": epsilon, "thresholds": thresholds, "steps": steps}
         schedule = default_schedule(model, inputs, batch_size, calibration, **rule_arguments)
@@ -194,7 +195,6 @@ def _predict(model, inputs, epsilon, rule, thresholds, steps, count, batch_size,
         raise InputError(str(error)) from None
     results = {"exit_steps": torch.full((N,), T, dtype=torch.long, device=inputs.device)}
     results.update({name: torch.zeros(N, dtype=torch.long, device=inputs.device) for name in ("predictions", *COUNTS)})
-    counter = OperationCounter(model) if count else contextlib.nullcontext()
     piece = piece_rows(model, inputs, count)
     with torch.no_grad(), streaming(model), counter:
         run(model, Flight(inputs, batch_size, stop_rule, count), counter if count else None, results, left, piece)
