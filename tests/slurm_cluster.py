@@ -71,8 +71,9 @@ class Cluster:
         return done.stdout
 
     def jobs(self) -> list[str]:
-        """The ids of the jobs Slurm holds (queued, running, requeued), as squeue shows them."""
-        return self.run("squeue", "--noheader", "--format=%i").split()
+        """The ids of the jobs Slurm holds (queued, running, requeued), as squeue shows them, one array task
+        per id (`1_0`, `1_1`; without --array, pending tasks show as one `1_[0-1%2]`)."""
+        return self.run("squeue", "--array", "--noheader", "--format=%i").split()
 
 
 def unavailable() -> str | None:
