@@ -22,6 +22,7 @@ from types import SimpleNamespace
 import nbformat
 from jupyter_server.services.contents.filemanager import FileContentsManager
 from nbclient import NotebookClient
+from nbclient.exceptions import CellTimeoutError
 from repository import environment, fresh_copy, git, set_up_clone, snapshot
 
 from aoi import notebook
@@ -42,6 +43,22 @@ def test_nbval_passes_on_a_fresh_copy_and_rebuilds_the_committed_results(tmp_pat
     assert [name for name in committed if rebuilt[name] != committed[name]] == []
 
 
+def executed_notebook(path, env: dict, seconds_per_cell: int = 300):
+    """The notebook at ``path`` run top to bottom in a new kernel. A cell whose reply never comes
+    within ``seconds_per_cell`` (a kernel message lost: seen once in CI, the kernel idle, the client
+    waiting for ever) is a CellTimeoutError; the notebook then runs once more in a fresh kernel."""
+    for attempt in (1, 2):
+        executed = nbformat.read(path, as_version=4)
+        where = {"metadata": {"path": str(path.parent)}}
+        client = NotebookClient(executed, kernel_name="python3", timeout=seconds_per_cell, resources=where)
+        try:
+            client.execute(env=env)
+            return executed
+        except CellTimeoutError:
+            if attempt == 2:
+                raise
+
+
 def test_run_all_and_save_leave_git_clean(tmp_path, monkeypatch):
     repo = fresh_copy(tmp_path / "repo")
     config = set_up_clone(repo)
@@ -54,9 +71,7 @@ def test_run_all_and_save_leave_git_clean(tmp_path, monkeypatch):
     for path in sorted((repo / "notebooks").glob("*.ipynb")):
         compute = path.stem in ("01_train", "02_analyse")  # as under nbval: the smoke profile's first run
         env = {**environment(repo), **({"PYTEST_CURRENT_TEST": "run all"} if compute else {})}  # 06: live widget
-        executed = nbformat.read(path, as_version=4)
-        client = NotebookClient(executed, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
-        client.execute(env=env)
+        executed = executed_notebook(path, env)
         assert executed.cells[-1].execution_count is not None  # it ran
         model = {"type": "notebook", "format": "json", "content": json.loads(nbformat.writes(executed))}
         contents.save(model, f"notebooks/{path.name}")
